@@ -1,0 +1,177 @@
+//! argon2id password hashing on a bounded pool of blocking threads, so that a login flood neither
+//! stalls the async runtime nor grows memory without limit (each hash holds 19 MiB).
+
+use std::fmt;
+use std::sync::Arc;
+
+use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+use tokio::sync::Semaphore;
+use zeroize::Zeroizing;
+
+/// A password in memory: zeroised on drop, hidden from `Debug`.
+pub struct Password(Zeroizing<String>);
+
+impl Password {
+    /// Minimum and maximum accepted lengths in bytes. The maximum keeps a hostile request from
+    /// buying a long hash computation with a megabyte-sized "password".
+    pub const MIN_LEN: usize = 8;
+    pub const MAX_LEN: usize = 1024;
+
+    /// A password as typed at login: any length up to the maximum is checked against the hash.
+    pub fn for_login(raw: String) -> Password {
+        Password(Zeroizing::new(raw))
+    }
+
+    /// A new password: checked against the length policy.
+    pub fn new_checked(raw: String) -> Result<Password, PasswordError> {
+        let len = raw.len();
+        if len < Self::MIN_LEN {
+            return Err(PasswordError::Policy(format!(
+                "a password needs at least {} characters",
+                Self::MIN_LEN
+            )));
+        }
+        if len > Self::MAX_LEN {
+            return Err(PasswordError::Policy(format!(
+                "a password has at most {} bytes",
+                Self::MAX_LEN
+            )));
+        }
+        Ok(Password(Zeroizing::new(raw)))
+    }
+
+    /// Whether nothing was typed.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn bytes(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Password(<hidden>)")
+    }
+}
+
+/// A hashing failure.
+#[derive(Debug, thiserror::Error)]
+pub enum PasswordError {
+    #[error("{0}")]
+    Policy(String),
+    #[error("password hashing failed: {0}")]
+    Hash(String),
+}
+
+/// Hashes and verifies passwords with argon2id, at most `limit` at a time.
+#[derive(Clone)]
+pub struct PasswordHasher {
+    permits: Arc<Semaphore>,
+    /// A real hash of a random password: verifying an unknown user against it costs the same
+    /// time as a wrong password, so timing does not reveal which usernames exist.
+    dummy_hash: Arc<str>,
+}
+
+/// OWASP's argon2id recommendation: 19 MiB, 2 iterations, 1 lane.
+fn argon2() -> Argon2<'static> {
+    // These constants are within argon2's documented bounds, so `Params::new` cannot fail.
+    let params = Params::new(19 * 1024, 2, 1, None).unwrap_or_default();
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+}
+
+fn hash_blocking(password: &[u8]) -> Result<String, PasswordError> {
+    let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
+    argon2()
+        .hash_password(password, &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| PasswordError::Hash(e.to_string()))
+}
+
+fn verify_blocking(password: &[u8], hash: &str) -> bool {
+    match PasswordHash::new(hash) {
+        // The parameters come from the stored hash, so older hashes keep verifying.
+        Ok(parsed) => argon2().verify_password(password, &parsed).is_ok(),
+        Err(_) => false,
+    }
+}
+
+impl PasswordHasher {
+    /// A hasher running at most `limit` argon2 computations at once.
+    pub async fn new(limit: usize) -> Result<PasswordHasher, PasswordError> {
+        let dummy = super::super::store::random_id();
+        let dummy_hash = tokio::task::spawn_blocking(move || hash_blocking(dummy.as_bytes()))
+            .await
+            .map_err(|e| PasswordError::Hash(e.to_string()))??;
+        Ok(PasswordHasher {
+            permits: Arc::new(Semaphore::new(limit.max(1))),
+            dummy_hash: dummy_hash.into(),
+        })
+    }
+
+    /// Hashes a new password (argon2id, random salt), off the async runtime.
+    pub async fn hash(&self, password: Password) -> Result<String, PasswordError> {
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|e| PasswordError::Hash(e.to_string()))?;
+        tokio::task::spawn_blocking(move || hash_blocking(password.bytes()))
+            .await
+            .map_err(|e| PasswordError::Hash(e.to_string()))?
+    }
+
+    /// Checks `password` against `hash`, or against the dummy hash when there is no user, so
+    /// both cases take the same time. Returns `false` for a missing hash.
+    pub async fn verify(&self, password: Password, hash: Option<String>) -> bool {
+        let Ok(_permit) = self.permits.acquire().await else {
+            return false;
+        };
+        let known = hash.is_some();
+        let hash = hash.unwrap_or_else(|| self.dummy_hash.to_string());
+        let ok = tokio::task::spawn_blocking(move || verify_blocking(password.bytes(), &hash))
+            .await
+            .unwrap_or(false);
+        ok && known
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hashes_are_argon2id_with_owasp_parameters() {
+        let hash = hash_blocking(b"correct horse").unwrap();
+        assert!(
+            hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+            "{hash}"
+        );
+        assert!(verify_blocking(b"correct horse", &hash));
+        assert!(!verify_blocking(b"wrong horse", &hash));
+        assert!(!verify_blocking(b"correct horse", "not a hash"));
+    }
+
+    #[test]
+    fn password_policy() {
+        assert!(Password::new_checked("short".into()).is_err());
+        assert!(Password::new_checked("x".repeat(1025)).is_err());
+        assert!(Password::new_checked("long enough".into()).is_ok());
+        assert_eq!(
+            format!("{:?}", Password::for_login("secret".into())),
+            "Password(<hidden>)"
+        );
+    }
+
+    #[tokio::test]
+    async fn unknown_user_never_verifies() {
+        let hasher = PasswordHasher::new(2).await.unwrap();
+        assert!(
+            !hasher
+                .verify(Password::for_login("anything".into()), None)
+                .await
+        );
+    }
+}

@@ -1,0 +1,252 @@
+//! Typed settings, read from `Rocket.toml` and `ROCKET_*` variables through Rocket's figment.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use rocket::figment::Figment;
+use serde::Deserialize;
+
+use crate::keys::Alg;
+
+/// Every setting of the issuer. Defaults match `Rocket.toml`'s `[default]` table so that a figment
+/// without that file still yields a working (embedded, SQLite) configuration.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    /// `iss` of every token and the base of every URL in discovery.
+    pub issuer: String,
+    /// `aud` of every access token.
+    pub audience: String,
+    /// Algorithm of the primary signing key: `ES256` or `RS256`.
+    pub signing_alg: String,
+    /// Modulus size for generated RSA keys: 2048, 3072 or 4096.
+    pub rsa_bits: usize,
+    /// Access-token lifetime in seconds.
+    pub access_token_ttl: i64,
+    /// Folder of the file key store.
+    pub keys_dir: PathBuf,
+    /// `sqlite://PATH` (created if missing).
+    pub database_url: String,
+    /// `Cache-Control: max-age` of the JWKS, in seconds.
+    pub jwks_max_age: u64,
+    /// Scopes any user may ask for with the password grant (besides their own roles).
+    pub user_scopes: Vec<String>,
+    /// `client_id` claim of tokens issued to first-party logins that name no client.
+    pub default_client_id: String,
+    /// Upper bound of concurrent argon2 computations (0: twice the number of cores).
+    pub password_concurrency: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            issuer: "http://127.0.0.1:8000".into(),
+            audience: "stamp".into(),
+            signing_alg: "ES256".into(),
+            rsa_bits: 2048,
+            access_token_ttl: 900,
+            keys_dir: PathBuf::from("keys"),
+            database_url: "sqlite://stamp.db".into(),
+            jwks_max_age: 300,
+            user_scopes: vec!["openid".into(), "profile".into(), "email".into()],
+            default_client_id: "stamp".into(),
+            password_concurrency: 0,
+        }
+    }
+}
+
+/// A setting that cannot be used, named so the operator knows what to fix.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid setting `{setting}`: {reason}")]
+pub struct ConfigError {
+    pub setting: &'static str,
+    pub reason: String,
+}
+
+impl ConfigError {
+    fn new(setting: &'static str, reason: impl fmt::Display) -> Self {
+        ConfigError {
+            setting,
+            reason: reason.to_string(),
+        }
+    }
+}
+
+/// Settings after validation: the only form the rest of the crate sees.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub issuer: String,
+    pub audience: String,
+    pub signing_alg: Alg,
+    pub rsa_bits: usize,
+    pub access_token_ttl: i64,
+    pub keys_dir: PathBuf,
+    pub database_url: String,
+    pub jwks_max_age: u64,
+    pub user_scopes: Vec<String>,
+    pub default_client_id: String,
+    pub password_concurrency: usize,
+}
+
+/// The figment the server and the CLI both read: `Rocket.toml` plus `ROCKET_*` variables.
+pub fn figment() -> Figment {
+    rocket::Config::figment()
+}
+
+impl Config {
+    /// Extracts and validates the settings; the first invalid one is reported by name.
+    pub fn from_figment(figment: &Figment) -> Result<Config, ConfigError> {
+        let raw: Settings = figment.extract().map_err(|e| {
+            let setting = e
+                .path
+                .last()
+                .map(|s| leak_setting_name(s))
+                .unwrap_or("configuration");
+            ConfigError::new(setting, e.kind)
+        })?;
+        raw.validate()
+    }
+}
+
+/// Names a setting from figment's error path. Only known names are returned, so that the
+/// `'static` lifetime of [`ConfigError::setting`] needs no allocation.
+fn leak_setting_name(name: &str) -> &'static str {
+    const KNOWN: &[&str] = &[
+        "issuer",
+        "audience",
+        "signing_alg",
+        "rsa_bits",
+        "access_token_ttl",
+        "keys_dir",
+        "database_url",
+        "jwks_max_age",
+        "user_scopes",
+        "default_client_id",
+        "password_concurrency",
+    ];
+    KNOWN
+        .iter()
+        .find(|k| **k == name)
+        .copied()
+        .unwrap_or("configuration")
+}
+
+impl Settings {
+    /// Parses every setting into its checked form.
+    pub fn validate(self) -> Result<Config, ConfigError> {
+        let issuer = self.issuer.trim_end_matches('/').to_string();
+        if !(issuer.starts_with("https://") || issuer.starts_with("http://")) {
+            return Err(ConfigError::new("issuer", "must be an http(s) URL"));
+        }
+        if self.audience.trim().is_empty() {
+            return Err(ConfigError::new("audience", "must not be empty"));
+        }
+        let signing_alg: Alg = self.signing_alg.parse().map_err(|_| {
+            ConfigError::new(
+                "signing_alg",
+                format!(
+                    "`{}` is not supported (use ES256 or RS256)",
+                    self.signing_alg
+                ),
+            )
+        })?;
+        if ![2048, 3072, 4096].contains(&self.rsa_bits) {
+            return Err(ConfigError::new(
+                "rsa_bits",
+                format!("{} is not allowed (use 2048, 3072 or 4096)", self.rsa_bits),
+            ));
+        }
+        // RFC 9068 tokens are meant to be short-lived; a day is a generous ceiling.
+        if !(1..=86_400).contains(&self.access_token_ttl) {
+            return Err(ConfigError::new(
+                "access_token_ttl",
+                format!(
+                    "{} is out of range (1 to 86400 seconds)",
+                    self.access_token_ttl
+                ),
+            ));
+        }
+        if self.jwks_max_age > 86_400 {
+            return Err(ConfigError::new(
+                "jwks_max_age",
+                "must be at most 86400 seconds",
+            ));
+        }
+        if !self.database_url.starts_with("sqlite:") {
+            return Err(ConfigError::new(
+                "database_url",
+                format!(
+                    "`{}` is not supported (use sqlite://PATH)",
+                    self.database_url
+                ),
+            ));
+        }
+        if self.keys_dir.as_os_str().is_empty() {
+            return Err(ConfigError::new("keys_dir", "must not be empty"));
+        }
+        let password_concurrency = match self.password_concurrency {
+            0 => std::thread::available_parallelism().map_or(2, |n| n.get() * 2),
+            n => n,
+        };
+        Ok(Config {
+            issuer,
+            audience: self.audience,
+            signing_alg,
+            rsa_bits: self.rsa_bits,
+            access_token_ttl: self.access_token_ttl,
+            keys_dir: self.keys_dir,
+            database_url: self.database_url,
+            jwks_max_age: self.jwks_max_age,
+            user_scopes: self.user_scopes,
+            default_client_id: self.default_client_id,
+            password_concurrency,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rocket::figment::providers::Serialized;
+
+    use super::*;
+
+    fn with(key: &str, value: impl serde::Serialize) -> Result<Config, ConfigError> {
+        let figment = Figment::from(Serialized::defaults(Settings::default()))
+            .merge(Serialized::global(key, value));
+        Config::from_figment(&figment)
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let config = Settings::default().validate().unwrap();
+        assert_eq!(config.signing_alg, Alg::Es256);
+        assert_eq!(config.access_token_ttl, 900);
+    }
+
+    #[test]
+    fn unknown_algorithm_names_the_setting() {
+        let err = with("signing_alg", "HS256").unwrap_err();
+        assert_eq!(err.setting, "signing_alg");
+        assert!(err.to_string().contains("HS256"));
+    }
+
+    #[test]
+    fn small_rsa_keys_are_refused() {
+        assert_eq!(with("rsa_bits", 1024).unwrap_err().setting, "rsa_bits");
+        assert!(with("rsa_bits", 3072).is_ok());
+    }
+
+    #[test]
+    fn zero_ttl_is_refused() {
+        assert_eq!(
+            with("access_token_ttl", 0).unwrap_err().setting,
+            "access_token_ttl"
+        );
+    }
+
+    #[test]
+    fn wrongly_typed_value_names_the_setting() {
+        let err = with("rsa_bits", "lots").unwrap_err();
+        assert_eq!(err.setting, "rsa_bits");
+    }
+}

@@ -1,0 +1,173 @@
+//! The one HTTP error type: OAuth 2.0 JSON errors (`{"error","error_description"}`, RFC 6749
+//! §5.2) with the right status, and JSON catchers so that no path answers with HTML.
+
+use rocket::http::{ContentType, Header, Status};
+use rocket::request::Request;
+use rocket::response::{self, Responder, Response};
+use rocket::{Catcher, catch, catchers};
+use serde::Serialize;
+
+use crate::auth::AuthError;
+use crate::store::StoreError;
+use crate::tokens::TokenError;
+
+/// An error answer. 4xx explain what was wrong; 5xx log the cause and say nothing more.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: Status,
+    pub error: &'static str,
+    pub description: String,
+    pub www_authenticate: Option<String>,
+    pub retry_after: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    error: &'a str,
+    error_description: &'a str,
+}
+
+impl ApiError {
+    pub fn new(status: Status, error: &'static str, description: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            error,
+            description: description.into(),
+            www_authenticate: None,
+            retry_after: None,
+        }
+    }
+
+    pub fn invalid_request(description: impl Into<String>) -> ApiError {
+        ApiError::new(Status::BadRequest, "invalid_request", description)
+    }
+
+    pub fn invalid_grant(description: impl Into<String>) -> ApiError {
+        ApiError::new(Status::BadRequest, "invalid_grant", description)
+    }
+
+    pub fn unsupported_grant_type(grant: &str) -> ApiError {
+        ApiError::new(
+            Status::BadRequest,
+            "unsupported_grant_type",
+            format!("grant_type {grant:?} is not supported"),
+        )
+    }
+
+    pub fn invalid_scope(description: impl Into<String>) -> ApiError {
+        ApiError::new(Status::BadRequest, "invalid_scope", description)
+    }
+
+    pub fn unsupported_media_type(expected: &str) -> ApiError {
+        ApiError::new(
+            Status::UnsupportedMediaType,
+            "invalid_request",
+            format!("the body must be {expected}"),
+        )
+    }
+
+    /// A failure that is the server's, not the client's: the cause goes to the log only.
+    pub fn internal(cause: impl std::fmt::Display) -> ApiError {
+        rocket::error!("internal error: {cause}");
+        ApiError::new(
+            Status::InternalServerError,
+            "server_error",
+            "the server could not complete the request",
+        )
+    }
+
+    /// The body for a bare status (catchers).
+    fn for_status(status: Status) -> ApiError {
+        let (error, description) = match status.code {
+            400 => ("invalid_request", "the request is malformed"),
+            401 => ("invalid_token", "authentication is required"),
+            403 => ("insufficient_scope", "the token does not allow this"),
+            404 => ("not_found", "no such resource"),
+            405 => ("invalid_request", "method not allowed"),
+            413 => ("invalid_request", "the request body is too large"),
+            415 => ("invalid_request", "unsupported content type"),
+            422 => (
+                "invalid_request",
+                "the request body does not have the expected fields",
+            ),
+            429 => ("slow_down", "too many requests"),
+            503 => ("temporarily_unavailable", "the server is not ready"),
+            code if code >= 500 => ("server_error", "the server could not complete the request"),
+            _ => ("invalid_request", "the request cannot be served"),
+        };
+        let mut err = ApiError::new(status, error, description);
+        if status.code == 401 {
+            err.www_authenticate = Some("Bearer".into());
+        }
+        err
+    }
+}
+
+impl<'r> Responder<'r, 'static> for ApiError {
+    fn respond_to(self, _req: &'r Request<'_>) -> response::Result<'static> {
+        let body = serde_json::to_string(&Body {
+            error: self.error,
+            error_description: &self.description,
+        })
+        .unwrap_or_else(|_| r#"{"error":"server_error"}"#.to_string());
+        let mut response = Response::build();
+        response
+            .status(self.status)
+            .header(ContentType::JSON)
+            .sized_body(body.len(), std::io::Cursor::new(body))
+            .header(Header::new("Cache-Control", "no-store"));
+        if let Some(challenge) = self.www_authenticate {
+            response.header(Header::new("WWW-Authenticate", challenge));
+        }
+        if let Some(seconds) = self.retry_after {
+            response.header(Header::new("Retry-After", seconds.to_string()));
+        }
+        response.ok()
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> ApiError {
+        match e {
+            AuthError::InvalidGrant => ApiError::invalid_grant("invalid username or password"),
+            AuthError::InvalidScope(scope) => {
+                ApiError::invalid_scope(format!("scope {scope:?} is not allowed"))
+            }
+            AuthError::InvalidRequest(msg) => ApiError::invalid_request(msg),
+            AuthError::Store(e) => e.into(),
+            AuthError::Token(e) => e.into(),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> ApiError {
+        match e {
+            StoreError::Conflict(what) => ApiError::new(
+                Status::Conflict,
+                "invalid_request",
+                format!("{what} already exists"),
+            ),
+            StoreError::NotFound(what) => {
+                ApiError::new(Status::NotFound, "not_found", format!("{what} not found"))
+            }
+            other => ApiError::internal(other),
+        }
+    }
+}
+
+impl From<TokenError> for ApiError {
+    fn from(e: TokenError) -> ApiError {
+        ApiError::internal(e)
+    }
+}
+
+#[catch(default)]
+fn default_catcher(status: Status, _req: &Request<'_>) -> ApiError {
+    ApiError::for_status(status)
+}
+
+/// JSON catchers for every status.
+pub fn catchers() -> Vec<Catcher> {
+    catchers![default_catcher]
+}

@@ -1,0 +1,17 @@
+//! Signing keys: generation, JWK encoding and thumbprints, the published key set, key stores.
+
+mod alg;
+mod file_store;
+mod jwk;
+mod manager;
+mod material;
+mod set;
+mod store;
+
+pub use alg::Alg;
+pub use file_store::FileKeyStore;
+pub use jwk::{PublicJwk, thumbprint};
+pub use manager::{KeyError, KeyManager};
+pub use material::PrivateKey;
+pub use set::{KeySet, LoadedKey};
+pub use store::{KeyMeta, KeyState, KeyStore, KeyStoreError, Manifest, StoredKey};

@@ -1,0 +1,121 @@
+//! What a key store keeps (a manifest of key states and times, one private key per entry) and the
+//! trait every store (file today, SQL for scale-out) implements.
+
+use std::fmt;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use super::Alg;
+
+/// Where a key is in its life (DESIGN.md, "Key lifecycle").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyState {
+    /// Published, signs nothing yet: caches learn it before its first token appears.
+    Next,
+    /// Signs new tokens.
+    Active,
+    /// Signs nothing, stays published until every token it signed has expired.
+    Retired,
+    /// Past its last token's expiry: unpublished, private key deleted.
+    Removed,
+    /// Compromised: unpublished at once.
+    Revoked,
+}
+
+impl KeyState {
+    /// Whether the JWKS lists keys in this state.
+    pub fn is_published(self) -> bool {
+        matches!(self, KeyState::Next | KeyState::Active | KeyState::Retired)
+    }
+
+    /// The lowercase name used in the manifest and the admin API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyState::Next => "next",
+            KeyState::Active => "active",
+            KeyState::Retired => "retired",
+            KeyState::Removed => "removed",
+            KeyState::Revoked => "revoked",
+        }
+    }
+}
+
+impl fmt::Display for KeyState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One manifest entry: everything about a key except its private bytes. Times are Unix seconds.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyMeta {
+    pub kid: String,
+    pub alg: Alg,
+    pub state: KeyState,
+    pub created_at: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub activated_at: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retired_at: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub removed_at: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<i64>,
+}
+
+/// The whole key set's state: replaced as one unit, so a reader sees the old or the new set.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Format version of this document.
+    pub format: u32,
+    /// Incremented by every committed change.
+    pub generation: u64,
+    pub keys: Vec<KeyMeta>,
+}
+
+impl Manifest {
+    pub const FORMAT: u32 = 1;
+}
+
+/// A key read back from a store: its manifest entry and its PKCS#8 PEM.
+pub struct StoredKey {
+    pub meta: KeyMeta,
+    pub pem: Zeroizing<String>,
+    /// Where it came from (a file path, a table row), for error messages.
+    pub origin: String,
+}
+
+/// A key store failure, naming the file or record at fault.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyStoreError {
+    #[error("{origin}: {reason}")]
+    Io { origin: String, reason: String },
+    #[error("{origin} is corrupt: {reason}")]
+    Corrupt { origin: String, reason: String },
+    #[error("invalid setting `keys_dir`: {path} is not a writable directory: {reason}")]
+    Unwritable { path: String, reason: String },
+}
+
+/// Persistent storage for the key set. Implementations make [`KeyStore::commit`] atomic: after a
+/// crash the store holds either the previous manifest or the new one, and every key the manifest
+/// names is readable.
+#[async_trait]
+pub trait KeyStore: Send + Sync + 'static {
+    /// The manifest and the private keys of every published key; `None` for an empty store.
+    async fn load(&self) -> Result<Option<(Manifest, Vec<StoredKey>)>, KeyStoreError>;
+
+    /// Stores the PEMs of `new_keys` (kid, PEM) durably, then replaces the manifest. Private keys
+    /// of keys the manifest marks removed or revoked are deleted afterwards.
+    async fn commit(
+        &self,
+        manifest: &Manifest,
+        new_keys: &[(String, Zeroizing<String>)],
+    ) -> Result<(), KeyStoreError>;
+
+    /// A short description for logs (`file store at keys/`).
+    fn describe(&self) -> String;
+}

@@ -1,0 +1,90 @@
+//! `stamp`: an asymmetric-key JWT access-token issuer. This crate builds the Rocket server (see
+//! [`build`]) and is also the library a Rust service uses to work with the issuer's tokens.
+#![forbid(unsafe_code)]
+
+pub mod auth;
+pub mod clock;
+pub mod config;
+pub mod error;
+pub mod keys;
+pub mod routes;
+pub mod store;
+pub mod tokens;
+
+use std::sync::Arc;
+
+use rocket::figment::Figment;
+use rocket::{Build, Rocket};
+
+use crate::auth::{Authenticator, PasswordError, PasswordHasher};
+use crate::config::{Config, ConfigError};
+use crate::keys::{FileKeyStore, KeyError, KeyManager, KeyStoreError};
+use crate::store::{Store, StoreError};
+
+/// Everything the handlers share, built once at start.
+pub struct App {
+    pub config: Config,
+    pub keys: Arc<KeyManager>,
+    pub store: Arc<dyn Store>,
+    pub passwords: PasswordHasher,
+    pub auth: Authenticator,
+    /// The discovery document, serialised once.
+    pub discovery: Arc<[u8]>,
+    /// `public, max-age=N` for the JWKS and discovery.
+    pub jwks_cache_control: Arc<str>,
+}
+
+/// Why the issuer could not start. Each variant prints as one line naming what to fix.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    KeyStore(#[from] KeyStoreError),
+    #[error(transparent)]
+    Keys(#[from] KeyError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Password(#[from] PasswordError),
+}
+
+impl App {
+    /// Opens the database and the key store (creating keys on first start) for `config`.
+    pub async fn open(config: Config, now: i64) -> Result<App, StartError> {
+        let store = store::open(&config.database_url).await?;
+        let key_store = Arc::new(FileKeyStore::open(&config.keys_dir)?);
+        let keys =
+            Arc::new(KeyManager::open(key_store, config.signing_alg, config.rsa_bits, now).await?);
+        let passwords = PasswordHasher::new(config.password_concurrency).await?;
+        let auth = Authenticator::new(&config, store.clone(), keys.clone(), passwords.clone());
+        let discovery = routes::well_known::discovery_document(&config.issuer).into();
+        let jwks_cache_control = format!("public, max-age={}", config.jwks_max_age).into();
+        Ok(App {
+            config,
+            keys,
+            store,
+            passwords,
+            auth,
+            discovery,
+            jwks_cache_control,
+        })
+    }
+}
+
+/// Builds the issuer from a figment (normally [`config::figment`]): validates the settings, opens
+/// the stores, loads or creates keys, and mounts every route. Errors come back as values, so the
+/// binary prints one line and library users decide for themselves.
+pub async fn build(figment: Figment) -> Result<Rocket<Build>, StartError> {
+    let config = Config::from_figment(&figment)?;
+    let app = App::open(config, clock::now()).await?;
+    rocket::info!("keys: {}", app.keys.describe_store());
+    Ok(rocket::custom(figment)
+        .manage(app)
+        .mount("/", routes::well_known::routes())
+        .mount("/", routes::oauth::routes())
+        .mount("/", routes::login::routes())
+        .mount("/", routes::health::routes())
+        .register("/", error::catchers()))
+}

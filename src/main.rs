@@ -1,0 +1,261 @@
+//! The `stamp` command: `serve` runs the issuer; `users`, `keys` and `token` manage it from the
+//! shell with the same configuration as the server.
+
+use std::io::{BufRead, IsTerminal};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use stamp::auth::{Password, PasswordHasher};
+use stamp::config::{self, Config};
+use stamp::keys::{FileKeyStore, KeyManager};
+use stamp::store::{self, NewUser, Role, Username};
+use stamp::tokens::dangerous;
+use stamp::{StartError, clock};
+
+#[derive(Parser)]
+#[command(
+    name = "stamp",
+    version,
+    about = "Asymmetric-key JWT access-token issuer"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start the issuer (settings: Rocket.toml and ROCKET_* variables).
+    Serve,
+    /// Manage users.
+    Users {
+        #[command(subcommand)]
+        command: UsersCommand,
+    },
+    /// Inspect signing keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Work with tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum UsersCommand {
+    /// Create a user; the password is prompted for (no echo) or read from stdin.
+    Add {
+        name: String,
+        /// Give the user the `admin` role.
+        #[arg(long)]
+        admin: bool,
+        /// A role for the user (repeatable).
+        #[arg(long = "role")]
+        roles: Vec<String>,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List users.
+    List,
+    /// Disable a user: logins fail from now on.
+    Disable { name: String },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// List the keys of the key set with their states.
+    List,
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Print a token's header and claims WITHOUT verifying it.
+    Decode { token: String },
+}
+
+#[derive(Debug, thiserror::Error)]
+enum CliError {
+    #[error(transparent)]
+    Start(#[from] StartError),
+    #[error("{0}")]
+    Usage(String),
+}
+
+impl From<store::StoreError> for CliError {
+    fn from(e: store::StoreError) -> Self {
+        CliError::Start(e.into())
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), CliError> {
+    match cli.command {
+        Command::Serve => serve().await,
+        Command::Users { command } => users(command).await,
+        Command::Keys {
+            command: KeysCommand::List,
+        } => keys_list().await,
+        Command::Token {
+            command: TokenCommand::Decode { token },
+        } => decode(&token),
+    }
+}
+
+async fn serve() -> Result<(), CliError> {
+    let rocket = stamp::build(config::figment()).await?;
+    rocket
+        .launch()
+        .await
+        .map_err(|e| CliError::Usage(format!("server failed: {e}")))?;
+    Ok(())
+}
+
+fn load_config() -> Result<Config, CliError> {
+    Ok(Config::from_figment(&config::figment()).map_err(StartError::from)?)
+}
+
+async fn users(command: UsersCommand) -> Result<(), CliError> {
+    let config = load_config()?;
+    let db = store::open(&config.database_url).await?;
+    let now = clock::now();
+    match command {
+        UsersCommand::Add {
+            name,
+            admin,
+            roles,
+            password_stdin,
+        } => {
+            let username = Username::parse(&name).map_err(CliError::Usage)?;
+            let mut parsed = Vec::new();
+            for role in roles
+                .iter()
+                .map(String::as_str)
+                .chain(admin.then_some("admin"))
+            {
+                let role = Role::parse(role).map_err(CliError::Usage)?;
+                if !parsed.contains(&role) {
+                    parsed.push(role);
+                }
+            }
+            let password = read_new_password(password_stdin)?;
+            let hasher = PasswordHasher::new(1).await.map_err(StartError::from)?;
+            let password_hash = hasher.hash(password).await.map_err(StartError::from)?;
+            let user = db
+                .create_user(
+                    NewUser {
+                        username,
+                        password_hash,
+                        roles: parsed,
+                    },
+                    now,
+                )
+                .await?;
+            println!(
+                "created user {} (id {}, roles [{}])",
+                user.username,
+                user.id,
+                user.roles.join(", ")
+            );
+        }
+        UsersCommand::List => {
+            println!("{:<24} {:<32} {:<9} roles", "id", "username", "state");
+            for user in db.list_users().await? {
+                let state = if user.disabled { "disabled" } else { "enabled" };
+                println!(
+                    "{:<24} {:<32} {:<9} {}",
+                    user.id,
+                    user.username,
+                    state,
+                    user.roles.join(",")
+                );
+            }
+        }
+        UsersCommand::Disable { name } => {
+            let username = Username::parse(&name).map_err(CliError::Usage)?;
+            let user = db.set_disabled(username.as_str(), true, now).await?;
+            println!("disabled user {}", user.username);
+        }
+    }
+    Ok(())
+}
+
+/// A new password from stdin (`--password-stdin`) or an interactive prompt without echo.
+fn read_new_password(from_stdin: bool) -> Result<Password, CliError> {
+    let raw = if from_stdin {
+        let mut line = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .map_err(|e| CliError::Usage(format!("reading stdin: {e}")))?;
+        line.trim_end_matches(['\r', '\n']).to_string()
+    } else if std::io::stdin().is_terminal() {
+        let first =
+            rpassword::prompt_password("password: ").map_err(|e| CliError::Usage(e.to_string()))?;
+        let again =
+            rpassword::prompt_password("again: ").map_err(|e| CliError::Usage(e.to_string()))?;
+        if first != again {
+            return Err(CliError::Usage("the passwords differ".into()));
+        }
+        first
+    } else {
+        return Err(CliError::Usage(
+            "no terminal to prompt on: pass --password-stdin".into(),
+        ));
+    };
+    Password::new_checked(raw).map_err(|e| CliError::Usage(e.to_string()))
+}
+
+async fn keys_list() -> Result<(), CliError> {
+    let config = load_config()?;
+    let store =
+        std::sync::Arc::new(FileKeyStore::open(&config.keys_dir).map_err(StartError::from)?);
+    let manager = KeyManager::open(store, config.signing_alg, config.rsa_bits, clock::now())
+        .await
+        .map_err(StartError::from)?;
+    println!("{:<44} {:<6} {:<8} created", "kid", "alg", "state");
+    for key in &manager.current().manifest().keys {
+        println!(
+            "{:<44} {:<6} {:<8} {}",
+            key.kid, key.alg, key.state, key.created_at
+        );
+    }
+    Ok(())
+}
+
+fn decode(token: &str) -> Result<(), CliError> {
+    let jwt = dangerous::decode_unverified(token)
+        .map_err(|e| CliError::Usage(format!("not a JWT: {e}")))?;
+    eprintln!("WARNING: decoded WITHOUT verifying the signature; do not trust these claims.");
+    let pretty = |v: &serde_json::Value| serde_json::to_string_pretty(v).unwrap_or_default();
+    println!(
+        "header:\n{}\nclaims:\n{}",
+        pretty(&jwt.header),
+        pretty(&jwt.claims)
+    );
+    Ok(())
+}

@@ -1,0 +1,42 @@
+//! Liveness and readiness probes.
+
+use rocket::serde::json::{Json, Value, json};
+use rocket::{Route, State, get, routes};
+
+use crate::App;
+use crate::error::ApiError;
+
+#[get("/health/live")]
+fn live() -> Json<Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+/// Ready when the database answers and a signing key is loaded.
+#[get("/health/ready")]
+async fn ready(app: &State<App>) -> Result<Json<Value>, ApiError> {
+    let unavailable = |what: String| {
+        ApiError::new(
+            rocket::http::Status::ServiceUnavailable,
+            "temporarily_unavailable",
+            what,
+        )
+    };
+    app.store
+        .ping()
+        .await
+        .map_err(|e| unavailable(format!("database: {e}")))?;
+    let keys = app.keys.snapshot();
+    if keys.active(app.config.signing_alg).is_none() {
+        return Err(unavailable(format!(
+            "no active {} key",
+            app.config.signing_alg
+        )));
+    }
+    Ok(Json(
+        json!({ "status": "ready", "keys": keys.keys().len() }),
+    ))
+}
+
+pub fn routes() -> Vec<Route> {
+    routes![live, ready]
+}

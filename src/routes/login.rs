@@ -1,0 +1,51 @@
+//! `POST /login`: JSON `{username, password}` login for first-party apps.
+
+use rocket::serde::json::{self, Json};
+use rocket::{Route, State, post, routes};
+use serde::Deserialize;
+
+use crate::App;
+use crate::auth::{LoginRequest, Password};
+use crate::clock;
+use crate::error::ApiError;
+
+use super::{TokenResponse, json_error};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoginBody {
+    username: String,
+    password: String,
+    #[serde(default)]
+    scope: Option<String>,
+    #[serde(default)]
+    client_id: Option<String>,
+}
+
+#[post("/login", format = "json", data = "<body>")]
+async fn login(
+    app: &State<App>,
+    body: Result<Json<LoginBody>, json::Error<'_>>,
+) -> Result<TokenResponse, ApiError> {
+    let body = body.map_err(json_error)?.into_inner();
+    if body.username.is_empty() {
+        return Err(ApiError::invalid_request("missing field `username`"));
+    }
+    let request = LoginRequest {
+        username: body.username,
+        password: Password::for_login(body.password),
+        scope: body.scope,
+        client_id: body.client_id,
+    };
+    Ok(app.auth.password_grant(request, clock::now()).await?.into())
+}
+
+/// Any other content type: 415, not a 404 for a route that exists.
+#[post("/login", rank = 2)]
+fn login_wrong_type() -> ApiError {
+    ApiError::unsupported_media_type("application/json")
+}
+
+pub fn routes() -> Vec<Route> {
+    routes![login, login_wrong_type]
+}

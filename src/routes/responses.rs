@@ -1,0 +1,77 @@
+//! Response shapes shared by the token endpoint and `/login`, and body-parsing error mapping.
+
+use rocket::form;
+use rocket::http::{Header, Status};
+use rocket::request::Request;
+use rocket::response::{self, Responder, Response};
+use rocket::serde::json;
+use serde::Serialize;
+
+use crate::error::ApiError;
+use crate::tokens::IssuedToken;
+
+/// RFC 6749 §5.1 successful token response, sent with `Cache-Control: no-store`.
+#[derive(Debug, Serialize)]
+pub struct TokenResponse {
+    pub access_token: String,
+    pub token_type: &'static str,
+    pub expires_in: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+}
+
+impl From<IssuedToken> for TokenResponse {
+    fn from(token: IssuedToken) -> TokenResponse {
+        TokenResponse {
+            access_token: token.access_token,
+            token_type: "Bearer",
+            expires_in: token.expires_in,
+            scope: token.claims.scope,
+        }
+    }
+}
+
+impl<'r> Responder<'r, 'static> for TokenResponse {
+    fn respond_to(self, req: &'r Request<'_>) -> response::Result<'static> {
+        Response::build_from(json::Json(self).respond_to(req)?)
+            .header(Header::new("Cache-Control", "no-store"))
+            .header(Header::new("Pragma", "no-cache"))
+            .ok()
+    }
+}
+
+/// Maps a form-parsing failure to 413 (too large) or 400 with the first problem named.
+pub fn form_error(errors: form::Errors<'_>) -> ApiError {
+    if errors.status() == Status::PayloadTooLarge {
+        return ApiError::new(
+            Status::PayloadTooLarge,
+            "invalid_request",
+            "the request body is too large",
+        );
+    }
+    let detail = errors.iter().next().map(|e| match e.name.as_ref() {
+        Some(name) => format!("parameter `{name}`: {e}"),
+        None => e.to_string(),
+    });
+    ApiError::invalid_request(detail.unwrap_or_else(|| "malformed form body".into()))
+}
+
+/// Maps a JSON-parsing failure to 413 (too large), 422 (well-formed, wrong fields) or 400.
+pub fn json_error(error: json::Error<'_>) -> ApiError {
+    match error {
+        json::Error::Io(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => ApiError::new(
+            Status::PayloadTooLarge,
+            "invalid_request",
+            "the request body is too large",
+        ),
+        json::Error::Io(e) => ApiError::invalid_request(format!("could not read the body: {e}")),
+        json::Error::Parse(_, e) if e.classify() == serde_json::error::Category::Data => {
+            ApiError::new(
+                Status::UnprocessableEntity,
+                "invalid_request",
+                format!("unexpected JSON fields: {e}"),
+            )
+        }
+        json::Error::Parse(_, e) => ApiError::invalid_request(format!("malformed JSON: {e}")),
+    }
+}

@@ -1,0 +1,124 @@
+//! `/.well-known/jwks.json` and the discovery documents (RFC 8414, OpenID Connect Discovery).
+//!
+//! The JWKS path takes no lock and touches no database: it clones an `Arc` to bytes serialised
+//! once per key-set change.
+
+use std::io::Cursor;
+use std::sync::Arc;
+
+use rocket::http::{ContentType, Header, Status};
+use rocket::request::{FromRequest, Outcome, Request};
+use rocket::response::{self, Responder, Response};
+use rocket::{Route, State, get, routes};
+
+use crate::App;
+
+/// The `If-None-Match` request header, if any.
+pub struct IfNoneMatch<'r>(Option<&'r str>);
+
+#[rocket::async_trait]
+impl<'r> FromRequest<'r> for IfNoneMatch<'r> {
+    type Error = std::convert::Infallible;
+
+    async fn from_request(req: &'r Request<'_>) -> Outcome<Self, Self::Error> {
+        Outcome::Success(IfNoneMatch(req.headers().get_one("If-None-Match")))
+    }
+}
+
+/// RFC 9110 §13.1.2: `If-None-Match` uses the weak comparison, so `W/"x"` matches `"x"`; `*`
+/// matches any current representation.
+fn etag_matches(header: &str, etag: &str) -> bool {
+    header
+        .split(',')
+        .map(str::trim)
+        .any(|tag| tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == etag)
+}
+
+/// A cacheable, pre-serialised JSON document, or `304` when the client already has it.
+pub struct Cached {
+    body: Option<Arc<[u8]>>,
+    etag: Option<String>,
+    cache_control: Arc<str>,
+}
+
+impl<'r> Responder<'r, 'static> for Cached {
+    fn respond_to(self, _req: &'r Request<'_>) -> response::Result<'static> {
+        let mut response = Response::build();
+        response
+            .header(Header::new("Cache-Control", self.cache_control.to_string()))
+            .header(Header::new("Access-Control-Allow-Origin", "*"));
+        if let Some(etag) = self.etag {
+            response.header(Header::new("ETag", etag));
+        }
+        match self.body {
+            Some(body) => response
+                .header(ContentType::JSON)
+                .sized_body(body.len(), Cursor::new(body)),
+            None => response.status(Status::NotModified),
+        };
+        response.ok()
+    }
+}
+
+#[get("/.well-known/jwks.json")]
+fn jwks(app: &State<App>, if_none_match: IfNoneMatch<'_>) -> Cached {
+    let keys = app.keys.snapshot();
+    let etag = keys.etag();
+    let fresh = if_none_match.0.is_some_and(|h| etag_matches(h, etag));
+    Cached {
+        body: (!fresh).then(|| keys.jwks().clone()),
+        etag: Some(etag.to_string()),
+        cache_control: app.jwks_cache_control.clone(),
+    }
+}
+
+#[get("/.well-known/openid-configuration")]
+fn openid_configuration(app: &State<App>) -> Cached {
+    Cached {
+        body: Some(app.discovery.clone()),
+        etag: None,
+        cache_control: app.jwks_cache_control.clone(),
+    }
+}
+
+#[get("/.well-known/oauth-authorization-server")]
+fn oauth_authorization_server(app: &State<App>) -> Cached {
+    openid_configuration(app)
+}
+
+/// The discovery document, serialised once at start.
+pub fn discovery_document(issuer: &str) -> Vec<u8> {
+    let algs: Vec<&str> = crate::keys::Alg::ALL.iter().map(|a| a.as_str()).collect();
+    let doc = serde_json::json!({
+        "issuer": issuer,
+        "jwks_uri": format!("{issuer}/.well-known/jwks.json"),
+        "token_endpoint": format!("{issuer}/oauth/token"),
+        "grant_types_supported": ["password"],
+        "response_types_supported": ["token"],
+        "token_endpoint_auth_methods_supported": ["none"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": algs,
+        "access_token_signing_alg_values_supported": algs,
+        "scopes_supported": [],
+    });
+    serde_json::to_vec(&doc).unwrap_or_default()
+}
+
+pub fn routes() -> Vec<Route> {
+    routes![jwks, openid_configuration, oauth_authorization_server]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn if_none_match_uses_weak_comparison() {
+        assert!(etag_matches("\"abc\"", "\"abc\""));
+        assert!(etag_matches("W/\"abc\"", "\"abc\""));
+        assert!(etag_matches("\"x\", \"abc\"", "\"abc\""));
+        assert!(etag_matches("*", "\"abc\""));
+        assert!(!etag_matches("\"abd\"", "\"abc\""));
+        assert!(!etag_matches("abc", "\"abc\""));
+    }
+}
