@@ -1,0 +1,440 @@
+//! Interop: the real `stamp` binary on a loopback port, its access tokens verified by two
+//! independent libraries that fetch the JWKS themselves (PyJWT with `cryptography` and its
+//! `PyJWKClient`; the `jose` npm package's `createRemoteJWKSet`), for ES256 and RS256.
+//!
+//! The verifiers are installed by this test into `target/interop/` (a Python venv and an npm
+//! folder), once, and reused by later runs. An installation failure fails the test: it never
+//! skips. All traffic stays on 127.0.0.1.
+
+use std::fs::{self, File};
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tempfile::TempDir;
+
+const PASSWORD: &str = "interop horse battery staple";
+const AUDIENCE: &str = "interop-api";
+
+#[test]
+fn es256_access_token_verifies_with_pyjwt_and_jose() {
+    access_token_verifies_with_independent_libraries("ES256");
+}
+
+#[test]
+fn rs256_access_token_verifies_with_pyjwt_and_jose() {
+    access_token_verifies_with_independent_libraries("RS256");
+}
+
+fn access_token_verifies_with_independent_libraries(alg: &str) {
+    // Arrange: the verifiers, the issuer and a user.
+    let tools = match verifiers() {
+        Ok(tools) => tools,
+        Err(e) => panic!("cannot install the third-party verifiers: {e}"),
+    };
+    let mut issuer = Issuer::start(alg);
+    issuer.add_user("alice");
+    issuer.wait_ready();
+
+    // Act: log in over HTTP.
+    let token = issuer.login("alice");
+
+    // Assert: both libraries accept the token and read the same claims...
+    let jwks_uri = format!("{}/.well-known/jwks.json", issuer.url);
+    for verifier in tools.all() {
+        let out = verifier.run(&jwks_uri, &issuer.url, AUDIENCE, alg, &token);
+        assert!(
+            out.status.success(),
+            "{} rejected a valid {alg} token: {}",
+            verifier.name,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let verified: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(verified["header"]["alg"], alg, "{}", verifier.name);
+        assert_eq!(verified["header"]["typ"], "at+jwt", "{}", verifier.name);
+        assert_eq!(verified["claims"]["iss"], issuer.url.as_str());
+        assert_eq!(verified["claims"]["aud"], AUDIENCE);
+        assert!(
+            verified["claims"]["sub"]
+                .as_str()
+                .is_some_and(|s| !s.is_empty())
+        );
+    }
+
+    // ...and both reject it once one character of the signature is changed, for that reason,
+    // which proves the checks above could have failed.
+    let forged = flip_signature_char(&token);
+    for verifier in tools.all() {
+        let out = verifier.run(&jwks_uri, &issuer.url, AUDIENCE, alg, &forged);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success(),
+            "{} accepted a forged {alg} token",
+            verifier.name
+        );
+        assert!(
+            stderr.contains(verifier.bad_signature),
+            "{} rejected the forged token for another reason: {stderr}",
+            verifier.name
+        );
+    }
+
+    // ...and both reject the genuine token for an audience it was not issued to.
+    for verifier in tools.all() {
+        let out = verifier.run(&jwks_uri, &issuer.url, "another-api", alg, &token);
+        assert!(
+            !out.status.success(),
+            "{} accepted a token for the wrong audience",
+            verifier.name
+        );
+    }
+}
+
+/// Changes one character in the middle of the signature (the last character of a base64url
+/// string may carry only padding bits, so changing it might not change the bytes).
+fn flip_signature_char(token: &str) -> String {
+    let sig_start = token.rfind('.').unwrap() + 1;
+    let at = sig_start + 10;
+    let mut bytes = token.as_bytes().to_vec();
+    bytes[at] = if bytes[at] == b'A' { b'B' } else { b'A' };
+    let forged = String::from_utf8(bytes).unwrap();
+    assert_ne!(forged, token);
+    forged
+}
+
+// ---------------------------------------------------------------------------------------------
+// The issuer process.
+
+/// The real `stamp serve` on a loopback port with its state in a temporary folder; killed on drop.
+struct Issuer {
+    child: Option<Child>,
+    dir: TempDir,
+    port: u16,
+    url: String,
+    alg: String,
+}
+
+impl Issuer {
+    fn start(alg: &str) -> Issuer {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let mut issuer = Issuer {
+            child: None,
+            dir,
+            port,
+            url: format!("http://127.0.0.1:{port}"),
+            alg: alg.to_string(),
+        };
+        let stderr = File::create(issuer.dir.path().join("serve.stderr")).unwrap();
+        let child = issuer
+            .command()
+            .arg("serve")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .unwrap();
+        issuer.child = Some(child);
+        issuer
+    }
+
+    /// `stamp` with this issuer's settings. The shipped `Rocket.toml` is read (ROCKET_CONFIG
+    /// points at the repository's file), so the test runs the real configuration; every setting
+    /// that holds state or addresses is overridden by a `ROCKET_*` variable, and the current
+    /// directory is the temporary folder, so nothing is written into the repository.
+    fn command(&self) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_stamp"));
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("ROCKET_") {
+                cmd.env_remove(name);
+            }
+        }
+        let dir = self.dir.path();
+        cmd.current_dir(dir)
+            .env(
+                "ROCKET_CONFIG",
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("Rocket.toml"),
+            )
+            .env("ROCKET_ADDRESS", "127.0.0.1")
+            .env("ROCKET_PORT", self.port.to_string())
+            .env("ROCKET_ISSUER", &self.url)
+            .env("ROCKET_AUDIENCE", AUDIENCE)
+            .env("ROCKET_KEYS_DIR", dir.join("keys"))
+            .env(
+                "ROCKET_DATABASE_URL",
+                format!("sqlite://{}", dir.join("stamp.db").display()),
+            )
+            .env("ROCKET_SIGNING_ALG", &self.alg)
+            .env("ROCKET_LOG_LEVEL", "off")
+            // Two argon2 computations are plenty for one login and keep memory low.
+            .env("ROCKET_PASSWORD_CONCURRENCY", "2");
+        cmd
+    }
+
+    /// `stamp users add NAME --password-stdin`, as an operator would.
+    fn add_user(&self, name: &str) {
+        let mut child = self
+            .command()
+            .args(["users", "add", name, "--password-stdin"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(format!("{PASSWORD}\n").as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "stamp users add failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Polls `/health/ready` until it answers 200; fails with the server's stderr if it exits.
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!(
+                    "stamp serve exited ({status}): {}",
+                    fs::read_to_string(self.dir.path().join("serve.stderr")).unwrap_or_default()
+                );
+            }
+            if let Ok((200, _)) = http(self.port, "GET", "/health/ready", None, "") {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "stamp serve was not ready within 60 s"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// `POST /oauth/token` with the password grant, form-encoded.
+    fn login(&self, name: &str) -> String {
+        let body = format!(
+            "grant_type=password&username={name}&password={}",
+            PASSWORD.replace(' ', "+")
+        );
+        let (status, body) = http(
+            self.port,
+            "POST",
+            "/oauth/token",
+            Some("application/x-www-form-urlencoded"),
+            &body,
+        )
+        .unwrap();
+        assert_eq!(status, 200, "login failed: {body}");
+        let json: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(json["token_type"], "Bearer");
+        json["access_token"].as_str().unwrap().to_string()
+    }
+}
+
+impl Drop for Issuer {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A port that was free a moment ago (the OS picks it; the listener is closed before use).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A minimal HTTP/1.0 exchange on loopback: HTTP/1.0 makes the server close the connection after
+/// the response and never use chunked encoding, so reading to the end yields the whole body.
+fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    content_type: Option<&str>,
+    body: &str,
+) -> std::io::Result<(u16, String)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut request = format!("{method} {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n");
+    if let Some(ct) = content_type {
+        request.push_str(&format!("Content-Type: {ct}\r\n"));
+    }
+    request.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+    stream.write_all(request.as_bytes())?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("not an HTTP response: {response:?}")))?;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+// ---------------------------------------------------------------------------------------------
+// The third-party verifiers.
+
+/// One installed verifier: how to run it and how it words a bad signature.
+struct Verifier {
+    name: &'static str,
+    program: PathBuf,
+    script: PathBuf,
+    /// A fragment of its rejection message for a signature that does not verify.
+    bad_signature: &'static str,
+}
+
+impl Verifier {
+    fn run(&self, jwks_uri: &str, issuer: &str, audience: &str, alg: &str, token: &str) -> Output {
+        let mut cmd = Command::new(&self.program);
+        // The verifiers must reach the loopback issuer directly, never through a proxy.
+        for var in [
+            "HTTP_PROXY",
+            "http_proxy",
+            "HTTPS_PROXY",
+            "https_proxy",
+            "ALL_PROXY",
+            "all_proxy",
+        ] {
+            cmd.env_remove(var);
+        }
+        cmd.env("NO_PROXY", "127.0.0.1,localhost")
+            .arg(&self.script)
+            .args([jwks_uri, issuer, audience, alg, token])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+}
+
+struct Verifiers {
+    python: Verifier,
+    node: Verifier,
+}
+
+impl Verifiers {
+    fn all(&self) -> [&Verifier; 2] {
+        [&self.python, &self.node]
+    }
+}
+
+/// Installs (first run) or reuses (later runs) PyJWT and jose under `target/interop/`. Tests run
+/// on parallel threads, so the work is done once per process (`OnceLock`) and once across
+/// processes (an exclusive lock on `target/interop/.lock`).
+fn verifiers() -> Result<&'static Verifiers, String> {
+    static VERIFIERS: OnceLock<Result<Verifiers, String>> = OnceLock::new();
+    VERIFIERS
+        .get_or_init(install)
+        .as_ref()
+        .map_err(Clone::clone)
+}
+
+fn install() -> Result<Verifiers, String> {
+    let root = interop_dir();
+    fs::create_dir_all(&root).map_err(|e| format!("create {}: {e}", root.display()))?;
+    let lock = File::create(root.join(".lock")).map_err(|e| format!("lock file: {e}"))?;
+    lock.lock()
+        .map_err(|e| format!("lock {}: {e}", root.display()))?;
+    let scripts = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop");
+
+    // Python: a venv with PyJWT and cryptography (PyJWKClient needs the latter for EC and RSA).
+    let venv = root.join("venv");
+    let python = venv.join("bin/python");
+    let have_pyjwt = |python: &Path| {
+        Command::new(python)
+            .args(["-c", "import jwt, cryptography"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if !have_pyjwt(&python) {
+        run(Command::new("python3").arg("-m").arg("venv").arg(&venv))?;
+        run(Command::new(&python).args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "pyjwt>=2.8,<3",
+            "cryptography",
+        ]))?;
+        if !have_pyjwt(&python) {
+            return Err("PyJWT installed but `import jwt, cryptography` fails".into());
+        }
+    }
+
+    // Node: jose in its own npm folder; the script is copied next to node_modules so that its
+    // `import 'jose'` resolves there (ES modules ignore NODE_PATH).
+    let node_dir = root.join("node");
+    let jose_manifest = node_dir.join("node_modules/jose/package.json");
+    if !jose_manifest.exists() {
+        fs::create_dir_all(&node_dir).map_err(|e| format!("create {}: {e}", node_dir.display()))?;
+        run(Command::new("npm")
+            .arg("install")
+            .arg("--prefix")
+            .arg(&node_dir)
+            .args(["--no-audit", "--no-fund", "--loglevel=error", "jose@6"]))?;
+        if !jose_manifest.exists() {
+            return Err("npm install jose succeeded but node_modules/jose is missing".into());
+        }
+    }
+    let node_script = node_dir.join("verify.mjs");
+    fs::copy(scripts.join("verify.mjs"), &node_script)
+        .map_err(|e| format!("copy verify.mjs: {e}"))?;
+
+    Ok(Verifiers {
+        python: Verifier {
+            name: "PyJWT",
+            program: python,
+            script: scripts.join("verify.py"),
+            bad_signature: "InvalidSignatureError",
+        },
+        node: Verifier {
+            name: "jose",
+            program: PathBuf::from("node"),
+            script: node_script,
+            bad_signature: "ERR_JWS_SIGNATURE_VERIFICATION_FAILED",
+        },
+    })
+}
+
+/// `target/interop`, next to the `target/tmp` cargo gives integration tests.
+fn interop_dir() -> PathBuf {
+    let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    tmp.parent().unwrap_or(tmp).join("interop")
+}
+
+/// Runs an installer command, turning any failure into a message with its output.
+fn run(cmd: &mut Command) -> Result<(), String> {
+    let shown = format!("{cmd:?}");
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("{shown}: cannot start: {e}"))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    Err(format!(
+        "{shown} failed ({}):\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    ))
+}
