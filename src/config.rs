@@ -4,13 +4,13 @@ use std::fmt;
 use std::path::PathBuf;
 
 use rocket::figment::Figment;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::keys::Alg;
 
 /// Every setting of the issuer. Defaults match `Rocket.toml`'s `[default]` table so that a figment
 /// without that file still yields a working (embedded, SQLite) configuration.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default)]
 pub struct Settings {
     /// `iss` of every token and the base of every URL in discovery.

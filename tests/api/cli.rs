@@ -1,0 +1,151 @@
+//! The `stamp` binary: user management, token decoding, and start-up errors as one line.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+use tempfile::TempDir;
+
+const STAMP: &str = env!("CARGO_BIN_EXE_stamp");
+
+/// Runs `stamp ARGS` with its state in `dir`, feeding `stdin`.
+fn stamp(dir: &TempDir, args: &[&str], stdin: &str, extra_env: &[(&str, &str)]) -> Output {
+    let mut child = Command::new(STAMP)
+        .args(args)
+        .env(
+            "ROCKET_DATABASE_URL",
+            format!("sqlite://{}", dir.path().join("stamp.db").display()),
+        )
+        .env("ROCKET_KEYS_DIR", dir.path().join("keys"))
+        .env("ROCKET_LOG_LEVEL", "off")
+        .envs(extra_env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn users_add_list_and_disable() {
+    let dir = tempfile::tempdir().unwrap();
+    let add = stamp(
+        &dir,
+        &[
+            "users",
+            "add",
+            "Alice",
+            "--admin",
+            "--role",
+            "ops",
+            "--password-stdin",
+        ],
+        "a long password\n",
+        &[],
+    );
+    assert!(add.status.success(), "{}", text(&add.stderr));
+    assert!(text(&add.stdout).contains("created user alice"));
+
+    let again = stamp(
+        &dir,
+        &["users", "add", "alice", "--password-stdin"],
+        "a long password\n",
+        &[],
+    );
+    assert!(!again.status.success());
+    assert!(
+        text(&again.stderr).contains("already exists"),
+        "{}",
+        text(&again.stderr)
+    );
+
+    let short = stamp(
+        &dir,
+        &["users", "add", "bob", "--password-stdin"],
+        "short\n",
+        &[],
+    );
+    assert!(!short.status.success());
+    assert!(text(&short.stderr).contains("at least"));
+
+    let list = stamp(&dir, &["users", "list"], "", &[]);
+    let listing = text(&list.stdout);
+    assert!(
+        listing.contains("alice") && listing.contains("enabled") && listing.contains("ops,admin"),
+        "{listing}"
+    );
+    assert!(!listing.contains("argon2"), "no hashes in listings");
+
+    let disable = stamp(&dir, &["users", "disable", "alice"], "", &[]);
+    assert!(disable.status.success(), "{}", text(&disable.stderr));
+    assert!(text(&stamp(&dir, &["users", "list"], "", &[]).stdout).contains("disabled"));
+
+    let missing = stamp(&dir, &["users", "disable", "nobody"], "", &[]);
+    assert!(!missing.status.success());
+    assert!(text(&missing.stderr).contains("not found"));
+}
+
+#[test]
+fn users_add_without_a_terminal_asks_for_password_stdin() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = stamp(&dir, &["users", "add", "alice"], "", &[]);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("--password-stdin"));
+}
+
+#[test]
+fn token_decode_prints_claims_and_warns() {
+    let dir = tempfile::tempdir().unwrap();
+    // {"alg":"ES256","typ":"at+jwt"} . {"sub":"u1","aud":"stamp"} . signature
+    let token = "eyJhbGciOiJFUzI1NiIsInR5cCI6ImF0K2p3dCJ9.eyJzdWIiOiJ1MSIsImF1ZCI6InN0YW1wIn0.c2ln";
+    let out = stamp(&dir, &["token", "decode", token], "", &[]);
+    assert!(out.status.success());
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("\"at+jwt\"") && stdout.contains("\"u1\""),
+        "{stdout}"
+    );
+    assert!(text(&out.stderr).contains("WITHOUT verifying"));
+
+    let bad = stamp(&dir, &["token", "decode", "not-a-jwt"], "", &[]);
+    assert!(!bad.status.success());
+}
+
+#[test]
+fn serve_with_an_invalid_setting_fails_with_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = stamp(&dir, &["serve"], "", &[("ROCKET_SIGNING_ALG", "HS256")]);
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("`signing_alg`") && !stderr.contains("panicked"),
+        "{stderr}"
+    );
+
+    let out = stamp(&dir, &["serve"], "", &[("ROCKET_RSA_BITS", "1024")]);
+    assert!(text(&out.stderr).contains("`rsa_bits`"));
+}
+
+#[test]
+fn keys_list_shows_states_without_private_material() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = stamp(&dir, &["keys", "list"], "", &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("active") && stdout.contains("next") && stdout.contains("ES256"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("PRIVATE KEY"));
+}

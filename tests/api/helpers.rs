@@ -1,0 +1,145 @@
+//! `TestApp`: the real issuer on a fresh SQLite file and key folder, with request helpers.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use rocket::figment::Figment;
+use rocket::figment::providers::Serialized;
+use rocket::http::{ContentType, Status};
+use rocket::local::asynchronous::{Client, LocalResponse};
+use serde_json::Value;
+use stamp::App;
+use stamp::auth::Password;
+use stamp::store::{NewUser, Role, Username};
+use tempfile::TempDir;
+
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// A running issuer (in process) and the folder that holds its state.
+pub struct TestApp {
+    pub client: Client,
+    pub dir: TempDir,
+}
+
+/// The figment a test app starts from: the real `Rocket.toml` and environment, with the state
+/// moved into `dir` and logging off.
+pub fn figment_in(dir: &Path) -> Figment {
+    stamp::config::figment()
+        .merge(Serialized::global("keys_dir", dir.join("keys")))
+        .merge(Serialized::global(
+            "database_url",
+            format!("sqlite://{}", dir.join("stamp.db").display()),
+        ))
+        .merge(Serialized::global("log_level", "off"))
+}
+
+impl TestApp {
+    /// An ES256 issuer with default settings.
+    pub async fn spawn() -> TestApp {
+        TestApp::spawn_with(|f| f).await
+    }
+
+    /// An issuer whose figment `tweak` adjusts (e.g. `signing_alg = RS256`).
+    pub async fn spawn_with(tweak: impl FnOnce(Figment) -> Figment) -> TestApp {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let client = TestApp::start(dir.path(), tweak).await;
+        TestApp { client, dir }
+    }
+
+    /// Starts an issuer on existing state (a restart).
+    pub async fn start(dir: &Path, tweak: impl FnOnce(Figment) -> Figment) -> Client {
+        let rocket = stamp::build(tweak(figment_in(dir)))
+            .await
+            .expect("issuer builds");
+        Client::tracked(rocket).await.expect("valid rocket")
+    }
+
+    pub fn keys_dir(&self) -> PathBuf {
+        self.dir.path().join("keys")
+    }
+
+    pub fn app(&self) -> &App {
+        self.client.rocket().state::<App>().expect("App is managed")
+    }
+
+    /// Creates a user straight through the store (the CLI does the same).
+    pub async fn add_user(&self, name: &str, password: &str, roles: &[&str]) -> stamp::store::User {
+        let app = self.app();
+        let hash = app
+            .passwords
+            .hash(Password::new_checked(password.to_string()).expect("policy"))
+            .await
+            .expect("hash");
+        let user = NewUser {
+            username: Username::parse(name).expect("username"),
+            password_hash: hash,
+            roles: roles
+                .iter()
+                .map(|r| Role::parse(r).expect("role"))
+                .collect(),
+        };
+        app.store
+            .create_user(user, stamp::clock::now())
+            .await
+            .expect("create user")
+    }
+
+    /// `POST /oauth/token` with a form body.
+    pub async fn token_form(&self, body: &str) -> LocalResponse<'_> {
+        self.client
+            .post("/oauth/token")
+            .header(ContentType::Form)
+            .body(body)
+            .dispatch()
+            .await
+    }
+
+    /// A password-grant access token for `user`.
+    pub async fn login(&self, user: &str, password: &str) -> String {
+        let body = format!(
+            "grant_type=password&username={}&password={}",
+            urlencode(user),
+            urlencode(password)
+        );
+        let response = self.token_form(&body).await;
+        assert_eq!(response.status(), Status::Ok, "login of {user} failed");
+        let json: Value = response.into_json().await.expect("json");
+        json["access_token"]
+            .as_str()
+            .expect("access_token")
+            .to_string()
+    }
+
+    pub async fn get_json(&self, path: &str) -> (Status, Value) {
+        let response = self.client.get(path.to_string()).dispatch().await;
+        let status = response.status();
+        (status, response.into_json().await.unwrap_or(Value::Null))
+    }
+}
+
+/// Percent-encodes a form value.
+pub fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Asserts an OAuth JSON error body and returns it.
+pub async fn assert_oauth_error(response: LocalResponse<'_>, status: Status, error: &str) -> Value {
+    assert_eq!(response.status(), status);
+    assert_eq!(response.content_type(), Some(ContentType::JSON));
+    let body: Value = response.into_json().await.expect("JSON error body");
+    assert_eq!(body["error"], error, "body: {body}");
+    assert!(
+        body["error_description"]
+            .as_str()
+            .is_some_and(|d| !d.is_empty()),
+        "error_description missing: {body}"
+    );
+    body
+}

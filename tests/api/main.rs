@@ -1,0 +1,14 @@
+//! The one integration-test binary (each extra binary costs link time on a 2-core CI box).
+//! Modules drive the real Rocket app through `rocket::local::asynchronous::Client`, or the real
+//! `stamp` binary on a loopback port.
+// Tests and their helpers fail by panicking; that is their job.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod helpers;
+
+mod cli;
+mod config;
+mod interop;
+mod jwks;
+mod keys;
+mod login;
