@@ -92,6 +92,21 @@ impl Role {
     }
 }
 
+/// One administrative action, as the audit log keeps it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct AuditEvent {
+    /// Unix seconds.
+    pub at: i64,
+    /// Who: `user:<id>` or `client:<id>` (from the admin token), or `cli`.
+    pub actor: String,
+    /// What: `keys.rotate`, `keys.revoke`, …
+    pub action: String,
+    /// To what: a kid, a user id.
+    pub target: Option<String>,
+    /// Anything else worth keeping (never secrets).
+    pub detail: Option<String>,
+}
+
 /// A storage failure.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -125,6 +140,10 @@ pub trait Store: Send + Sync + 'static {
         disabled: bool,
         now: i64,
     ) -> Result<User, StoreError>;
+    /// Appends to the audit log.
+    async fn record_audit(&self, event: &AuditEvent) -> Result<(), StoreError>;
+    /// The newest `limit` audit entries, newest first.
+    async fn recent_audit(&self, limit: u32) -> Result<Vec<AuditEvent>, StoreError>;
     /// Cheap round trip for readiness checks.
     async fn ping(&self) -> Result<(), StoreError>;
 }
