@@ -36,8 +36,11 @@ fn access_token_verifies_with_independent_libraries(alg: &str) {
         Ok(tools) => tools,
         Err(e) => panic!("cannot install the third-party verifiers: {e}"),
     };
-    let mut issuer = Issuer::start(alg);
+    // The user is added before the server starts: two processes opening a fresh SQLite file at
+    // once would race to run its migrations.
+    let mut issuer = Issuer::new(alg);
     issuer.add_user("alice");
+    issuer.serve();
     issuer.wait_ready();
 
     // Act: log in over HTTP.
@@ -119,18 +122,22 @@ struct Issuer {
 }
 
 impl Issuer {
-    fn start(alg: &str) -> Issuer {
-        let dir = tempfile::tempdir().unwrap();
+    /// The settings and a fresh state folder; nothing runs yet.
+    fn new(alg: &str) -> Issuer {
         let port = free_port();
-        let mut issuer = Issuer {
+        Issuer {
             child: None,
-            dir,
+            dir: tempfile::tempdir().unwrap(),
             port,
             url: format!("http://127.0.0.1:{port}"),
             alg: alg.to_string(),
-        };
-        let stderr = File::create(issuer.dir.path().join("serve.stderr")).unwrap();
-        let child = issuer
+        }
+    }
+
+    /// Starts `stamp serve`; its stderr goes to a file that [`Issuer::wait_ready`] shows on failure.
+    fn serve(&mut self) {
+        let stderr = File::create(self.dir.path().join("serve.stderr")).unwrap();
+        let child = self
             .command()
             .arg("serve")
             .stdin(Stdio::null())
@@ -138,8 +145,7 @@ impl Issuer {
             .stderr(stderr)
             .spawn()
             .unwrap();
-        issuer.child = Some(child);
-        issuer
+        self.child = Some(child);
     }
 
     /// `stamp` with this issuer's settings. The shipped `Rocket.toml` is read (ROCKET_CONFIG
