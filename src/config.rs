@@ -35,6 +35,14 @@ pub struct Settings {
     pub default_client_id: String,
     /// Upper bound of concurrent argon2 computations (0: twice the number of cores).
     pub password_concurrency: usize,
+    /// Scheduled key rotation period in seconds; 0 (default) turns it off.
+    pub rotate_every: i64,
+    /// Margin in seconds added to the JWKS max-age before a next key may sign, and to the token
+    /// lifetime before a retired key is removed (clock skew, propagation to replicas).
+    pub rotation_leeway: i64,
+    /// How often, in seconds, the background task checks the schedule, removes expired retired
+    /// keys and picks up key-set changes made by other processes.
+    pub key_poll_interval: u64,
 }
 
 impl Default for Settings {
@@ -51,6 +59,9 @@ impl Default for Settings {
             user_scopes: vec!["openid".into(), "profile".into(), "email".into()],
             default_client_id: "stamp".into(),
             password_concurrency: 0,
+            rotate_every: 0,
+            rotation_leeway: 60,
+            key_poll_interval: 5,
         }
     }
 }
@@ -86,6 +97,9 @@ pub struct Config {
     pub user_scopes: Vec<String>,
     pub default_client_id: String,
     pub password_concurrency: usize,
+    pub rotate_every: i64,
+    pub rotation_leeway: i64,
+    pub key_poll_interval: u64,
 }
 
 /// The figment the server and the CLI both read: `Rocket.toml` plus `ROCKET_*` variables.
@@ -94,6 +108,17 @@ pub fn figment() -> Figment {
 }
 
 impl Config {
+    /// The key lifecycle timings these settings imply.
+    pub fn lifecycle(&self) -> crate::keys::Lifecycle {
+        crate::keys::Lifecycle {
+            rsa_bits: self.rsa_bits,
+            jwks_max_age: self.jwks_max_age as i64,
+            max_token_ttl: self.access_token_ttl,
+            leeway: self.rotation_leeway,
+            rotate_every: self.rotate_every,
+        }
+    }
+
     /// Extracts and validates the settings; the first invalid one is reported by name.
     pub fn from_figment(figment: &Figment) -> Result<Config, ConfigError> {
         let raw: Settings = figment.extract().map_err(|e| {
@@ -123,6 +148,9 @@ fn leak_setting_name(name: &str) -> &'static str {
         "user_scopes",
         "default_client_id",
         "password_concurrency",
+        "rotate_every",
+        "rotation_leeway",
+        "key_poll_interval",
     ];
     KNOWN
         .iter()
@@ -184,6 +212,32 @@ impl Settings {
         if self.keys_dir.as_os_str().is_empty() {
             return Err(ConfigError::new("keys_dir", "must not be empty"));
         }
+        if self.rotate_every < 0 {
+            return Err(ConfigError::new(
+                "rotate_every",
+                "must be 0 (off) or a number of seconds",
+            ));
+        }
+        if self.rotate_every > 0
+            && self.rotate_every < self.jwks_max_age as i64 + self.rotation_leeway
+        {
+            return Err(ConfigError::new(
+                "rotate_every",
+                "must be at least jwks_max_age + rotation_leeway, so a next key is cached before it signs",
+            ));
+        }
+        if !(0..=86_400).contains(&self.rotation_leeway) {
+            return Err(ConfigError::new(
+                "rotation_leeway",
+                "must be 0 to 86400 seconds",
+            ));
+        }
+        if !(1..=3_600).contains(&self.key_poll_interval) {
+            return Err(ConfigError::new(
+                "key_poll_interval",
+                "must be 1 to 3600 seconds",
+            ));
+        }
         let password_concurrency = match self.password_concurrency {
             0 => std::thread::available_parallelism().map_or(2, |n| n.get() * 2),
             n => n,
@@ -200,6 +254,9 @@ impl Settings {
             user_scopes: self.user_scopes,
             default_client_id: self.default_client_id,
             password_concurrency,
+            rotate_every: self.rotate_every,
+            rotation_leeway: self.rotation_leeway,
+            key_poll_interval: self.key_poll_interval,
         })
     }
 }

@@ -12,7 +12,7 @@ use crate::store::StoreError;
 use crate::tokens::TokenError;
 
 /// An error answer. 4xx explain what was wrong; 5xx log the cause and say nothing more.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct ApiError {
     pub status: Status,
     pub error: &'static str,
@@ -162,9 +162,25 @@ impl From<TokenError> for ApiError {
     }
 }
 
+/// The error a request guard failed with, kept for the catcher: a guard's `Outcome::Error`
+/// carries only a status to the catcher, and the answer should say what was wrong.
+pub struct GuardFailure(Option<ApiError>);
+
+impl ApiError {
+    /// Fails a request guard with this error: the catcher answers with it.
+    pub fn fail_guard<T>(self, req: &Request<'_>) -> rocket::request::Outcome<T, ApiError> {
+        let status = self.status;
+        req.local_cache(|| GuardFailure(Some(self.clone())));
+        rocket::request::Outcome::Error((status, self))
+    }
+}
+
 #[catch(default)]
-fn default_catcher(status: Status, _req: &Request<'_>) -> ApiError {
-    ApiError::for_status(status)
+fn default_catcher(status: Status, req: &Request<'_>) -> ApiError {
+    match &req.local_cache(|| GuardFailure(None)).0 {
+        Some(err) if err.status == status => err.clone(),
+        _ => ApiError::for_status(status),
+    }
 }
 
 /// JSON catchers for every status.

@@ -10,6 +10,7 @@ pub mod keys;
 pub mod routes;
 pub mod store;
 pub mod tokens;
+pub mod verify;
 
 use std::sync::Arc;
 
@@ -55,8 +56,9 @@ impl App {
     pub async fn open(config: Config, now: i64) -> Result<App, StartError> {
         let store = store::open(&config.database_url).await?;
         let key_store = Arc::new(FileKeyStore::open(&config.keys_dir)?);
-        let keys =
-            Arc::new(KeyManager::open(key_store, config.signing_alg, config.rsa_bits, now).await?);
+        let keys = Arc::new(
+            KeyManager::open(key_store, config.signing_alg, config.lifecycle(), now).await?,
+        );
         let passwords = PasswordHasher::new(config.password_concurrency).await?;
         let auth = Authenticator::new(&config, store.clone(), keys.clone(), passwords.clone());
         let discovery = routes::well_known::discovery_document(&config.issuer).into();
@@ -86,5 +88,37 @@ pub async fn build(figment: Figment) -> Result<Rocket<Build>, StartError> {
         .mount("/", routes::oauth::routes())
         .mount("/", routes::login::routes())
         .mount("/", routes::health::routes())
+        .mount("/", routes::admin::routes())
+        .attach(key_upkeep())
         .register("/", error::catchers()))
+}
+
+/// Background key upkeep (DESIGN.md, "Key lifecycle"): every `key_poll_interval` seconds, pick up
+/// key-set changes made elsewhere, remove retired keys whose tokens have expired, and run the
+/// rotation schedule. Stops with the server.
+fn key_upkeep() -> rocket::fairing::AdHoc {
+    rocket::fairing::AdHoc::on_liftoff("key upkeep", |rocket| {
+        Box::pin(async move {
+            let Some(app) = rocket.state::<App>() else {
+                return;
+            };
+            let keys = app.keys.clone();
+            let period = std::time::Duration::from_secs(app.config.key_poll_interval);
+            let mut shutdown = rocket.shutdown();
+            tokio::spawn(async move {
+                let mut interval = tokio::time::interval(period);
+                interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tokio::select! {
+                        _ = &mut shutdown => break,
+                        _ = interval.tick() => {
+                            if let Err(e) = keys.tick(clock::now()).await {
+                                rocket::error!("key upkeep failed: {e}");
+                            }
+                        }
+                    }
+                }
+            });
+        })
+    })
 }

@@ -8,8 +8,8 @@ use clap::{Parser, Subcommand};
 
 use stamp::auth::{Password, PasswordHasher};
 use stamp::config::{self, Config};
-use stamp::keys::{FileKeyStore, KeyManager};
-use stamp::store::{self, NewUser, Role, Username};
+use stamp::keys::{Alg, FileKeyStore, KeyManager, RotateOptions};
+use stamp::store::{self, AuditEvent, NewUser, Role, Username};
 use stamp::tokens::dangerous;
 use stamp::{StartError, clock};
 
@@ -70,6 +70,17 @@ enum UsersCommand {
 enum KeysCommand {
     /// List the keys of the key set with their states.
     List,
+    /// Rotate: promote the published next key, retire the active one, publish a fresh next key.
+    Rotate {
+        /// Algorithm to rotate (default: the configured signing_alg).
+        #[arg(long)]
+        alg: Option<String>,
+        /// Promote the next key even if it has been published for less than max-age + leeway.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Emergency revocation of a compromised key: unpublished at once.
+    Revoke { kid: String },
 }
 
 #[derive(Subcommand)]
@@ -117,9 +128,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Serve => serve().await,
         Command::Users { command } => users(command).await,
-        Command::Keys {
-            command: KeysCommand::List,
-        } => keys_list().await,
+        Command::Keys { command } => keys(command).await,
         Command::Token {
             command: TokenCommand::Decode { token },
         } => decode(&token),
@@ -230,18 +239,60 @@ fn read_new_password(from_stdin: bool) -> Result<Password, CliError> {
     Password::new_checked(raw).map_err(|e| CliError::Usage(e.to_string()))
 }
 
-async fn keys_list() -> Result<(), CliError> {
+/// Key commands work on the store directly; a running server picks the change up within
+/// `key_poll_interval` seconds (the store's generation check keeps both from losing a change).
+async fn keys(command: KeysCommand) -> Result<(), CliError> {
     let config = load_config()?;
     let store =
         std::sync::Arc::new(FileKeyStore::open(&config.keys_dir).map_err(StartError::from)?);
-    let manager = KeyManager::open(store, config.signing_alg, config.rsa_bits, clock::now())
+    let now = clock::now();
+    let manager = KeyManager::open(store, config.signing_alg, config.lifecycle(), now)
         .await
         .map_err(StartError::from)?;
-    println!("{:<44} {:<6} {:<8} created", "kid", "alg", "state");
-    for key in &manager.current().manifest().keys {
+    let (action, target, set) = match command {
+        KeysCommand::List => (None, None, manager.current()),
+        KeysCommand::Rotate { alg, force } => {
+            let alg = match alg {
+                Some(name) => name
+                    .parse::<Alg>()
+                    .map_err(|e| CliError::Usage(e.to_string()))?,
+                None => config.signing_alg,
+            };
+            let set = manager
+                .rotate(RotateOptions { alg, force }, now)
+                .await
+                .map_err(|e| CliError::Usage(e.to_string()))?;
+            let active = set.active(alg).map(|k| k.meta.kid.clone());
+            (Some("keys.rotate"), active, set)
+        }
+        KeysCommand::Revoke { kid } => {
+            let set = manager
+                .revoke(&kid, now)
+                .await
+                .map_err(|e| CliError::Usage(e.to_string()))?;
+            (Some("keys.revoke"), Some(kid), set)
+        }
+    };
+    if let Some(action) = action {
+        let db = store::open(&config.database_url).await?;
+        let event = AuditEvent {
+            at: now,
+            actor: "cli".into(),
+            action: action.into(),
+            target,
+            detail: None,
+        };
+        db.record_audit(&event).await?;
+    }
+    println!(
+        "{:<44} {:<6} {:<8} {:<11} removal",
+        "kid", "alg", "state", "created"
+    );
+    for key in &set.manifest().keys {
+        let removal = key.remove_after.map_or(String::new(), |t| t.to_string());
         println!(
-            "{:<44} {:<6} {:<8} {}",
-            key.kid, key.alg, key.state, key.created_at
+            "{:<44} {:<6} {:<8} {:<11} {}",
+            key.kid, key.alg, key.state, key.created_at, removal
         );
     }
     Ok(())

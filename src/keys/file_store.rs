@@ -111,11 +111,57 @@ impl FileKeyStore {
         Ok(Some((manifest, keys)))
     }
 
+    fn generation_blocking(&self) -> Result<u64, KeyStoreError> {
+        let manifest_path = self.dir.join(MANIFEST);
+        let origin = manifest_path.display().to_string();
+        match fs::read(&manifest_path) {
+            Ok(bytes) => {
+                #[derive(serde::Deserialize)]
+                struct Generation {
+                    generation: u64,
+                }
+                serde_json::from_slice::<Generation>(&bytes)
+                    .map(|g| g.generation)
+                    .map_err(|e| KeyStoreError::Corrupt {
+                        origin,
+                        reason: e.to_string(),
+                    })
+            }
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(0),
+            Err(e) => Err(KeyStoreError::Io {
+                origin,
+                reason: e.to_string(),
+            }),
+        }
+    }
+
     fn commit_blocking(
         &self,
         manifest: &Manifest,
         new_keys: &[(String, Zeroizing<String>)],
     ) -> Result<(), KeyStoreError> {
+        // An exclusive lock on `.lock` serialises writers across processes (the server and the
+        // CLI); the generation check turns a lost update into a clean `Stale` error.
+        let lock_path = self.dir.join(".lock");
+        let lock = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&lock_path)
+            .map_err(|e| KeyStoreError::Io {
+                origin: lock_path.display().to_string(),
+                reason: e.to_string(),
+            })?;
+        lock.lock().map_err(|e| KeyStoreError::Io {
+            origin: lock_path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        let stored = self.generation_blocking()?;
+        let expected = manifest.generation.saturating_sub(1);
+        if stored != expected {
+            return Err(KeyStoreError::Stale { stored, expected });
+        }
         let mut writes = 0usize;
         for (kid, pem) in new_keys {
             if !is_safe_kid(kid) {
@@ -204,6 +250,16 @@ impl KeyStore for FileKeyStore {
             })?
     }
 
+    async fn generation(&self) -> Result<u64, KeyStoreError> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || this.generation_blocking())
+            .await
+            .map_err(|e| KeyStoreError::Io {
+                origin: this_dir(&self.dir),
+                reason: e.to_string(),
+            })?
+    }
+
     async fn commit(
         &self,
         manifest: &Manifest,
@@ -242,6 +298,7 @@ mod tests {
             created_at: 1,
             activated_at: Some(1),
             retired_at: None,
+            remove_after: None,
             removed_at: None,
             revoked_at: None,
         }
@@ -293,6 +350,32 @@ mod tests {
                 .is_err()
         );
         assert_eq!(store.load_blocking().unwrap().unwrap().0, first);
+    }
+
+    #[test]
+    fn a_commit_on_a_stale_generation_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileKeyStore::open(dir.path()).unwrap();
+        let first = Manifest {
+            format: Manifest::FORMAT,
+            generation: 1,
+            keys: vec![meta("one")],
+        };
+        store
+            .commit_blocking(&first, &[("one".into(), Zeroizing::new("1".into()))])
+            .unwrap();
+        let stale = Manifest {
+            generation: 1,
+            ..first.clone()
+        };
+        assert!(matches!(
+            store.commit_blocking(&stale, &[]),
+            Err(KeyStoreError::Stale {
+                stored: 1,
+                expected: 0
+            })
+        ));
+        assert_eq!(store.generation_blocking().unwrap(), 1);
     }
 
     #[test]

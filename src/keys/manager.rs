@@ -1,5 +1,8 @@
 //! The key manager: owns the current [`KeySet`] snapshot, bootstraps an empty store, and applies
-//! key-set changes through the store, one at a time.
+//! the lifecycle (DESIGN.md, "Key lifecycle"): `next` → `active` → `retired` → `removed`, and
+//! `revoked`. Every change is read-modify-commit against the store under one lock, and the store
+//! refuses a commit on a stale generation, so concurrent writers (another process, a replica)
+//! cannot lose each other's changes.
 
 use std::sync::Arc;
 
@@ -26,15 +29,47 @@ pub enum KeyError {
     UnknownKid(String),
     #[error("no {0} key is active")]
     NoActiveKey(Alg),
+    /// The `next` key has not been published long enough for caches to have it.
+    #[error(
+        "the next {alg} key has been published for less than the JWKS max-age plus leeway; \
+         rotation is allowed from {allowed_at} (unix time), or pass force"
+    )]
+    TooEarly { alg: Alg, allowed_at: i64 },
+    #[error("key {kid} is already {state}")]
+    NotPublished { kid: String, state: KeyState },
+}
+
+/// Timing rules of the lifecycle, from the configuration.
+#[derive(Clone, Copy, Debug)]
+pub struct Lifecycle {
+    /// RSA modulus size for generated keys.
+    pub rsa_bits: usize,
+    /// The JWKS `max-age`: a `next` key must be published at least this long (plus leeway)
+    /// before it signs.
+    pub jwks_max_age: i64,
+    /// The longest access-token lifetime: a retired key stays published this long (plus leeway).
+    pub max_token_ttl: i64,
+    /// Clock skew and propagation margin added to both waits.
+    pub leeway: i64,
+    /// Scheduled rotation period in seconds; 0 turns the schedule off.
+    pub rotate_every: i64,
+}
+
+/// What a rotation asks for.
+#[derive(Clone, Copy, Debug)]
+pub struct RotateOptions {
+    pub alg: Alg,
+    /// Promote the published `next` key even if it is younger than max-age plus leeway.
+    pub force: bool,
 }
 
 /// Shared owner of the key set.
 pub struct KeyManager {
     current: ArcSwap<KeySet>,
     store: Arc<dyn KeyStore>,
-    /// Serialises key-set changes: read-modify-commit must not interleave.
+    /// Serialises key-set changes within this process.
     write: tokio::sync::Mutex<()>,
-    rsa_bits: usize,
+    lifecycle: Lifecycle,
 }
 
 impl KeyManager {
@@ -43,37 +78,15 @@ impl KeyManager {
     pub async fn open(
         store: Arc<dyn KeyStore>,
         signing_alg: Alg,
-        rsa_bits: usize,
+        lifecycle: Lifecycle,
         now: i64,
     ) -> Result<KeyManager, KeyError> {
-        let (manifest, stored) = store.load().await?.unwrap_or_else(|| {
-            (
-                Manifest {
-                    format: Manifest::FORMAT,
-                    generation: 0,
-                    keys: Vec::new(),
-                },
-                Vec::new(),
-            )
-        });
-        let mut parsed = Vec::with_capacity(stored.len());
-        for key in stored {
-            let private = PrivateKey::from_pkcs8_pem(key.meta.alg, &key.pem).map_err(|e| {
-                KeyError::Corrupt {
-                    origin: key.origin.clone(),
-                    reason: e.to_string(),
-                }
-            })?;
-            parsed.push((key.meta, Arc::new(private), key.origin));
-        }
-        let set = tokio::task::spawn_blocking(move || KeySet::build(manifest, parsed))
-            .await
-            .map_err(|e| KeyError::Generate(e.to_string()))??;
+        let set = load_set(store.as_ref()).await?;
         let manager = KeyManager {
             current: ArcSwap::from_pointee(set),
             store,
             write: tokio::sync::Mutex::new(()),
-            rsa_bits,
+            lifecycle,
         };
         manager.ensure_keys(signing_alg, now).await?;
         Ok(manager)
@@ -94,9 +107,35 @@ impl KeyManager {
         self.store.describe()
     }
 
+    /// The lifecycle timings in force.
+    pub fn lifecycle(&self) -> Lifecycle {
+        self.lifecycle
+    }
+
+    /// Re-reads the store if another writer changed it; returns whether the snapshot changed.
+    pub async fn reload_if_changed(&self) -> Result<bool, KeyError> {
+        let stored = self.store.generation().await?;
+        if stored == self.current().manifest().generation {
+            return Ok(false);
+        }
+        let _guard = self.write.lock().await;
+        self.reload_locked().await
+    }
+
+    async fn reload_locked(&self) -> Result<bool, KeyError> {
+        let stored = self.store.generation().await?;
+        if stored == self.current().manifest().generation {
+            return Ok(false);
+        }
+        let set = load_set(self.store.as_ref()).await?;
+        self.current.store(Arc::new(set));
+        Ok(true)
+    }
+
     /// Makes sure `alg` has an active and a next key, generating what is missing.
     pub async fn ensure_keys(&self, alg: Alg, now: i64) -> Result<Arc<KeySet>, KeyError> {
         let _guard = self.write.lock().await;
+        self.reload_locked().await?;
         let set = self.current();
         let has = |state| {
             set.manifest()
@@ -129,18 +168,43 @@ impl KeyManager {
         self.commit(manifest, fresh).await
     }
 
-    /// Routine rotation for `alg`: next → active, active → retired, a fresh next.
-    pub async fn rotate(&self, alg: Alg, now: i64) -> Result<Arc<KeySet>, KeyError> {
+    /// Rotation for `alg`: the published `next` key becomes `active`, the old active key is
+    /// `retired`, a fresh `next` key is published. Refused with [`KeyError::TooEarly`] while the
+    /// next key is younger than max-age plus leeway, unless `force`. For an algorithm with no
+    /// next key yet, only publishes one.
+    pub async fn rotate(&self, options: RotateOptions, now: i64) -> Result<Arc<KeySet>, KeyError> {
+        // Generate before taking the lock: an RSA-4096 key takes seconds and must not hold up
+        // other key-set changes (the JWKS never waits on this lock anyway).
+        let (fresh_meta, fresh_key) = self.generate(options.alg, now).await?;
         let _guard = self.write.lock().await;
-        let set = self.current();
-        let mut manifest = set.manifest().clone();
-        let (meta, key) = self.generate(alg, now).await?;
+        self.reload_locked().await?;
+        let mut manifest = self.current().manifest().clone();
+        let alg = options.alg;
+        let Some(next) = manifest
+            .keys
+            .iter()
+            .find(|k| k.alg == alg && k.state == KeyState::Next)
+        else {
+            // Nothing published to promote (a new algorithm): publish a next key only. It signs
+            // after the next rotation, once caches have had time to learn it.
+            manifest.keys.push(fresh_meta.clone());
+            sweep(&mut manifest, now);
+            return self
+                .commit(manifest, vec![(fresh_meta, Arc::new(fresh_key))])
+                .await;
+        };
+        let allowed_at = self.promotion_allowed_at(next);
+        if !options.force && now < allowed_at {
+            return Err(KeyError::TooEarly { alg, allowed_at });
+        }
+        let remove_after = now + self.lifecycle.max_token_ttl + self.lifecycle.leeway;
         let mut promoted = false;
         for entry in manifest.keys.iter_mut().filter(|k| k.alg == alg) {
             match entry.state {
                 KeyState::Active => {
                     entry.state = KeyState::Retired;
                     entry.retired_at = Some(now);
+                    entry.remove_after = Some(remove_after);
                 }
                 KeyState::Next if !promoted => {
                     entry.state = KeyState::Active;
@@ -150,22 +214,158 @@ impl KeyManager {
                 _ => {}
             }
         }
-        let mut meta = KeyMeta {
-            state: KeyState::Next,
-            ..meta
-        };
-        if !promoted {
-            // No pre-published key to promote (should not happen): the fresh key must sign.
-            meta.state = KeyState::Active;
-            meta.activated_at = Some(now);
-        }
+        let meta = fresh_meta;
         manifest.keys.push(meta.clone());
-        self.commit(manifest, vec![(meta, Arc::new(key))]).await
+        sweep(&mut manifest, now);
+        self.commit(manifest, vec![(meta, Arc::new(fresh_key))])
+            .await
+    }
+
+    /// Emergency revocation of a compromised key: it leaves the JWKS at once, and if it was the
+    /// active key the already-published next key takes over; a fresh next key is generated in
+    /// either case where one is missing.
+    pub async fn revoke(&self, kid: &str, now: i64) -> Result<Arc<KeySet>, KeyError> {
+        let alg = self
+            .current()
+            .manifest()
+            .keys
+            .iter()
+            .find(|k| k.kid == kid)
+            .map(|k| k.alg);
+        let Some(alg) = alg else {
+            return Err(KeyError::UnknownKid(kid.to_string()));
+        };
+        let (fresh_meta, fresh_key) = self.generate(alg, now).await?;
+        let _guard = self.write.lock().await;
+        self.reload_locked().await?;
+        let mut manifest = self.current().manifest().clone();
+        let Some(entry) = manifest.keys.iter_mut().find(|k| k.kid == kid) else {
+            return Err(KeyError::UnknownKid(kid.to_string()));
+        };
+        if !entry.state.is_published() {
+            return Err(KeyError::NotPublished {
+                kid: kid.to_string(),
+                state: entry.state,
+            });
+        }
+        let was = entry.state;
+        entry.state = KeyState::Revoked;
+        entry.revoked_at = Some(now);
+        let mut fresh = Vec::new();
+        if was == KeyState::Active || was == KeyState::Next {
+            if was == KeyState::Active
+                && let Some(next) = manifest
+                    .keys
+                    .iter_mut()
+                    .find(|k| k.alg == alg && k.state == KeyState::Next)
+            {
+                next.state = KeyState::Active;
+                next.activated_at = Some(now);
+            }
+            let has_active = manifest
+                .keys
+                .iter()
+                .any(|k| k.alg == alg && k.state == KeyState::Active);
+            let meta = if has_active {
+                fresh_meta
+            } else {
+                KeyMeta {
+                    state: KeyState::Active,
+                    activated_at: Some(now),
+                    ..fresh_meta
+                }
+            };
+            manifest.keys.push(meta.clone());
+            fresh.push((meta, Arc::new(fresh_key)));
+        }
+        self.commit(manifest, fresh).await
+    }
+
+    /// Moves retired keys whose last token has expired to `removed`. Returns whether anything
+    /// changed (the JWKS then gets a new ETag).
+    pub async fn sweep(&self, now: i64) -> Result<bool, KeyError> {
+        let due = |m: &Manifest| {
+            m.keys
+                .iter()
+                .any(|k| k.state == KeyState::Retired && k.remove_after.is_some_and(|t| t <= now))
+        };
+        if !due(self.current().manifest()) {
+            return Ok(false);
+        }
+        let _guard = self.write.lock().await;
+        self.reload_locked().await?;
+        let mut manifest = self.current().manifest().clone();
+        if !sweep(&mut manifest, now) {
+            return Ok(false);
+        }
+        self.commit(manifest, Vec::new()).await?;
+        Ok(true)
+    }
+
+    /// The scheduled rotation, if one is due for `alg` at `now`: the active key is older than
+    /// `rotate_every` and the next key has been published long enough. Returns whether it rotated.
+    pub async fn rotate_if_due(&self, alg: Alg, now: i64) -> Result<bool, KeyError> {
+        match self.next_scheduled_rotation(alg) {
+            Some(at) if at <= now => {
+                match self.rotate(RotateOptions { alg, force: false }, now).await {
+                    Ok(_) => Ok(true),
+                    // Another writer (a replica, the CLI) rotated first: nothing left to do.
+                    Err(KeyError::TooEarly { .. })
+                    | Err(KeyError::Store(KeyStoreError::Stale { .. })) => Ok(false),
+                    Err(e) => Err(e),
+                }
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// When the schedule will next promote a key of `alg`, if the schedule is on.
+    pub fn next_scheduled_rotation(&self, alg: Alg) -> Option<i64> {
+        if self.lifecycle.rotate_every <= 0 {
+            return None;
+        }
+        let set = self.current();
+        let keys = &set.manifest().keys;
+        let active = keys
+            .iter()
+            .find(|k| k.alg == alg && k.state == KeyState::Active)?;
+        let due = active.activated_at.unwrap_or(active.created_at) + self.lifecycle.rotate_every;
+        let ready = keys
+            .iter()
+            .find(|k| k.alg == alg && k.state == KeyState::Next)
+            .map_or(due, |next| self.promotion_allowed_at(next));
+        Some(due.max(ready))
+    }
+
+    /// The `max-age` the JWKS may be cached for at `now`: the configured value, shortened so that
+    /// no cache outlives the next scheduled promotion of any algorithm.
+    pub fn jwks_max_age(&self, now: i64) -> i64 {
+        Alg::ALL
+            .iter()
+            .filter_map(|alg| self.next_scheduled_rotation(*alg))
+            .map(|at| (at - now).max(0))
+            .fold(self.lifecycle.jwks_max_age, i64::min)
+    }
+
+    /// One round of background upkeep: pick up other writers' changes, remove retired keys
+    /// whose tokens have all expired, and run scheduled rotations that are due.
+    pub async fn tick(&self, now: i64) -> Result<(), KeyError> {
+        self.reload_if_changed().await?;
+        self.sweep(now).await?;
+        for alg in Alg::ALL {
+            self.rotate_if_due(alg, now).await?;
+        }
+        Ok(())
+    }
+
+    /// A next key may sign once it has been published for max-age plus leeway.
+    fn promotion_allowed_at(&self, next: &KeyMeta) -> i64 {
+        next.created_at + self.lifecycle.jwks_max_age + self.lifecycle.leeway
     }
 
     /// Generates a key off the async runtime and describes it.
     async fn generate(&self, alg: Alg, now: i64) -> Result<(KeyMeta, PrivateKey), KeyError> {
-        let bits = self.rsa_bits;
+        let bits = self.lifecycle.rsa_bits;
         let key = tokio::task::spawn_blocking(move || PrivateKey::generate(alg, bits))
             .await
             .map_err(|e| KeyError::Generate(e.to_string()))?
@@ -177,6 +377,7 @@ impl KeyManager {
             created_at: now,
             activated_at: None,
             retired_at: None,
+            remove_after: None,
             removed_at: None,
             revoked_at: None,
         };
@@ -218,5 +419,82 @@ impl KeyManager {
         let set = Arc::new(set);
         self.current.store(set.clone());
         Ok(set)
+    }
+}
+
+/// Marks retired keys past their `remove_after` as removed; returns whether any was.
+fn sweep(manifest: &mut Manifest, now: i64) -> bool {
+    let mut changed = false;
+    for key in manifest.keys.iter_mut() {
+        if key.state == KeyState::Retired && key.remove_after.is_some_and(|t| t <= now) {
+            key.state = KeyState::Removed;
+            key.removed_at = Some(now);
+            changed = true;
+        }
+    }
+    changed
+}
+
+/// Reads and parses the stored key set (an empty set for an empty store).
+async fn load_set(store: &dyn KeyStore) -> Result<KeySet, KeyError> {
+    let (manifest, stored) = store.load().await?.unwrap_or_else(|| {
+        (
+            Manifest {
+                format: Manifest::FORMAT,
+                generation: 0,
+                keys: Vec::new(),
+            },
+            Vec::new(),
+        )
+    });
+    let mut parsed = Vec::with_capacity(stored.len());
+    for key in stored {
+        let private =
+            PrivateKey::from_pkcs8_pem(key.meta.alg, &key.pem).map_err(|e| KeyError::Corrupt {
+                origin: key.origin.clone(),
+                reason: e.to_string(),
+            })?;
+        parsed.push((key.meta, Arc::new(private), key.origin));
+    }
+    tokio::task::spawn_blocking(move || KeySet::build(manifest, parsed))
+        .await
+        .map_err(|e| KeyError::Generate(e.to_string()))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(kid: &str, state: KeyState, remove_after: Option<i64>) -> KeyMeta {
+        KeyMeta {
+            kid: kid.into(),
+            alg: Alg::Es256,
+            state,
+            created_at: 0,
+            activated_at: None,
+            retired_at: None,
+            remove_after,
+            removed_at: None,
+            revoked_at: None,
+        }
+    }
+
+    #[test]
+    fn sweep_removes_only_retired_keys_past_their_last_token() {
+        let mut manifest = Manifest {
+            format: Manifest::FORMAT,
+            generation: 1,
+            keys: vec![
+                meta("due", KeyState::Retired, Some(100)),
+                meta("live", KeyState::Retired, Some(101)),
+                meta("active", KeyState::Active, None),
+            ],
+        };
+        assert!(sweep(&mut manifest, 100));
+        assert_eq!(manifest.keys[0].state, KeyState::Removed);
+        assert_eq!(manifest.keys[0].removed_at, Some(100));
+        assert_eq!(manifest.keys[1].state, KeyState::Retired);
+        assert_eq!(manifest.keys[2].state, KeyState::Active);
+        assert!(!sweep(&mut manifest, 100), "nothing more to do");
     }
 }

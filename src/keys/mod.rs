@@ -11,7 +11,7 @@ mod store;
 pub use alg::Alg;
 pub use file_store::FileKeyStore;
 pub use jwk::{PublicJwk, thumbprint};
-pub use manager::{KeyError, KeyManager};
+pub use manager::{KeyError, KeyManager, Lifecycle, RotateOptions};
 pub use material::PrivateKey;
 pub use set::{KeySet, LoadedKey};
 pub use store::{KeyMeta, KeyState, KeyStore, KeyStoreError, Manifest, StoredKey};

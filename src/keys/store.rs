@@ -60,6 +60,10 @@ pub struct KeyMeta {
     pub activated_at: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retired_at: Option<i64>,
+    /// Computed when the key is retired: its retirement plus the longest access-token lifetime
+    /// then in force plus leeway. After it, no token the key signed is live.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remove_after: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub removed_at: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -98,6 +102,9 @@ pub enum KeyStoreError {
     Corrupt { origin: String, reason: String },
     #[error("invalid setting `keys_dir`: {path} is not a writable directory: {reason}")]
     Unwritable { path: String, reason: String },
+    /// Someone else (another process, a replica) changed the key set since it was read.
+    #[error("the key set changed concurrently (stored generation {stored}, expected {expected})")]
+    Stale { stored: u64, expected: u64 },
 }
 
 /// Persistent storage for the key set. Implementations make [`KeyStore::commit`] atomic: after a
@@ -108,8 +115,13 @@ pub trait KeyStore: Send + Sync + 'static {
     /// The manifest and the private keys of every published key; `None` for an empty store.
     async fn load(&self) -> Result<Option<(Manifest, Vec<StoredKey>)>, KeyStoreError>;
 
-    /// Stores the PEMs of `new_keys` (kid, PEM) durably, then replaces the manifest. Private keys
-    /// of keys the manifest marks removed or revoked are deleted afterwards.
+    /// The generation of the stored manifest (0 for an empty store): a cheap change check.
+    async fn generation(&self) -> Result<u64, KeyStoreError>;
+
+    /// Stores the PEMs of `new_keys` (kid, PEM) durably, then replaces the manifest, provided the
+    /// stored generation is still `manifest.generation - 1` (else [`KeyStoreError::Stale`]): an
+    /// optimistic lock that also holds across processes. Private keys of keys the manifest marks
+    /// removed or revoked are deleted afterwards.
     async fn commit(
         &self,
         manifest: &Manifest,

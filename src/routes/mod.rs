@@ -1,6 +1,8 @@
 //! Thin HTTP handlers: parse, call the domain, map the result. Nothing here knows how keys are
 //! stored or tokens are built.
 
+pub mod admin;
+pub mod guards;
 pub mod health;
 pub mod login;
 pub mod oauth;

@@ -65,10 +65,21 @@ fn jwks(app: &State<App>, if_none_match: IfNoneMatch<'_>) -> Cached {
     let keys = app.keys.snapshot();
     let etag = keys.etag();
     let fresh = if_none_match.0.is_some_and(|h| etag_matches(h, etag));
+    // With the rotation schedule on, max-age is shortened so no cache outlives the next
+    // promotion; otherwise the pre-formatted header is reused.
+    let cache_control = if app.config.rotate_every > 0 {
+        format!(
+            "public, max-age={}",
+            app.keys.jwks_max_age(crate::clock::now())
+        )
+        .into()
+    } else {
+        app.jwks_cache_control.clone()
+    };
     Cached {
         body: (!fresh).then(|| keys.jwks().clone()),
         etag: Some(etag.to_string()),
-        cache_control: app.jwks_cache_control.clone(),
+        cache_control,
     }
 }
 

@@ -220,6 +220,7 @@ mod tests {
             created_at: 0,
             activated_at: Some(0),
             retired_at: None,
+            remove_after: None,
             removed_at: None,
             revoked_at: None,
         };

@@ -143,3 +143,81 @@ pub async fn assert_oauth_error(response: LocalResponse<'_>, status: Status, err
     );
     body
 }
+
+impl TestApp {
+    /// An access token for a new user with the `admin` role.
+    pub async fn admin_token(&self) -> String {
+        self.add_user("root", PASSWORD, &["admin"]).await;
+        self.login("root", PASSWORD).await
+    }
+
+    /// Sends `method path` with a bearer token and an optional JSON body.
+    pub async fn admin_call(
+        &self,
+        method: rocket::http::Method,
+        path: &str,
+        token: &str,
+        body: Option<&str>,
+    ) -> LocalResponse<'_> {
+        let mut request =
+            self.client
+                .req(method, path.to_string())
+                .header(rocket::http::Header::new(
+                    "Authorization",
+                    format!("Bearer {token}"),
+                ));
+        if let Some(body) = body {
+            request = request.header(ContentType::JSON).body(body);
+        }
+        request.dispatch().await
+    }
+
+    /// The kids the JWKS publishes now.
+    pub async fn published_kids(&self) -> Vec<String> {
+        let (_, jwks) = self.get_json("/.well-known/jwks.json").await;
+        jwks["keys"]
+            .as_array()
+            .expect("keys")
+            .iter()
+            .map(|k| k["kid"].as_str().expect("kid").to_string())
+            .collect()
+    }
+
+    /// The kid of the active key of `alg`.
+    pub fn active_kid(&self, alg: stamp::keys::Alg) -> String {
+        self.app()
+            .keys
+            .current()
+            .active(alg)
+            .expect("active key")
+            .meta
+            .kid
+            .clone()
+    }
+
+    /// Verifies `token` as a resource server would: JWK looked up by `kid` in the JWKS.
+    pub async fn verify_with_jwks(&self, token: &str) -> Result<Value, String> {
+        let header = jsonwebtoken::decode_header(token).map_err(|e| e.to_string())?;
+        let (_, jwks) = self.get_json("/.well-known/jwks.json").await;
+        let set: jsonwebtoken::jwk::JwkSet =
+            serde_json::from_value(jwks).map_err(|e| e.to_string())?;
+        let kid = header.kid.ok_or("no kid")?;
+        let jwk = set
+            .find(&kid)
+            .ok_or_else(|| format!("kid {kid} is not published"))?;
+        let key = jsonwebtoken::DecodingKey::from_jwk(jwk).map_err(|e| e.to_string())?;
+        let mut validation = jsonwebtoken::Validation::new(header.alg);
+        validation.set_issuer(&["http://127.0.0.1:8000"]);
+        validation.set_audience(&["stamp"]);
+        jsonwebtoken::decode::<Value>(token, &key, &validation)
+            .map(|d| d.claims)
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// Settings that let a test rotate without waiting: no cache time, no leeway.
+pub fn no_waits(figment: Figment) -> Figment {
+    figment
+        .merge(Serialized::global("jwks_max_age", 0))
+        .merge(Serialized::global("rotation_leeway", 0))
+}

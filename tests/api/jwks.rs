@@ -157,7 +157,13 @@ async fn etag_changes_when_the_key_set_changes() {
 
     app.app()
         .keys
-        .rotate(stamp::keys::Alg::Es256, stamp::clock::now())
+        .rotate(
+            stamp::keys::RotateOptions {
+                alg: stamp::keys::Alg::Es256,
+                force: true,
+            },
+            stamp::clock::now(),
+        )
         .await
         .unwrap();
 

@@ -6,9 +6,11 @@
 
 mod helpers;
 
+mod admin;
 mod cli;
 mod config;
 mod interop;
 mod jwks;
 mod keys;
 mod login;
+mod rotation;

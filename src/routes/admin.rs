@@ -1,0 +1,214 @@
+//! The key lifecycle admin API: list, rotate, revoke; and the audit log. Every change is
+//! audited with who did it.
+
+use rocket::data::{Data, ToByteUnit};
+use rocket::http::Status;
+use rocket::serde::json::Json;
+use rocket::{Route, State, get, post, routes};
+use serde::{Deserialize, Serialize};
+
+use crate::App;
+use crate::auth::Admin;
+use crate::clock;
+use crate::error::ApiError;
+use crate::keys::{Alg, KeyError, KeySet, KeyState, RotateOptions};
+use crate::store::AuditEvent;
+
+/// One key as the admin API shows it: states and times, never key material.
+#[derive(Serialize)]
+pub struct KeyView {
+    pub kid: String,
+    pub alg: Alg,
+    pub state: KeyState,
+    pub published: bool,
+    pub created_at: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub activated_at: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retired_at: Option<i64>,
+    /// When a retired key leaves the JWKS (its last token has expired by then).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub removal_at: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub removed_at: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<i64>,
+}
+
+#[derive(Serialize)]
+pub struct KeyList {
+    pub generation: u64,
+    pub keys: Vec<KeyView>,
+}
+
+impl KeyList {
+    pub fn of(set: &KeySet) -> KeyList {
+        let mut keys: Vec<KeyView> = set
+            .manifest()
+            .keys
+            .iter()
+            .map(|k| KeyView {
+                kid: k.kid.clone(),
+                alg: k.alg,
+                state: k.state,
+                published: k.state.is_published(),
+                created_at: k.created_at,
+                activated_at: k.activated_at,
+                retired_at: k.retired_at,
+                removal_at: k.remove_after,
+                removed_at: k.removed_at,
+                revoked_at: k.revoked_at,
+            })
+            .collect();
+        keys.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(a.kid.cmp(&b.kid)));
+        KeyList {
+            generation: set.manifest().generation,
+            keys,
+        }
+    }
+}
+
+impl From<KeyError> for ApiError {
+    fn from(e: KeyError) -> ApiError {
+        match e {
+            KeyError::UnknownKid(kid) => ApiError::new(
+                Status::NotFound,
+                "not_found",
+                format!("no key with kid {kid}"),
+            ),
+            KeyError::NotPublished { .. } => {
+                ApiError::new(Status::Conflict, "invalid_request", e.to_string())
+            }
+            KeyError::TooEarly { allowed_at, .. } => {
+                let mut err = ApiError::new(Status::Conflict, "rotation_too_early", e.to_string());
+                err.retry_after = Some((allowed_at - clock::now()).max(1) as u64);
+                err
+            }
+            other => ApiError::internal(other),
+        }
+    }
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RotateBody {
+    alg: Option<String>,
+    #[serde(default)]
+    force: bool,
+}
+
+/// Reads an optional small JSON body: empty means defaults.
+async fn optional_json<T: Default + for<'de> Deserialize<'de>>(
+    data: Data<'_>,
+) -> Result<T, ApiError> {
+    let body = data
+        .open(4.kibibytes())
+        .into_string()
+        .await
+        .map_err(|e| ApiError::invalid_request(format!("could not read the body: {e}")))?;
+    if !body.is_complete() {
+        return Err(ApiError::new(
+            Status::PayloadTooLarge,
+            "invalid_request",
+            "the request body is too large",
+        ));
+    }
+    if body.trim().is_empty() {
+        return Ok(T::default());
+    }
+    serde_json::from_str(&body).map_err(|e| {
+        if e.classify() == serde_json::error::Category::Data {
+            ApiError::new(
+                Status::UnprocessableEntity,
+                "invalid_request",
+                format!("unexpected JSON: {e}"),
+            )
+        } else {
+            ApiError::invalid_request(format!("malformed JSON: {e}"))
+        }
+    })
+}
+
+async fn audit(
+    app: &App,
+    admin: &Admin,
+    action: &str,
+    target: Option<String>,
+    detail: Option<String>,
+) {
+    let event = AuditEvent {
+        at: clock::now(),
+        actor: admin.actor.clone(),
+        action: action.into(),
+        target,
+        detail,
+    };
+    // The change is already committed; a failed audit write is logged, not reported as failure.
+    if let Err(e) = app.store.record_audit(&event).await {
+        rocket::error!("audit log write failed for {action}: {e}");
+    }
+}
+
+#[get("/admin/keys")]
+fn list_keys(app: &State<App>, _admin: Admin) -> Json<KeyList> {
+    Json(KeyList::of(&app.keys.current()))
+}
+
+#[post("/admin/keys/rotate", data = "<data>")]
+async fn rotate(app: &State<App>, admin: Admin, data: Data<'_>) -> Result<Json<KeyList>, ApiError> {
+    let body: RotateBody = optional_json(data).await?;
+    let alg = match body.alg.as_deref() {
+        None => app.config.signing_alg,
+        Some(name) => name.parse::<Alg>().map_err(|e| {
+            ApiError::new(
+                Status::UnprocessableEntity,
+                "invalid_request",
+                format!("{e} (use ES256 or RS256)"),
+            )
+        })?,
+    };
+    let set = app
+        .keys
+        .rotate(
+            RotateOptions {
+                alg,
+                force: body.force,
+            },
+            clock::now(),
+        )
+        .await?;
+    let active = set.active(alg).map(|k| k.meta.kid.clone());
+    audit(
+        app,
+        &admin,
+        "keys.rotate",
+        active,
+        Some(format!("alg={alg} force={}", body.force)),
+    )
+    .await;
+    Ok(Json(KeyList::of(&set)))
+}
+
+#[post("/admin/keys/<kid>/revoke")]
+async fn revoke(app: &State<App>, admin: Admin, kid: &str) -> Result<Json<KeyList>, ApiError> {
+    let set = app.keys.revoke(kid, clock::now()).await?;
+    audit(app, &admin, "keys.revoke", Some(kid.to_string()), None).await;
+    Ok(Json(KeyList::of(&set)))
+}
+
+#[get("/admin/audit?<limit>")]
+async fn audit_log(
+    app: &State<App>,
+    _admin: Admin,
+    limit: Option<u32>,
+) -> Result<Json<Vec<AuditEvent>>, ApiError> {
+    Ok(Json(
+        app.store
+            .recent_audit(limit.unwrap_or(100).min(1000))
+            .await?,
+    ))
+}
+
+pub fn routes() -> Vec<Route> {
+    routes![list_keys, rotate, revoke, audit_log]
+}
