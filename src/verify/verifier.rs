@@ -1,0 +1,503 @@
+//! The verifier: header rules (typ, algorithm allowlist, no `crit`), the key named by `kid` whose
+//! own algorithm must be the header's, the signature (jsonwebtoken on aws-lc-rs), then `iss`,
+//! `aud`, `exp` and `nbf` at a given time with a small leeway.
+
+use std::borrow::Cow;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::Deserialize;
+
+use super::VerifyError;
+use super::claims::{self, Claims};
+use super::client::JwksClient;
+use super::jwks::{VerifyingKey, VerifyingKeys};
+use crate::keys::Alg;
+use crate::tokens::ACCESS_TOKEN_TYP;
+
+/// Largest leeway accepted: clocks a few minutes apart are a fault to fix, not to tolerate.
+pub const MAX_LEEWAY: u64 = 300;
+
+/// What a token must satisfy.
+#[derive(Clone, Debug)]
+pub struct VerifierConfig {
+    /// The only accepted `iss`, compared exactly.
+    pub issuer: String,
+    /// `aud` must contain at least one of these. Never empty.
+    pub audiences: Vec<String>,
+    /// Accepted algorithms. Only asymmetric ones can be named, so `none` and HMAC never pass.
+    pub algorithms: Vec<Alg>,
+    /// Clock skew tolerated on `exp` and `nbf`, in seconds (at most [`MAX_LEEWAY`]).
+    pub leeway: u64,
+    /// Required `typ` header: `Some("at+jwt")` (RFC 9068 §4) by default. `None` accepts any,
+    /// only for issuers that do not type their access tokens.
+    pub typ: Option<String>,
+    /// Whether `nbf` must be present (it is always checked when present).
+    pub require_nbf: bool,
+}
+
+impl VerifierConfig {
+    /// The defaults: both algorithms, 5 s leeway, `typ` `at+jwt` and `nbf` required.
+    pub fn new(issuer: impl Into<String>, audience: impl Into<String>) -> VerifierConfig {
+        VerifierConfig {
+            issuer: issuer.into(),
+            audiences: vec![audience.into()],
+            algorithms: Alg::ALL.to_vec(),
+            leeway: 5,
+            typ: Some(ACCESS_TOKEN_TYP.to_string()),
+            require_nbf: true,
+        }
+    }
+}
+
+/// Verifies access tokens offline with the issuer's published keys.
+#[derive(Clone, Debug)]
+pub struct Verifier {
+    config: VerifierConfig,
+    keys: JwksClient,
+}
+
+/// The protected header members this verifier reads; the rest are ignored, and in particular
+/// `jku`, `x5u` and `jwk` are never followed (keys come from the configured issuer only).
+#[derive(Deserialize)]
+struct Header<'a> {
+    #[serde(borrow)]
+    alg: Cow<'a, str>,
+    #[serde(borrow, default)]
+    kid: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    typ: Option<Cow<'a, str>>,
+    #[serde(default)]
+    crit: Option<serde::de::IgnoredAny>,
+}
+
+/// The three parts of a compact JWS.
+struct Parts<'t> {
+    header: Vec<u8>,
+    /// `header.payload`, the signing input.
+    message: &'t str,
+    payload: &'t str,
+    signature: &'t str,
+}
+
+impl<'t> Parts<'t> {
+    fn split(token: &'t str) -> Result<Parts<'t>, VerifyError> {
+        let (message, signature) = token
+            .rsplit_once('.')
+            .ok_or(VerifyError::Malformed("not three dot-separated parts"))?;
+        let (header, payload) = message
+            .split_once('.')
+            .ok_or(VerifyError::Malformed("not three dot-separated parts"))?;
+        if payload.contains('.') {
+            return Err(VerifyError::Malformed("not three dot-separated parts"));
+        }
+        let header = URL_SAFE_NO_PAD
+            .decode(header)
+            .map_err(|_| VerifyError::Malformed("header is not base64url"))?;
+        Ok(Parts {
+            header,
+            message,
+            payload,
+            signature,
+        })
+    }
+}
+
+impl Verifier {
+    /// A verifier of tokens meeting `config`, with keys from `keys`.
+    pub fn new(mut config: VerifierConfig, keys: JwksClient) -> Verifier {
+        config.leeway = config.leeway.min(MAX_LEEWAY);
+        config.issuer = config.issuer.trim_end_matches('/').to_string();
+        Verifier { config, keys }
+    }
+
+    /// A verifier for `issuer`'s tokens meant for `audience`, finding the keys through discovery,
+    /// with default rules and cache settings.
+    pub fn for_issuer(issuer: &str, audience: &str) -> Result<Verifier, VerifyError> {
+        let keys = JwksClient::discover(issuer, super::JwksConfig::default())?;
+        Ok(Verifier::new(VerifierConfig::new(issuer, audience), keys))
+    }
+
+    /// The rules in force.
+    pub fn config(&self) -> &VerifierConfig {
+        &self.config
+    }
+
+    /// The key client (for warm-up and cache status).
+    pub fn keys(&self) -> &JwksClient {
+        &self.keys
+    }
+
+    /// Verifies `token` at `now` (seconds since the epoch), fetching keys when needed, and
+    /// returns its claims. The error says which check failed.
+    pub async fn verify(&self, token: &str, now: i64) -> Result<Claims, VerifyError> {
+        let parts = Parts::split(token)?;
+        let (alg, kid) = self.check_header(&parts.header)?;
+        let key = self.keys.key(kid.as_deref(), alg, now).await?;
+        self.check(&parts, alg, &key, now)
+    }
+
+    /// Verifies `token` with a given key set, without fetching: for callers that manage keys
+    /// themselves, and for tests.
+    pub fn verify_with(
+        &self,
+        keys: &VerifyingKeys,
+        token: &str,
+        now: i64,
+    ) -> Result<Claims, VerifyError> {
+        let parts = Parts::split(token)?;
+        let (alg, kid) = self.check_header(&parts.header)?;
+        let key = match kid.as_deref() {
+            Some(kid) => keys
+                .find(kid)
+                .ok_or_else(|| VerifyError::UnknownKid(kid.to_string()))?,
+            None => keys.only(alg).ok_or(VerifyError::MissingKid(alg))?,
+        };
+        self.check(&parts, alg, key, now)
+    }
+
+    /// `typ`, `crit` and the algorithm allowlist; returns the algorithm and `kid`.
+    fn check_header<'h>(
+        &self,
+        header: &'h [u8],
+    ) -> Result<(Alg, Option<Cow<'h, str>>), VerifyError> {
+        let header: Header<'h> = serde_json::from_slice(header)
+            .map_err(|_| VerifyError::Malformed("header is not a JSON object with alg"))?;
+        if let Some(expected) = &self.config.typ
+            && !header
+                .typ
+                .as_deref()
+                .is_some_and(|t| typ_matches(t, expected))
+        {
+            return Err(VerifyError::WrongType {
+                found: header.typ.map(Cow::into_owned),
+            });
+        }
+        if header.crit.is_some() {
+            return Err(VerifyError::CriticalHeader);
+        }
+        let alg = header
+            .alg
+            .parse::<Alg>()
+            .ok()
+            .filter(|a| self.config.algorithms.contains(a))
+            .ok_or_else(|| VerifyError::AlgorithmNotAllowed(header.alg.to_string()))?;
+        Ok((alg, header.kid))
+    }
+
+    /// The key's algorithm, the signature, then the claims.
+    fn check(
+        &self,
+        parts: &Parts<'_>,
+        alg: Alg,
+        key: &VerifyingKey,
+        now: i64,
+    ) -> Result<Claims, VerifyError> {
+        // The key decides the algorithm, not the token (RFC 8725 §3.1): an RS256 header naming an
+        // EC key, or any header naming a key of another type, is refused before any crypto.
+        if key.alg != alg {
+            return Err(VerifyError::KeyAlgorithmMismatch {
+                kid: key.kid.clone().unwrap_or_default(),
+                key: key.alg,
+                header: alg,
+            });
+        }
+        let valid = jsonwebtoken::crypto::verify(
+            parts.signature,
+            parts.message.as_bytes(),
+            &key.decoding,
+            alg.jwt(),
+        )
+        .map_err(|_| VerifyError::Malformed("signature is not base64url"))?;
+        if !valid {
+            return Err(VerifyError::BadSignature);
+        }
+        let payload = URL_SAFE_NO_PAD
+            .decode(parts.payload)
+            .map_err(|_| VerifyError::Malformed("payload is not base64url"))?;
+        let claims = claims::parse(&payload)?;
+        self.check_claims(&claims, now)?;
+        Ok(claims)
+    }
+
+    fn check_claims(&self, claims: &Claims, now: i64) -> Result<(), VerifyError> {
+        let config = &self.config;
+        if claims.iss != config.issuer {
+            return Err(VerifyError::WrongIssuer {
+                found: claims.iss.clone(),
+                expected: config.issuer.clone(),
+            });
+        }
+        if !claims.aud.contains_any(&config.audiences) {
+            return Err(VerifyError::WrongAudience {
+                found: claims.aud.0.clone(),
+                expected: config.audiences.clone(),
+            });
+        }
+        let leeway = config.leeway as i64;
+        // RFC 7519 §4.1.4: the current time must be before `exp`.
+        if now >= claims.exp.saturating_add(leeway) {
+            return Err(VerifyError::Expired {
+                exp: claims.exp,
+                now,
+                leeway: config.leeway,
+            });
+        }
+        match claims.nbf {
+            Some(nbf) if now.saturating_add(leeway) < nbf => Err(VerifyError::NotYetValid {
+                nbf,
+                now,
+                leeway: config.leeway,
+            }),
+            None if config.require_nbf => Err(VerifyError::MissingClaim("nbf")),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// RFC 9068 §4: `at+jwt` or `application/at+jwt`, case-insensitively (RFC 7515 §4.1.9).
+fn typ_matches(typ: &str, expected: &str) -> bool {
+    let bare = match typ.get(..12) {
+        Some(prefix) if prefix.eq_ignore_ascii_case("application/") => &typ[12..],
+        _ => typ,
+    };
+    bare.eq_ignore_ascii_case(expected)
+}
+
+#[cfg(test)]
+mod tests {
+    use jsonwebtoken::{EncodingKey, Header as JwtHeader};
+    use serde_json::json;
+
+    use super::*;
+    use crate::keys::{PrivateKey, thumbprint};
+    use crate::verify::JwksConfig;
+
+    const NOW: i64 = 1_800_000_000;
+
+    struct Fixture {
+        verifier: Verifier,
+        keys: VerifyingKeys,
+        signing: Vec<(String, Alg, EncodingKey)>,
+    }
+
+    fn fixture() -> Fixture {
+        let mut jwks = Vec::new();
+        let mut signing = Vec::new();
+        for alg in Alg::ALL {
+            let key = PrivateKey::generate(alg, 2048).unwrap();
+            let public = key.public_jwk();
+            let kid = thumbprint(&public);
+            jwks.push(public.to_json_value(&kid));
+            signing.push((kid, alg, key.encoding_key().unwrap()));
+        }
+        let keys =
+            VerifyingKeys::parse(&serde_json::to_vec(&json!({ "keys": jwks })).unwrap()).unwrap();
+        // Never fetched from: verify_with takes the keys directly.
+        let client =
+            JwksClient::new("http://127.0.0.1:9/jwks.json", JwksConfig::default()).unwrap();
+        let verifier = Verifier::new(VerifierConfig::new("https://id.test", "api"), client);
+        Fixture {
+            verifier,
+            keys,
+            signing,
+        }
+    }
+
+    fn claims() -> serde_json::Value {
+        json!({"iss":"https://id.test","sub":"u1","aud":"api","exp":NOW + 60,"nbf":NOW,"iat":NOW,"jti":"j","scope":"read"})
+    }
+
+    impl Fixture {
+        fn sign(&self, alg: Alg, claims: &serde_json::Value, typ: Option<&str>) -> String {
+            let (kid, _, key) = self.signing.iter().find(|(_, a, _)| *a == alg).unwrap();
+            let mut header = JwtHeader::new(alg.jwt());
+            header.kid = Some(kid.clone());
+            header.typ = typ.map(String::from);
+            jsonwebtoken::encode(&header, claims, key).unwrap()
+        }
+
+        fn verify(&self, token: &str, now: i64) -> Result<Claims, VerifyError> {
+            self.verifier.verify_with(&self.keys, token, now)
+        }
+    }
+
+    #[test]
+    fn valid_tokens_of_both_algorithms_verify() {
+        let f = fixture();
+        for alg in Alg::ALL {
+            let token = f.sign(alg, &claims(), Some("at+jwt"));
+            let verified = f.verify(&token, NOW).unwrap();
+            assert_eq!(verified.sub, "u1");
+            assert!(verified.has_scope("read"));
+        }
+    }
+
+    #[test]
+    fn typ_must_be_at_jwt() {
+        let f = fixture();
+        for ok in ["at+jwt", "application/at+jwt", "AT+JWT"] {
+            assert!(
+                f.verify(&f.sign(Alg::Es256, &claims(), Some(ok)), NOW)
+                    .is_ok(),
+                "{ok}"
+            );
+        }
+        assert_eq!(
+            f.verify(&f.sign(Alg::Es256, &claims(), Some("JWT")), NOW),
+            Err(VerifyError::WrongType {
+                found: Some("JWT".into())
+            })
+        );
+        assert_eq!(
+            f.verify(&f.sign(Alg::Es256, &claims(), None), NOW),
+            Err(VerifyError::WrongType { found: None })
+        );
+    }
+
+    #[test]
+    fn time_claims_are_checked_with_leeway_at_the_given_time() {
+        let f = fixture();
+        let token = f.sign(Alg::Es256, &claims(), Some("at+jwt"));
+        assert!(f.verify(&token, NOW + 60 + 4).is_ok(), "within leeway");
+        assert!(matches!(
+            f.verify(&token, NOW + 60 + 5),
+            Err(VerifyError::Expired { .. })
+        ));
+        assert!(f.verify(&token, NOW - 5).is_ok(), "within leeway");
+        assert!(matches!(
+            f.verify(&token, NOW - 6),
+            Err(VerifyError::NotYetValid { .. })
+        ));
+        let mut no_nbf = claims();
+        no_nbf.as_object_mut().unwrap().remove("nbf");
+        assert_eq!(
+            f.verify(&f.sign(Alg::Es256, &no_nbf, Some("at+jwt")), NOW),
+            Err(VerifyError::MissingClaim("nbf"))
+        );
+    }
+
+    #[test]
+    fn issuer_and_audience_must_match() {
+        let f = fixture();
+        let mut c = claims();
+        c["iss"] = "https://evil.test".into();
+        assert!(matches!(
+            f.verify(&f.sign(Alg::Es256, &c, Some("at+jwt")), NOW),
+            Err(VerifyError::WrongIssuer { .. })
+        ));
+        let mut c = claims();
+        c["aud"] = json!(["other", "another"]);
+        assert!(matches!(
+            f.verify(&f.sign(Alg::Es256, &c, Some("at+jwt")), NOW),
+            Err(VerifyError::WrongAudience { .. })
+        ));
+        c["aud"] = json!(["other", "api"]);
+        assert!(
+            f.verify(&f.sign(Alg::Es256, &c, Some("at+jwt")), NOW)
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn algorithm_confusion_is_refused() {
+        let f = fixture();
+        let good = f.sign(Alg::Es256, &claims(), Some("at+jwt"));
+        let (ec_kid, _, _) = &f.signing[0];
+        let payload = good.split('.').nth(1).unwrap();
+        let b64 = |v: serde_json::Value| URL_SAFE_NO_PAD.encode(serde_json::to_vec(&v).unwrap());
+
+        // alg none, empty signature
+        let none = format!(
+            "{}.{payload}.",
+            b64(json!({"alg":"none","typ":"at+jwt","kid":ec_kid}))
+        );
+        assert_eq!(
+            f.verify(&none, NOW),
+            Err(VerifyError::AlgorithmNotAllowed("none".into()))
+        );
+
+        // HS256 keyed with the public key bytes (the classic confusion)
+        let jwks = serde_json::to_vec(&json!({"kid": ec_kid})).unwrap();
+        let mut hs = JwtHeader::new(jsonwebtoken::Algorithm::HS256);
+        hs.typ = Some("at+jwt".into());
+        hs.kid = Some(ec_kid.clone());
+        let hs = jsonwebtoken::encode(&hs, &claims(), &EncodingKey::from_secret(&jwks)).unwrap();
+        assert_eq!(
+            f.verify(&hs, NOW),
+            Err(VerifyError::AlgorithmNotAllowed("HS256".into()))
+        );
+
+        // RS256 header on the EC key
+        let rs = format!(
+            "{}.{payload}.{}",
+            b64(json!({"alg":"RS256","typ":"at+jwt","kid":ec_kid})),
+            good.rsplit('.').next().unwrap()
+        );
+        assert!(matches!(
+            f.verify(&rs, NOW),
+            Err(VerifyError::KeyAlgorithmMismatch {
+                key: Alg::Es256,
+                header: Alg::Rs256,
+                ..
+            })
+        ));
+
+        // crit extensions
+        let crit = format!(
+            "{}.{payload}.{}",
+            b64(json!({"alg":"ES256","typ":"at+jwt","kid":ec_kid,"crit":["exp"]})),
+            good.rsplit('.').next().unwrap()
+        );
+        assert_eq!(f.verify(&crit, NOW), Err(VerifyError::CriticalHeader));
+    }
+
+    #[test]
+    fn an_algorithm_outside_the_allowlist_is_refused_even_if_supported() {
+        let mut f = fixture();
+        let mut config = f.verifier.config().clone();
+        config.algorithms = vec![Alg::Es256];
+        f.verifier = Verifier::new(config, f.verifier.keys().clone());
+        assert_eq!(
+            f.verify(&f.sign(Alg::Rs256, &claims(), Some("at+jwt")), NOW),
+            Err(VerifyError::AlgorithmNotAllowed("RS256".into()))
+        );
+    }
+
+    #[test]
+    fn tampering_breaks_the_signature() {
+        let f = fixture();
+        let token = f.sign(Alg::Rs256, &claims(), Some("at+jwt"));
+        let mut c = claims();
+        c["sub"] = "admin".into();
+        let other_payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&c).unwrap());
+        let mut parts: Vec<&str> = token.split('.').collect();
+        parts[1] = &other_payload;
+        assert_eq!(
+            f.verify(&parts.join("."), NOW),
+            Err(VerifyError::BadSignature)
+        );
+        assert!(matches!(
+            f.verify("a.b", NOW),
+            Err(VerifyError::Malformed(_))
+        ));
+        assert!(matches!(
+            f.verify("a.b.c.d", NOW),
+            Err(VerifyError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn unknown_kids_are_named() {
+        let f = fixture();
+        let (_, _, key) = &f.signing[0];
+        let mut header = JwtHeader::new(jsonwebtoken::Algorithm::ES256);
+        header.typ = Some("at+jwt".into());
+        header.kid = Some("nope".into());
+        let token = jsonwebtoken::encode(&header, &claims(), key).unwrap();
+        assert_eq!(
+            f.verify(&token, NOW),
+            Err(VerifyError::UnknownKid("nope".into()))
+        );
+    }
+}
