@@ -43,6 +43,23 @@ pub struct Settings {
     /// How often, in seconds, the background task checks the schedule, removes expired retired
     /// keys and picks up key-set changes made by other processes.
     pub key_poll_interval: u64,
+    /// Lifetime of one refresh token in seconds (each refresh issues a new one).
+    pub refresh_token_ttl: i64,
+    /// Absolute lifetime of a login's refresh-token family in seconds: no refresh extends it.
+    pub refresh_family_ttl: i64,
+    /// Seconds after a refresh token is spent during which presenting it once more is answered
+    /// without revoking its family (racing tabs, retries). 0 (default) is strict reuse detection.
+    pub refresh_reuse_grace: i64,
+    /// Cookie mode for every `/login` (otherwise only when the request asks for it).
+    pub cookie_mode: bool,
+    /// The `Secure` cookie attribute. Turn off only for local development over plain HTTP.
+    pub cookie_secure: bool,
+    /// Failed logins per username or client address before they are throttled.
+    pub login_throttle_failures: u32,
+    /// Longest `Retry-After` of the login throttle, in seconds.
+    pub login_throttle_max_delay: i64,
+    /// Most usernames and addresses the login throttle remembers (bounds its memory).
+    pub login_throttle_capacity: usize,
 }
 
 impl Default for Settings {
@@ -62,6 +79,14 @@ impl Default for Settings {
             rotate_every: 0,
             rotation_leeway: 60,
             key_poll_interval: 5,
+            refresh_token_ttl: 14 * 86_400,
+            refresh_family_ttl: 90 * 86_400,
+            refresh_reuse_grace: 0,
+            cookie_mode: false,
+            cookie_secure: true,
+            login_throttle_failures: 5,
+            login_throttle_max_delay: 900,
+            login_throttle_capacity: 10_000,
         }
     }
 }
@@ -100,6 +125,10 @@ pub struct Config {
     pub rotate_every: i64,
     pub rotation_leeway: i64,
     pub key_poll_interval: u64,
+    pub refresh: crate::tokens::refresh::RefreshPolicy,
+    pub cookie_mode: bool,
+    pub cookie_secure: bool,
+    pub throttle: crate::auth::ThrottlePolicy,
 }
 
 /// The figment the server and the CLI both read: `Rocket.toml` plus `ROCKET_*` variables.
@@ -151,6 +180,14 @@ fn leak_setting_name(name: &str) -> &'static str {
         "rotate_every",
         "rotation_leeway",
         "key_poll_interval",
+        "refresh_token_ttl",
+        "refresh_family_ttl",
+        "refresh_reuse_grace",
+        "cookie_mode",
+        "cookie_secure",
+        "login_throttle_failures",
+        "login_throttle_max_delay",
+        "login_throttle_capacity",
     ];
     KNOWN
         .iter()
@@ -238,6 +275,45 @@ impl Settings {
                 "must be 1 to 3600 seconds",
             ));
         }
+        if !(60..=366 * 86_400).contains(&self.refresh_token_ttl) {
+            return Err(ConfigError::new(
+                "refresh_token_ttl",
+                "must be 60 seconds to 366 days (in seconds)",
+            ));
+        }
+        if self.refresh_family_ttl < self.refresh_token_ttl
+            || self.refresh_family_ttl > 3 * 366 * 86_400
+        {
+            return Err(ConfigError::new(
+                "refresh_family_ttl",
+                "must be at least refresh_token_ttl and at most about 3 years (in seconds)",
+            ));
+        }
+        // A long grace window turns reuse detection off in practice; a few seconds is the point.
+        if !(0..=60).contains(&self.refresh_reuse_grace) {
+            return Err(ConfigError::new(
+                "refresh_reuse_grace",
+                "must be 0 (off) to 60 seconds",
+            ));
+        }
+        if !(1..=1_000).contains(&self.login_throttle_failures) {
+            return Err(ConfigError::new(
+                "login_throttle_failures",
+                "must be 1 to 1000",
+            ));
+        }
+        if !(1..=86_400).contains(&self.login_throttle_max_delay) {
+            return Err(ConfigError::new(
+                "login_throttle_max_delay",
+                "must be 1 to 86400 seconds",
+            ));
+        }
+        if !(16..=10_000_000).contains(&self.login_throttle_capacity) {
+            return Err(ConfigError::new(
+                "login_throttle_capacity",
+                "must be 16 to 10000000 entries",
+            ));
+        }
         let password_concurrency = match self.password_concurrency {
             0 => std::thread::available_parallelism().map_or(2, |n| n.get() * 2),
             n => n,
@@ -257,6 +333,18 @@ impl Settings {
             rotate_every: self.rotate_every,
             rotation_leeway: self.rotation_leeway,
             key_poll_interval: self.key_poll_interval,
+            refresh: crate::tokens::refresh::RefreshPolicy {
+                ttl: self.refresh_token_ttl,
+                family_ttl: self.refresh_family_ttl,
+                reuse_grace: self.refresh_reuse_grace,
+            },
+            cookie_mode: self.cookie_mode,
+            cookie_secure: self.cookie_secure,
+            throttle: crate::auth::ThrottlePolicy {
+                free_failures: self.login_throttle_failures,
+                max_delay: self.login_throttle_max_delay,
+                capacity: self.login_throttle_capacity,
+            },
         })
     }
 }
@@ -298,6 +386,22 @@ mod tests {
         assert_eq!(
             with("access_token_ttl", 0).unwrap_err().setting,
             "access_token_ttl"
+        );
+    }
+
+    #[test]
+    fn session_settings_are_checked() {
+        let config = Settings::default().validate().unwrap();
+        assert_eq!(config.refresh.ttl, 14 * 86_400);
+        assert_eq!(config.refresh.reuse_grace, 0);
+        assert!(config.cookie_secure);
+        assert_eq!(with("refresh_token_ttl", 0).unwrap_err().setting, "refresh_token_ttl");
+        assert_eq!(with("refresh_family_ttl", 60).unwrap_err().setting, "refresh_family_ttl");
+        assert_eq!(with("refresh_reuse_grace", 3600).unwrap_err().setting, "refresh_reuse_grace");
+        assert!(with("refresh_reuse_grace", 5).is_ok());
+        assert_eq!(
+            with("login_throttle_capacity", 0).unwrap_err().setting,
+            "login_throttle_capacity"
         );
     }
 

@@ -58,6 +58,21 @@ impl ApiError {
         ApiError::new(Status::BadRequest, "invalid_scope", description)
     }
 
+    /// RFC 6749 §5.2: failed client authentication, 401 with a Basic challenge (the method the
+    /// client may retry with).
+    pub fn invalid_client(description: impl Into<String>) -> ApiError {
+        let mut err = ApiError::new(Status::Unauthorized, "invalid_client", description);
+        err.www_authenticate = Some(r#"Basic realm="stamp""#.into());
+        err
+    }
+
+    /// 429 with `Retry-After` (login throttling).
+    pub fn too_many_requests(description: impl Into<String>, retry_after: i64) -> ApiError {
+        let mut err = ApiError::new(Status::TooManyRequests, "slow_down", description);
+        err.retry_after = Some(retry_after.max(1) as u64);
+        err
+    }
+
     pub fn unsupported_media_type(expected: &str) -> ApiError {
         ApiError::new(
             Status::UnsupportedMediaType,
@@ -136,6 +151,18 @@ impl From<AuthError> for ApiError {
             AuthError::InvalidRequest(msg) => ApiError::invalid_request(msg),
             AuthError::Store(e) => e.into(),
             AuthError::Token(e) => e.into(),
+            AuthError::Throttled { retry_after } => ApiError::too_many_requests(
+                "too many failed logins; try again later",
+                retry_after,
+            ),
+            AuthError::Refresh(why) => {
+                if why == crate::tokens::refresh::Rejection::Reused {
+                    rocket::warn!("refresh token reuse detected; its family is revoked");
+                }
+                ApiError::invalid_grant(why.to_string())
+            }
+            AuthError::InvalidClient(msg) => ApiError::invalid_client(msg),
+            AuthError::Internal(msg) => ApiError::internal(msg),
         }
     }
 }

@@ -88,6 +88,8 @@ pub async fn build(figment: Figment) -> Result<Rocket<Build>, StartError> {
         .mount("/", routes::login::routes())
         .mount("/", routes::health::routes())
         .mount("/", routes::admin::routes())
+        .mount("/", routes::session::routes())
+        .mount("/", routes::admin_users::routes())
         .attach(key_upkeep())
         .register("/", error::catchers()))
 }

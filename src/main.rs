@@ -6,10 +6,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use stamp::auth::{Password, PasswordHasher};
+use stamp::auth::{ClientSecret, Password, PasswordHasher};
 use stamp::config::{self, Config};
 use stamp::keys::{Alg, FileKeyStore, KeyManager, RotateOptions};
-use stamp::store::{self, AuditEvent, NewUser, Role, Username};
+use stamp::store::{self, AuditEvent, ClientId, NewClient, NewUser, Role, Scope, Username};
 use stamp::tokens::dangerous;
 use stamp::{StartError, clock};
 
@@ -32,6 +32,11 @@ enum Command {
     Users {
         #[command(subcommand)]
         command: UsersCommand,
+    },
+    /// Manage service clients (client_credentials grant).
+    Clients {
+        #[command(subcommand)]
+        command: ClientsCommand,
     },
     /// Inspect signing keys.
     Keys {
@@ -64,6 +69,26 @@ enum UsersCommand {
     List,
     /// Disable a user: logins fail from now on.
     Disable { name: String },
+    /// Log a user out everywhere: every refresh token they hold stops working.
+    RevokeTokens { name: String },
+}
+
+#[derive(Subcommand)]
+enum ClientsCommand {
+    /// Create a client; its secret is printed once and stored only as a hash.
+    Add {
+        id: String,
+        /// A scope the client may ask for (repeatable).
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+        /// Sign this client's tokens with ES256 or RS256 (default: the configured signing_alg).
+        #[arg(long)]
+        alg: Option<String>,
+    },
+    /// List clients.
+    List,
+    /// Disable a client: it cannot authenticate from now on.
+    Disable { id: String },
 }
 
 #[derive(Subcommand)]
@@ -128,6 +153,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Serve => serve().await,
         Command::Users { command } => users(command).await,
+        Command::Clients { command } => clients(command).await,
         Command::Keys { command } => keys(command).await,
         Command::Token {
             command: TokenCommand::Decode { token },
@@ -208,6 +234,100 @@ async fn users(command: UsersCommand) -> Result<(), CliError> {
             let username = Username::parse(&name).map_err(CliError::Usage)?;
             let user = db.set_disabled(username.as_str(), true, now).await?;
             println!("disabled user {}", user.username);
+        }
+        UsersCommand::RevokeTokens { name } => {
+            let username = Username::parse(&name).map_err(CliError::Usage)?;
+            let Some(user) = db.user_by_username(username.as_str()).await? else {
+                return Err(CliError::Usage(format!("no user {}", username.as_str())));
+            };
+            let user = db.revoke_user_tokens(&user.id, now).await?;
+            let event = AuditEvent {
+                at: now,
+                actor: "cli".into(),
+                action: "users.revoke_tokens".into(),
+                target: Some(user.id.clone()),
+                detail: Some(format!("token_version={}", user.token_version)),
+            };
+            db.record_audit(&event).await?;
+            println!(
+                "revoked every refresh token of {} (token version {})",
+                user.username, user.token_version
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn clients(command: ClientsCommand) -> Result<(), CliError> {
+    let config = load_config()?;
+    let db = store::open(&config.database_url).await?;
+    let now = clock::now();
+    match command {
+        ClientsCommand::Add { id, scopes, alg } => {
+            let id = ClientId::parse(&id).map_err(CliError::Usage)?;
+            let mut parsed: Vec<Scope> = Vec::new();
+            for scope in &scopes {
+                let scope = Scope::parse(scope).map_err(CliError::Usage)?;
+                if !parsed.contains(&scope) {
+                    parsed.push(scope);
+                }
+            }
+            let alg = alg
+                .map(|a| a.parse::<Alg>())
+                .transpose()
+                .map_err(|e| CliError::Usage(format!("{e} (use ES256 or RS256)")))?;
+            let secret = ClientSecret::generate();
+            let client = db
+                .create_client(
+                    NewClient {
+                        id,
+                        secret_hash: secret.hash(),
+                        scopes: parsed,
+                        alg,
+                    },
+                    now,
+                )
+                .await?;
+            let event = AuditEvent {
+                at: now,
+                actor: "cli".into(),
+                action: "clients.add".into(),
+                target: Some(client.id.clone()),
+                detail: Some(format!("scopes={}", client.scopes.join(" "))),
+            };
+            db.record_audit(&event).await?;
+            eprintln!(
+                "created client {} (scopes [{}]); its secret follows and is shown only this once:",
+                client.id,
+                client.scopes.join(", ")
+            );
+            println!("{}", secret.expose());
+        }
+        ClientsCommand::List => {
+            println!("{:<32} {:<9} {:<6} scopes", "id", "state", "alg");
+            for client in db.list_clients().await? {
+                let state = if client.disabled { "disabled" } else { "enabled" };
+                let alg = client.alg.map_or("-", |a| a.as_str());
+                println!(
+                    "{:<32} {:<9} {:<6} {}",
+                    client.id,
+                    state,
+                    alg,
+                    client.scopes.join(" ")
+                );
+            }
+        }
+        ClientsCommand::Disable { id } => {
+            let client = db.set_client_disabled(&id, true, now).await?;
+            let event = AuditEvent {
+                at: now,
+                actor: "cli".into(),
+                action: "clients.disable".into(),
+                target: Some(client.id.clone()),
+                detail: None,
+            };
+            db.record_audit(&event).await?;
+            println!("disabled client {}", client.id);
         }
     }
     Ok(())

@@ -1,12 +1,16 @@
-//! The password grant: check the credentials, decide the scope, issue an access token.
+//! The password grant: check the credentials (throttled), decide the scope, issue an access
+//! token and the first refresh token of a new family.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::config::Config;
 use crate::keys::KeyManager;
-use crate::store::{Store, StoreError, Username};
+use crate::store::{Family, NewRefreshToken, Store, StoreError, Username, random_id};
+use crate::tokens::refresh::{RefreshPolicy, RefreshToken, Rejection};
 use crate::tokens::{IssuedToken, Subject, TokenError, TokenIssuer};
 
+use super::throttle::{Throttle, ThrottleKey};
 use super::{Password, PasswordHasher};
 
 /// A login attempt, already parsed from the form or JSON body.
@@ -18,6 +22,22 @@ pub struct LoginRequest {
     pub scope: Option<String>,
     /// The client the user logs in through, if it says.
     pub client_id: Option<String>,
+    /// The caller's address, for throttling.
+    pub address: Option<IpAddr>,
+}
+
+/// What a grant hands out: an access token, and for user grants a refresh token.
+#[derive(Debug)]
+pub struct Session {
+    pub access: IssuedToken,
+    pub refresh: Option<IssuedRefresh>,
+}
+
+/// A refresh token as issued, with its lifetime in seconds.
+#[derive(Debug)]
+pub struct IssuedRefresh {
+    pub token: RefreshToken,
+    pub expires_in: i64,
 }
 
 /// Why a login failed. Every credential failure is the one `InvalidGrant`, by design.
@@ -33,16 +53,30 @@ pub enum AuthError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Token(#[from] TokenError),
+    /// Too many failed logins: try again in `retry_after` seconds.
+    #[error("too many failed logins; retry in {retry_after} seconds")]
+    Throttled { retry_after: i64 },
+    /// A refresh token that cannot be used (RFC 6749 §5.2 `invalid_grant`).
+    #[error(transparent)]
+    Refresh(#[from] Rejection),
+    /// Client authentication failed (RFC 6749 §5.2 `invalid_client`).
+    #[error("{0}")]
+    InvalidClient(String),
+    /// A failure of the issuer's own machinery (keys), not of the request.
+    #[error("{0}")]
+    Internal(String),
 }
 
 /// The password-grant service.
 pub struct Authenticator {
-    store: Arc<dyn Store>,
-    keys: Arc<KeyManager>,
+    pub(super) store: Arc<dyn Store>,
+    pub(super) keys: Arc<KeyManager>,
     passwords: PasswordHasher,
-    tokens: TokenIssuer,
+    pub(super) tokens: TokenIssuer,
     user_scopes: Vec<String>,
     default_client_id: String,
+    pub(super) refresh: RefreshPolicy,
+    throttle: Throttle,
 }
 
 impl Authenticator {
@@ -59,6 +93,8 @@ impl Authenticator {
             tokens: TokenIssuer::new(config),
             user_scopes: config.user_scopes.clone(),
             default_client_id: config.default_client_id.clone(),
+            refresh: config.refresh,
+            throttle: Throttle::new(config.throttle),
         }
     }
 
@@ -67,39 +103,92 @@ impl Authenticator {
         &self.tokens
     }
 
-    /// Checks the password and issues an access token. A wrong password, an unknown user and a
-    /// disabled user all run one argon2 verification and fail with the same error.
+    /// Checks the password and issues an access token and the first refresh token of a new
+    /// family. A wrong password, an unknown user and a disabled user all run one argon2
+    /// verification and fail with the same error. Repeated failures for the username or the
+    /// address are refused before any hashing, with [`AuthError::Throttled`].
     pub async fn password_grant(
         &self,
         request: LoginRequest,
         now: i64,
-    ) -> Result<IssuedToken, AuthError> {
+    ) -> Result<Session, AuthError> {
         if request.password.is_empty() {
             return Err(AuthError::InvalidRequest(
                 "password must not be empty".into(),
             ));
         }
-        let user = match Username::parse(&request.username) {
-            Ok(name) => self.store.user_by_username(name.as_str()).await?,
-            Err(_) => None,
+        let username = Username::parse(&request.username).ok();
+        let mut throttle_keys = Vec::with_capacity(2);
+        if let Some(name) = &username {
+            throttle_keys.push(ThrottleKey::User(name.as_str().to_string()));
+        }
+        if let Some(address) = request.address {
+            throttle_keys.push(ThrottleKey::Address(address));
+        }
+        self.throttle
+            .check(&throttle_keys, now)
+            .map_err(|t| AuthError::Throttled {
+                retry_after: t.retry_after,
+            })?;
+        let user = match &username {
+            Some(name) => self.store.user_by_username(name.as_str()).await?,
+            None => None,
         };
         let hash = user.as_ref().map(|u| u.password_hash.clone());
         let verified = self.passwords.verify(request.password, hash).await;
         let user = match user {
             Some(user) if verified && !user.disabled => user,
-            _ => return Err(AuthError::InvalidGrant),
+            _ => {
+                self.throttle.record_failure(&throttle_keys, now);
+                return Err(AuthError::InvalidGrant);
+            }
         };
+        if let Some(name) = username {
+            self.throttle
+                .record_success(&ThrottleKey::User(name.as_str().to_string()));
+        }
         let scope = self.grant_scope(&user.roles, request.scope.as_deref())?;
+        let client_id = request
+            .client_id
+            .unwrap_or_else(|| self.default_client_id.clone());
         let subject = Subject {
             sub: user.id.clone(),
-            client_id: request
-                .client_id
-                .unwrap_or_else(|| self.default_client_id.clone()),
-            scope,
+            client_id: client_id.clone(),
+            scope: scope.clone(),
             roles: user.roles.clone(),
         };
-        let keys = self.keys.snapshot();
-        Ok(self.tokens.issue(&keys, subject, now)?)
+        let access = self.tokens.issue(&self.keys.snapshot(), subject, now)?;
+        let family = Family {
+            id: random_id(),
+            user_id: user.id.clone(),
+            client_id,
+            scope,
+            created_at: now,
+            expires_at: now + self.refresh.family_ttl,
+            revoked_at: None,
+        };
+        let token = RefreshToken::generate();
+        let expires_at = self.refresh.token_expiry(now, family.expires_at);
+        let first = NewRefreshToken {
+            hash: token.hash(),
+            family_id: family.id.clone(),
+            token_version: user.token_version,
+            issued_at: now,
+            expires_at,
+        };
+        self.store.create_refresh_family(&family, &first).await?;
+        Ok(Session {
+            access,
+            refresh: Some(IssuedRefresh {
+                token,
+                expires_in: expires_at - now,
+            }),
+        })
+    }
+
+    /// The scopes a user may have now: the configured user scopes and the user's roles.
+    pub(super) fn user_may_have(&self, roles: &[String], scope: &str) -> bool {
+        self.user_scopes.iter().any(|s| s == scope) || roles.iter().any(|r| r == scope)
     }
 
     /// RFC 6749 §3.3: the granted scope is what was asked, if every part is allowed: the
@@ -114,9 +203,7 @@ impl Authenticator {
         };
         let mut granted: Vec<String> = Vec::new();
         for part in requested.split(' ').filter(|p| !p.is_empty()) {
-            let allowed =
-                self.user_scopes.iter().any(|s| s == part) || roles.iter().any(|r| r == part);
-            if !allowed {
+            if !self.user_may_have(roles, part) {
                 return Err(AuthError::InvalidScope(part.to_string()));
             }
             if !granted.iter().any(|g| g == part) {

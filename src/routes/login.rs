@@ -1,5 +1,9 @@
-//! `POST /login`: JSON `{username, password}` login for first-party apps.
+//! `POST /login`: JSON `{username, password}` login for first-party apps, optionally in cookie
+//! mode (`"cookie": true`, or the `cookie_mode` setting).
 
+use std::net::IpAddr;
+
+use rocket::http::CookieJar;
 use rocket::serde::json::{self, Json};
 use rocket::{Route, State, post, routes};
 use serde::Deserialize;
@@ -9,7 +13,7 @@ use crate::auth::{LoginRequest, Password};
 use crate::clock;
 use crate::error::ApiError;
 
-use super::{TokenResponse, json_error};
+use super::{TokenResponse, json_error, session};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -20,11 +24,16 @@ struct LoginBody {
     scope: Option<String>,
     #[serde(default)]
     client_id: Option<String>,
+    /// Set the tokens as `HttpOnly` cookies instead of returning them in the body.
+    #[serde(default)]
+    cookie: bool,
 }
 
 #[post("/login", format = "json", data = "<body>")]
 async fn login(
     app: &State<App>,
+    jar: &CookieJar<'_>,
+    address: Option<IpAddr>,
     body: Result<Json<LoginBody>, json::Error<'_>>,
 ) -> Result<TokenResponse, ApiError> {
     let body = body.map_err(json_error)?.into_inner();
@@ -36,8 +45,11 @@ async fn login(
         password: Password::for_login(body.password),
         scope: body.scope,
         client_id: body.client_id,
+        address,
     };
-    Ok(app.auth.password_grant(request, clock::now()).await?.into())
+    let session = app.auth.password_grant(request, clock::now()).await?;
+    let cookie_mode = body.cookie || app.config.cookie_mode;
+    Ok(session::respond(app, jar, session, cookie_mode))
 }
 
 /// Any other content type: 415, not a 404 for a route that exists.

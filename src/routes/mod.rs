@@ -2,10 +2,12 @@
 //! stored or tokens are built.
 
 pub mod admin;
+pub mod admin_users;
 pub mod guards;
 pub mod health;
 pub mod login;
 pub mod oauth;
+pub mod session;
 pub mod well_known;
 
 mod responses;

@@ -1,13 +1,18 @@
-//! `POST /oauth/token` (RFC 6749 §3.2), form-encoded.
+//! `POST /oauth/token` (RFC 6749 §3.2): the password, refresh_token and client_credentials
+//! grants, form-encoded.
+
+use std::net::IpAddr;
 
 use rocket::form::{self, Form, FromForm};
+use rocket::http::CookieJar;
 use rocket::{Route, State, post, routes};
 
 use crate::App;
-use crate::auth::{LoginRequest, Password};
+use crate::auth::{LoginRequest, Password, RefreshRequest};
 use crate::clock;
 use crate::error::ApiError;
 
+use super::session::{self, BasicAuth, REFRESH_COOKIE};
 use super::{TokenResponse, form_error};
 
 /// Every parameter any grant takes; each grant checks the ones it needs.
@@ -18,6 +23,10 @@ struct TokenForm {
     password: Option<String>,
     scope: Option<String>,
     client_id: Option<String>,
+    client_secret: Option<String>,
+    refresh_token: Option<String>,
+    /// Cookie mode for this response (browser apps): `cookie=true`.
+    cookie: Option<bool>,
 }
 
 fn required(value: Option<String>, name: &str) -> Result<String, ApiError> {
@@ -32,10 +41,15 @@ fn required(value: Option<String>, name: &str) -> Result<String, ApiError> {
 #[post("/oauth/token", data = "<form>")]
 async fn token(
     app: &State<App>,
+    jar: &CookieJar<'_>,
+    basic: BasicAuth<'_>,
+    address: Option<IpAddr>,
     form: Result<Form<TokenForm>, form::Errors<'_>>,
 ) -> Result<TokenResponse, ApiError> {
     let form = form.map_err(form_error)?.into_inner();
     let grant_type = required(form.grant_type, "grant_type")?;
+    let cookie_flag = form.cookie.unwrap_or(false);
+    let now = clock::now();
     match grant_type.as_str() {
         "password" => {
             let request = LoginRequest {
@@ -43,8 +57,41 @@ async fn token(
                 password: Password::for_login(required(form.password, "password")?),
                 scope: form.scope,
                 client_id: form.client_id,
+                address,
             };
-            Ok(app.auth.password_grant(request, clock::now()).await?.into())
+            let session = app.auth.password_grant(request, now).await?;
+            Ok(session::respond(app, jar, session, cookie_flag))
+        }
+        "refresh_token" => {
+            // From the form, or else from the cookie set in cookie mode (which then stays on).
+            let (refresh_token, from_cookie) = match form.refresh_token.filter(|t| !t.is_empty()) {
+                Some(token) => (token, false),
+                None => match jar.get(REFRESH_COOKIE) {
+                    Some(cookie) => (cookie.value().to_string(), true),
+                    None => return Err(ApiError::invalid_request("missing parameter `refresh_token`")),
+                },
+            };
+            let request = RefreshRequest {
+                refresh_token: &refresh_token,
+                scope: form.scope.as_deref(),
+                client_id: form.client_id.as_deref(),
+            };
+            let session = app.auth.refresh_grant(request, now).await?;
+            Ok(session::respond(app, jar, session, cookie_flag || from_cookie))
+        }
+        "client_credentials" => {
+            let client = session::authenticate(
+                app,
+                &basic,
+                form.client_id.as_deref(),
+                form.client_secret.as_deref(),
+            )
+            .await?;
+            let token = app
+                .auth
+                .client_credentials_grant(&client, form.scope.as_deref(), now)
+                .await?;
+            Ok(token.into())
         }
         other => Err(ApiError::unsupported_grant_type(other)),
     }

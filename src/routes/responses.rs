@@ -7,15 +7,23 @@ use rocket::response::{self, Responder, Response};
 use rocket::serde::json;
 use serde::Serialize;
 
+use crate::auth::Session;
 use crate::error::ApiError;
 use crate::tokens::IssuedToken;
 
-/// RFC 6749 §5.1 successful token response, sent with `Cache-Control: no-store`.
+/// RFC 6749 §5.1 successful token response, sent with `Cache-Control: no-store`. In cookie mode
+/// the tokens travel only in `HttpOnly` cookies and are left out of the body.
 #[derive(Debug, Serialize)]
 pub struct TokenResponse {
-    pub access_token: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub access_token: Option<String>,
     pub token_type: &'static str,
     pub expires_in: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    /// Seconds until the refresh token expires.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_expires_in: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
 }
@@ -23,10 +31,26 @@ pub struct TokenResponse {
 impl From<IssuedToken> for TokenResponse {
     fn from(token: IssuedToken) -> TokenResponse {
         TokenResponse {
-            access_token: token.access_token,
+            access_token: Some(token.access_token),
             token_type: "Bearer",
             expires_in: token.expires_in,
+            refresh_token: None,
+            refresh_expires_in: None,
             scope: token.claims.scope,
+        }
+    }
+}
+
+impl From<Session> for TokenResponse {
+    fn from(session: Session) -> TokenResponse {
+        let (refresh_token, refresh_expires_in) = match session.refresh {
+            Some(r) => (Some(r.token.expose().to_string()), Some(r.expires_in)),
+            None => (None, None),
+        };
+        TokenResponse {
+            refresh_token,
+            refresh_expires_in,
+            ..session.access.into()
         }
     }
 }

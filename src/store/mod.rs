@@ -1,6 +1,7 @@
 //! Persistent state (users today; clients, refresh tokens, denylist and audit as they come), behind
 //! a trait so that the PostgreSQL backend is one more implementation.
 
+mod sessions;
 mod sqlite;
 
 use std::sync::Arc;
@@ -8,7 +9,13 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::Serialize;
 
+pub use sessions::{
+    Client, ClientId, Family, NewClient, NewRefreshToken, RefreshOutcome, RefreshRecord, Scope,
+    split_scope,
+};
 pub use sqlite::SqliteStore;
+
+use crate::tokens::refresh::{RefreshPolicy, TokenHash};
 
 /// A user as stored. `password_hash` is an argon2id PHC string.
 #[derive(Clone, Serialize)]
@@ -140,6 +147,61 @@ pub trait Store: Send + Sync + 'static {
         disabled: bool,
         now: i64,
     ) -> Result<User, StoreError>;
+    async fn user_by_id(&self, id: &str) -> Result<Option<User>, StoreError>;
+    /// "Log out everywhere": increments the user's token version, so every refresh token the
+    /// user holds stops working at once.
+    async fn revoke_user_tokens(&self, user_id: &str, now: i64) -> Result<User, StoreError>;
+    /// Replaces the password hash; also bumps the token version (a password change ends every
+    /// session).
+    async fn set_password_hash(
+        &self,
+        user_id: &str,
+        password_hash: &str,
+        now: i64,
+    ) -> Result<User, StoreError>;
+
+    /// Stores a new family (one login) with its first refresh token, atomically.
+    async fn create_refresh_family(
+        &self,
+        family: &Family,
+        first: &NewRefreshToken,
+    ) -> Result<(), StoreError>;
+    /// Presents a refresh token: judges it with [`crate::tokens::refresh::judge`] and applies
+    /// the verdict in one transaction. Of two concurrent calls with the same token, exactly one
+    /// spends it; the database decides (a conditional update checked by its row count).
+    async fn refresh(
+        &self,
+        presented: &TokenHash,
+        successor: &TokenHash,
+        policy: &RefreshPolicy,
+        now: i64,
+    ) -> Result<RefreshOutcome, StoreError>;
+    /// A stored refresh token with its family and owner state, for introspection.
+    async fn refresh_record(&self, hash: &TokenHash) -> Result<Option<RefreshRecord>, StoreError>;
+    /// Revokes the family `hash` belongs to (logout, RFC 7009). Returns the family, if the token
+    /// is known; revoking a revoked family is not an error.
+    async fn revoke_family_of(
+        &self,
+        hash: &TokenHash,
+        reason: &str,
+        now: i64,
+    ) -> Result<Option<Family>, StoreError>;
+    /// Denylists an access token's `jti` until `expires_at`; prunes expired entries.
+    async fn deny_access_token(&self, jti: &str, expires_at: i64, now: i64)
+    -> Result<(), StoreError>;
+    /// Whether `jti` is on the denylist.
+    async fn is_access_token_denied(&self, jti: &str) -> Result<bool, StoreError>;
+
+    async fn create_client(&self, client: NewClient, now: i64) -> Result<Client, StoreError>;
+    async fn client_by_id(&self, id: &str) -> Result<Option<Client>, StoreError>;
+    async fn list_clients(&self) -> Result<Vec<Client>, StoreError>;
+    async fn set_client_disabled(
+        &self,
+        id: &str,
+        disabled: bool,
+        now: i64,
+    ) -> Result<Client, StoreError>;
+
     /// Appends to the audit log.
     async fn record_audit(&self, event: &AuditEvent) -> Result<(), StoreError>;
     /// The newest `limit` audit entries, newest first.

@@ -1,6 +1,7 @@
 //! Access tokens (RFC 9068 JWT profile): claims, signing with the active key, unverified decoding.
 
 pub mod dangerous;
+pub mod refresh;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -84,9 +85,24 @@ impl TokenIssuer {
         subject: Subject,
         now: i64,
     ) -> Result<IssuedToken, TokenError> {
-        let key = keys
-            .active(self.alg)
-            .ok_or(TokenError::NoActiveKey(self.alg))?;
+        self.issue_with_alg(keys, subject, self.alg, now)
+    }
+
+    /// The configured signing algorithm.
+    pub fn alg(&self) -> Alg {
+        self.alg
+    }
+
+    /// Signs an access token for `subject` with the active key of `alg` (a service client that
+    /// names its algorithm).
+    pub fn issue_with_alg(
+        &self,
+        keys: &KeySet,
+        subject: Subject,
+        alg: Alg,
+        now: i64,
+    ) -> Result<IssuedToken, TokenError> {
+        let key = keys.active(alg).ok_or(TokenError::NoActiveKey(alg))?;
         let claims = AccessClaims {
             iss: self.issuer.clone(),
             sub: subject.sub,
@@ -99,7 +115,7 @@ impl TokenIssuer {
             scope: (!subject.scope.is_empty()).then(|| subject.scope.join(" ")),
             roles: subject.roles,
         };
-        let mut header = Header::new(self.alg.jwt());
+        let mut header = Header::new(alg.jwt());
         header.typ = Some(ACCESS_TOKEN_TYP.to_string());
         header.kid = Some(key.meta.kid.clone());
         let access_token = jsonwebtoken::encode(&header, &claims, &key.encoding)

@@ -1,0 +1,204 @@
+//! Service clients: generated secrets, client authentication (`client_secret_basic` and
+//! `client_secret_post`, RFC 6749 §2.3.1) and the `client_credentials` grant (§4.4).
+
+use std::fmt;
+
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use rand::Rng;
+use subtle::ConstantTimeEq;
+use zeroize::Zeroizing;
+
+use crate::store::{Client, split_scope};
+use crate::tokens::refresh::TokenHash;
+use crate::tokens::{IssuedToken, Subject};
+
+use super::login::{AuthError, Authenticator};
+
+/// A client secret: 256 random bits, base64url. It is shown once, when the client is created;
+/// the store keeps only its SHA-256. Not a human password, so a fast hash is enough and keeps
+/// client authentication cheap.
+pub struct ClientSecret(Zeroizing<String>);
+
+impl ClientSecret {
+    pub fn generate() -> ClientSecret {
+        let mut bytes = Zeroizing::new([0u8; 32]);
+        rand::rng().fill_bytes(bytes.as_mut());
+        ClientSecret(Zeroizing::new(URL_SAFE_NO_PAD.encode(bytes.as_ref())))
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    pub fn hash(&self) -> TokenHash {
+        TokenHash::of(&self.0)
+    }
+}
+
+impl fmt::Debug for ClientSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ClientSecret(<hidden>)")
+    }
+}
+
+/// Credentials a client presented, by one method.
+pub struct ClientCredentials {
+    pub client_id: String,
+    pub secret: Zeroizing<String>,
+}
+
+impl fmt::Debug for ClientCredentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientCredentials")
+            .field("client_id", &self.client_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClientCredentials {
+    /// Parses `Authorization: Basic …` (RFC 6749 §2.3.1: id and secret are form-urlencoded,
+    /// joined by `:`, base64). `None` if the header is not Basic; an error if it is but broken.
+    pub fn from_basic(header: &str) -> Option<Result<ClientCredentials, AuthError>> {
+        let (scheme, value) = header.trim().split_once(' ')?;
+        if !scheme.eq_ignore_ascii_case("basic") {
+            return None;
+        }
+        let broken = || AuthError::InvalidClient("malformed Basic credentials".into());
+        Some((|| {
+            let decoded = Zeroizing::new(STANDARD.decode(value.trim()).map_err(|_| broken())?);
+            let text = std::str::from_utf8(&decoded).map_err(|_| broken())?;
+            let (id, secret) = text.split_once(':').ok_or_else(broken)?;
+            Ok(ClientCredentials {
+                client_id: form_decode(id).ok_or_else(broken)?,
+                secret: Zeroizing::new(form_decode(secret).ok_or_else(broken)?),
+            })
+        })())
+    }
+}
+
+/// `application/x-www-form-urlencoded` decoding of one value (`+` is a space).
+fn form_decode(raw: &str) -> Option<String> {
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = bytes.get(i + 1..i + 3)?;
+                let hex = std::str::from_utf8(hex).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 2;
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).ok()
+}
+
+/// A fixed hash compared against when the client id is unknown, so both cases do the same work.
+const NO_CLIENT: TokenHash = TokenHash([0u8; 32]);
+
+impl Authenticator {
+    /// Authenticates a client by id and secret, comparing hashes in constant time. Unknown
+    /// client, wrong secret and disabled client fail alike.
+    pub async fn authenticate_client(
+        &self,
+        credentials: &ClientCredentials,
+    ) -> Result<Client, AuthError> {
+        let client = self.store.client_by_id(&credentials.client_id).await?;
+        let presented = TokenHash::of(&credentials.secret);
+        let expected = client.as_ref().map_or(NO_CLIENT, |c| c.secret_hash);
+        let matches: bool = presented.0.ct_eq(&expected.0).into();
+        match client {
+            Some(client) if matches && !client.disabled => Ok(client),
+            _ => Err(AuthError::InvalidClient(
+                "client authentication failed".into(),
+            )),
+        }
+    }
+
+    /// `grant_type=client_credentials`: an access token for the client itself (`sub` and
+    /// `client_id` are its id), scope limited to what it may have (none asked: all of it),
+    /// signed with the client's algorithm if it names one. No refresh token (RFC 6749 §4.4.3).
+    pub async fn client_credentials_grant(
+        &self,
+        client: &Client,
+        scope: Option<&str>,
+        now: i64,
+    ) -> Result<IssuedToken, AuthError> {
+        let scope = match scope.map(split_scope) {
+            None => client.scopes.clone(),
+            Some(requested) if requested.is_empty() => client.scopes.clone(),
+            Some(requested) => {
+                if let Some(extra) = requested.iter().find(|s| !client.scopes.contains(s)) {
+                    return Err(AuthError::InvalidScope(extra.clone()));
+                }
+                requested
+            }
+        };
+        let subject = Subject {
+            sub: client.id.clone(),
+            client_id: client.id.clone(),
+            scope,
+            roles: Vec::new(),
+        };
+        let alg = client.alg.unwrap_or(self.tokens.alg());
+        if self.keys.snapshot().active(alg).is_none() {
+            // The first token for an algorithm other than the configured one: have the key
+            // manager keep an active (and next) key for it from now on.
+            self.keys
+                .ensure_keys(alg, now)
+                .await
+                .map_err(|e| AuthError::Internal(e.to_string()))?;
+        }
+        Ok(self
+            .tokens
+            .issue_with_alg(&self.keys.snapshot(), subject, alg, now)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn basic(raw: &str) -> String {
+        format!("Basic {}", STANDARD.encode(raw))
+    }
+
+    #[test]
+    fn secrets_have_256_bits_and_hide_from_debug() {
+        let secret = ClientSecret::generate();
+        assert_eq!(URL_SAFE_NO_PAD.decode(secret.expose()).unwrap().len(), 32);
+        assert_eq!(format!("{secret:?}"), "ClientSecret(<hidden>)");
+        assert_eq!(secret.hash(), TokenHash::of(secret.expose()));
+    }
+
+    #[test]
+    fn basic_credentials_are_form_decoded() {
+        let creds = ClientCredentials::from_basic(&basic("my%3Aclient:s%2Bp+x"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(creds.client_id, "my:client");
+        assert_eq!(creds.secret.as_str(), "s+p x");
+        assert!(!format!("{creds:?}").contains("s+p"));
+    }
+
+    #[test]
+    fn other_schemes_are_not_basic_and_broken_basic_is_an_error() {
+        assert!(ClientCredentials::from_basic("Bearer abc").is_none());
+        assert!(ClientCredentials::from_basic("Basic !!!").unwrap().is_err());
+        assert!(
+            ClientCredentials::from_basic(&basic("no-colon"))
+                .unwrap()
+                .is_err()
+        );
+        assert!(
+            ClientCredentials::from_basic(&basic("id:%zz"))
+                .unwrap()
+                .is_err()
+        );
+    }
+}

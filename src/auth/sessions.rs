@@ -1,0 +1,235 @@
+//! Sessions after login: the refresh grant (rotation, reuse detection), logout, RFC 7009
+//! revocation and RFC 7662 introspection.
+
+use serde::Serialize;
+
+use crate::store::{Client, RefreshOutcome, split_scope};
+use crate::tokens::refresh::{RefreshToken, Rejection, TokenHash, is_active};
+use crate::tokens::{AccessClaims, Subject};
+
+use super::login::{AuthError, Authenticator, IssuedRefresh, Session};
+
+/// A refresh-token request, parsed from the form (or cookie).
+#[derive(Debug)]
+pub struct RefreshRequest<'a> {
+    pub refresh_token: &'a str,
+    /// RFC 6749 §6: a narrower scope than the original grant, if asked.
+    pub scope: Option<&'a str>,
+    /// The client the token must have been issued to, if the caller says.
+    pub client_id: Option<&'a str>,
+}
+
+/// Which kind of token a revocation or introspection request hints at (RFC 7009 §2.1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenHint {
+    AccessToken,
+    RefreshToken,
+}
+
+/// RFC 7662 §2.2 introspection response. Inactive tokens are `{"active": false}` and nothing
+/// else, so the answer does not say why.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Introspection {
+    pub active: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exp: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub iat: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sub: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub aud: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub iss: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jti: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<String>,
+}
+
+impl Introspection {
+    fn inactive() -> Introspection {
+        Introspection::default()
+    }
+
+    fn of_access(claims: AccessClaims) -> Introspection {
+        Introspection {
+            active: true,
+            scope: claims.scope,
+            client_id: Some(claims.client_id),
+            token_type: Some("Bearer"),
+            exp: Some(claims.exp),
+            iat: Some(claims.iat),
+            nbf: Some(claims.nbf),
+            sub: Some(claims.sub),
+            aud: Some(claims.aud),
+            iss: Some(claims.iss),
+            jti: Some(claims.jti),
+            roles: claims.roles,
+        }
+    }
+}
+
+/// A JWT has three dot-separated parts; a refresh token is base64url without dots.
+fn looks_like_jwt(token: &str) -> bool {
+    token.split('.').count() == 3
+}
+
+impl Authenticator {
+    /// `grant_type=refresh_token`: spends the presented token and issues its successor in the
+    /// same family, with a fresh access token. The store decides races and reuse atomically.
+    pub async fn refresh_grant(
+        &self,
+        request: RefreshRequest<'_>,
+        now: i64,
+    ) -> Result<Session, AuthError> {
+        let presented = TokenHash::of(request.refresh_token);
+        // Client binding and scope never change within a family, so they can be checked before
+        // the deciding transaction, without spending a token on a request that must fail.
+        let Some(record) = self.store.refresh_record(&presented).await? else {
+            return Err(Rejection::Unknown.into());
+        };
+        if let Some(client_id) = request.client_id
+            && client_id != record.family.client_id
+        {
+            return Err(AuthError::InvalidGrant);
+        }
+        let requested = request.scope.map(split_scope);
+        if let Some(requested) = &requested
+            && let Some(extra) = requested.iter().find(|s| !record.family.scope.contains(s))
+        {
+            return Err(AuthError::InvalidScope(extra.clone()));
+        }
+        let successor = RefreshToken::generate();
+        let outcome = self
+            .store
+            .refresh(&presented, &successor.hash(), &self.refresh, now)
+            .await?;
+        let (family, user, expires_at) = match outcome {
+            RefreshOutcome::Issued {
+                family,
+                user,
+                expires_at,
+                ..
+            } => (family, user, expires_at),
+            RefreshOutcome::Rejected(why) => return Err(why.into()),
+        };
+        // Roles are read afresh; a scope that came from a role the user has since lost is dropped.
+        let scope = requested
+            .unwrap_or(family.scope)
+            .into_iter()
+            .filter(|s| self.user_may_have(&user.roles, s))
+            .collect();
+        let subject = Subject {
+            sub: user.id,
+            client_id: family.client_id,
+            scope,
+            roles: user.roles,
+        };
+        let access = self.tokens.issue(&self.keys.snapshot(), subject, now)?;
+        Ok(Session {
+            access,
+            refresh: Some(IssuedRefresh {
+                token: successor,
+                expires_in: expires_at - now,
+            }),
+        })
+    }
+
+    /// `POST /logout`: revokes the refresh token's family and denylists the access token until
+    /// it expires. Unknown, expired or already revoked tokens are not an error: logging out
+    /// twice succeeds twice.
+    pub async fn logout(
+        &self,
+        refresh_token: Option<&str>,
+        access_token: Option<&str>,
+        now: i64,
+    ) -> Result<(), AuthError> {
+        if let Some(token) = refresh_token {
+            self.store
+                .revoke_family_of(&TokenHash::of(token), "logout", now)
+                .await?;
+        }
+        if let Some(token) = access_token
+            && let Ok(claims) = self.tokens.verify(&self.keys.snapshot(), token, now)
+        {
+            self.store
+                .deny_access_token(&claims.jti, claims.exp, now)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// RFC 7009: revokes `token` if it was issued to `client`. Tokens that are invalid, unknown
+    /// or another client's are answered the same way, with success and no effect (§2.2), so the
+    /// endpoint reveals nothing about tokens the caller does not own.
+    pub async fn revoke(
+        &self,
+        client: &Client,
+        token: &str,
+        hint: Option<TokenHint>,
+        now: i64,
+    ) -> Result<(), AuthError> {
+        let as_access = match hint {
+            Some(TokenHint::AccessToken) => true,
+            Some(TokenHint::RefreshToken) => false,
+            None => looks_like_jwt(token),
+        };
+        if as_access || looks_like_jwt(token) {
+            if let Ok(claims) = self.tokens.verify(&self.keys.snapshot(), token, now)
+                && claims.client_id == client.id
+            {
+                self.store
+                    .deny_access_token(&claims.jti, claims.exp, now)
+                    .await?;
+            }
+            return Ok(());
+        }
+        let hash = TokenHash::of(token);
+        if let Some(record) = self.store.refresh_record(&hash).await?
+            && record.family.client_id == client.id
+        {
+            self.store.revoke_family_of(&hash, "revoked", now).await?;
+        }
+        Ok(())
+    }
+
+    /// RFC 7662: whether `token` is active now, and its claims if it is. Expired, revoked,
+    /// denylisted, malformed and foreign-signed tokens are all just inactive.
+    pub async fn introspect(&self, token: &str, now: i64) -> Result<Introspection, AuthError> {
+        if looks_like_jwt(token) {
+            let Ok(claims) = self.tokens.verify(&self.keys.snapshot(), token, now) else {
+                return Ok(Introspection::inactive());
+            };
+            if self.store.is_access_token_denied(&claims.jti).await? {
+                return Ok(Introspection::inactive());
+            }
+            return Ok(Introspection::of_access(claims));
+        }
+        let Some(record) = self.store.refresh_record(&TokenHash::of(token)).await? else {
+            return Ok(Introspection::inactive());
+        };
+        if !is_active(&record.state, now) {
+            return Ok(Introspection::inactive());
+        }
+        let family = record.family;
+        Ok(Introspection {
+            active: true,
+            scope: (!family.scope.is_empty()).then(|| family.scope.join(" ")),
+            client_id: Some(family.client_id),
+            token_type: Some("refresh_token"),
+            exp: Some(record.state.expires_at),
+            iat: Some(record.issued_at),
+            sub: Some(family.user_id),
+            ..Introspection::default()
+        })
+    }
+}
