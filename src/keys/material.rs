@@ -108,6 +108,16 @@ impl PrivateKey {
         }
     }
 
+    /// PKCS#8 DER, zeroised when dropped.
+    pub fn pkcs8_der(&self) -> Result<Zeroizing<Vec<u8>>, MaterialError> {
+        let doc = match self {
+            PrivateKey::Rsa(k) => k.to_pkcs8_der(),
+            PrivateKey::Ec(k) => k.to_pkcs8_der(),
+        };
+        doc.map(|d| Zeroizing::new(d.as_bytes().to_vec()))
+            .map_err(|e| MaterialError::Encode(e.to_string()))
+    }
+
     /// The signing key for jsonwebtoken's aws-lc-rs backend (PKCS#1 DER for RSA, PKCS#8 DER
     /// for EC, the forms that backend parses).
     pub fn encoding_key(&self) -> Result<jsonwebtoken::EncodingKey, MaterialError> {

@@ -6,6 +6,7 @@ mod jwk;
 mod manager;
 mod material;
 mod set;
+mod signer;
 mod store;
 
 pub use alg::Alg;
@@ -14,4 +15,5 @@ pub use jwk::{PublicJwk, thumbprint};
 pub use manager::{KeyError, KeyManager, Lifecycle, RotateOptions};
 pub use material::PrivateKey;
 pub use set::{KeySet, LoadedKey};
+pub use signer::{SignError, Signer};
 pub use store::{KeyMeta, KeyState, KeyStore, KeyStoreError, Manifest, StoredKey};

@@ -9,7 +9,7 @@ use jsonwebtoken::{DecodingKey, EncodingKey, Header, Validation};
 use sha2::{Digest, Sha256};
 
 use super::manager::KeyError;
-use super::{Alg, KeyMeta, KeyState, Manifest, PrivateKey, PublicJwk, thumbprint};
+use super::{Alg, KeyMeta, KeyState, Manifest, PrivateKey, PublicJwk, Signer, thumbprint};
 
 /// One published key, ready to sign (when active) and verify.
 pub struct LoadedKey {
@@ -19,6 +19,8 @@ pub struct LoadedKey {
     pub public: PublicJwk,
     pub encoding: EncodingKey,
     pub decoding: DecodingKey,
+    /// Signs access tokens (`typ: at+jwt`) with the key pair parsed once.
+    pub signer: Signer,
 }
 
 /// The key set at one generation.
@@ -60,7 +62,12 @@ impl KeySet {
                 origin: origin.clone(),
                 reason: e.to_string(),
             })?;
-            self_test(meta.alg, &encoding, &decoding)
+            let signer = Signer::new(&private, &meta.kid, crate::tokens::ACCESS_TOKEN_TYP)
+                .map_err(|e| KeyError::Corrupt {
+                    origin: origin.clone(),
+                    reason: e.to_string(),
+                })?;
+            self_test(meta.alg, &encoding, &signer, &decoding)
                 .map_err(|reason| KeyError::SelfTest { origin, reason })?;
             loaded.push(LoadedKey {
                 meta,
@@ -68,6 +75,7 @@ impl KeySet {
                 public,
                 encoding,
                 decoding,
+                signer,
             });
         }
         // Stable order: newest first, so the JWKS bytes depend only on the key set.
@@ -133,13 +141,22 @@ fn jwks_bytes(keys: &[LoadedKey]) -> Vec<u8> {
 
 /// Signs and verifies a throw-away token: a broken crypto build or a key whose halves do not match
 /// stops start-up instead of producing tokens nobody can verify.
-fn self_test(alg: Alg, encoding: &EncodingKey, decoding: &DecodingKey) -> Result<(), String> {
+/// Both signing paths are tested: the access-token signer and jsonwebtoken's.
+fn self_test(
+    alg: Alg,
+    encoding: &EncodingKey,
+    signer: &Signer,
+    decoding: &DecodingKey,
+) -> Result<(), String> {
     let claims = serde_json::json!({ "sub": "self-test", "exp": 4_102_444_800u64 });
-    let token = jsonwebtoken::encode(&Header::new(alg.jwt()), &claims, encoding)
+    let theirs = jsonwebtoken::encode(&Header::new(alg.jwt()), &claims, encoding)
         .map_err(|e| format!("sign: {e}"))?;
+    let ours = signer.sign(&claims).map_err(|e| format!("sign: {e}"))?;
     let mut validation = Validation::new(alg.jwt());
     validation.validate_aud = false;
-    jsonwebtoken::decode::<serde_json::Value>(&token, decoding, &validation)
-        .map_err(|e| format!("verify: {e}"))?;
+    for token in [theirs, ours] {
+        jsonwebtoken::decode::<serde_json::Value>(&token, decoding, &validation)
+            .map_err(|e| format!("verify: {e}"))?;
+    }
     Ok(())
 }

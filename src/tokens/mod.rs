@@ -5,7 +5,6 @@ pub mod refresh;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::Header;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
@@ -115,10 +114,10 @@ impl TokenIssuer {
             scope: (!subject.scope.is_empty()).then(|| subject.scope.join(" ")),
             roles: subject.roles,
         };
-        let mut header = Header::new(alg.jwt());
-        header.typ = Some(ACCESS_TOKEN_TYP.to_string());
-        header.kid = Some(key.meta.kid.clone());
-        let access_token = jsonwebtoken::encode(&header, &claims, &key.encoding)
+        // The key's signer holds the key pair parsed once and the pre-encoded header.
+        let access_token = key
+            .signer
+            .sign(&claims)
             .map_err(|e| TokenError::Sign(e.to_string()))?;
         Ok(IssuedToken {
             access_token,
@@ -223,6 +222,8 @@ impl TokenIssuer {
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
+
+    use jsonwebtoken::Header;
 
     use super::*;
     use crate::keys::{KeyMeta, KeyState, Manifest, PrivateKey, thumbprint};
