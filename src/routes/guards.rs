@@ -4,7 +4,7 @@ use rocket::http::Status;
 use rocket::request::{FromRequest, Outcome, Request};
 
 use crate::App;
-use crate::auth::Admin;
+use crate::auth::{ADMIN, Admin};
 use crate::clock;
 use crate::error::ApiError;
 
@@ -27,6 +27,20 @@ fn challenge(status: Status, error: &'static str, description: &str) -> ApiError
         format!(r#"Bearer realm="stamp", error="{error}", error_description="{description}""#)
     });
     err
+}
+
+/// Whether the account behind an admin token still exists, is enabled, and still holds the right.
+async fn still_admin(
+    app: &App,
+    admin: &Admin,
+    claims: &crate::tokens::AccessClaims,
+) -> Result<bool, crate::store::StoreError> {
+    if admin.actor.starts_with("client:") {
+        let client = app.store.client_by_id(&claims.client_id).await?;
+        return Ok(client.is_some_and(|c| !c.disabled && c.scopes.iter().any(|s| s == ADMIN)));
+    }
+    let user = app.store.user_by_id(&claims.sub).await?;
+    Ok(user.is_some_and(|u| !u.disabled && u.roles.iter().any(|r| r == ADMIN)))
 }
 
 #[rocket::async_trait]
@@ -58,8 +72,32 @@ impl<'r> FromRequest<'r> for Admin {
                     .fail_guard(req);
             }
         };
+        // The admin API is online, so it also sees what offline verifiers cannot: a logged-out
+        // (denylisted) token, and an account disabled or stripped of `admin` since the token was
+        // issued.
+        match app.store.is_access_token_denied(&claims.jti).await {
+            Ok(false) => {}
+            Ok(true) => {
+                return challenge(
+                    Status::Unauthorized,
+                    "invalid_token",
+                    "the token has been revoked",
+                )
+                .fail_guard(req);
+            }
+            Err(e) => return ApiError::internal(e).fail_guard(req),
+        }
         match Admin::authorize(&claims) {
-            Ok(admin) => Outcome::Success(admin),
+            Ok(admin) => match still_admin(app, &admin, &claims).await {
+                Ok(true) => Outcome::Success(admin),
+                Ok(false) => challenge(
+                    Status::Unauthorized,
+                    "invalid_token",
+                    "the account is disabled or no longer an administrator",
+                )
+                .fail_guard(req),
+                Err(e) => ApiError::internal(e).fail_guard(req),
+            },
             Err(e) => {
                 let mut err = challenge(Status::Forbidden, "insufficient_scope", &e.to_string());
                 err.www_authenticate = Some(

@@ -299,3 +299,105 @@ async fn admin_actions_are_audited() {
     assert_eq!(event["target"], active);
     assert!(event["at"].as_i64().unwrap() > 0);
 }
+
+#[rocket::async_test]
+async fn a_logged_out_or_disabled_admin_loses_the_admin_api_at_once() {
+    let app = TestApp::spawn().await;
+    let token = app.admin_token().await;
+    let ok = app
+        .admin_call(Method::Get, "/admin/keys", &token, None)
+        .await;
+    assert_eq!(ok.status(), Status::Ok);
+
+    // Denylisted (what logout does): offline verifiers still accept it until exp; the admin API
+    // does not.
+    let claims = app.verify_with_jwks(&token).await.unwrap();
+    let now = stamp::clock::now();
+    app.app()
+        .store
+        .deny_access_token(
+            claims["jti"].as_str().unwrap(),
+            claims["exp"].as_i64().unwrap(),
+            now,
+        )
+        .await
+        .unwrap();
+    let denied = app
+        .admin_call(Method::Get, "/admin/keys", &token, None)
+        .await;
+    let body = assert_oauth_error(denied, Status::Unauthorized, "invalid_token").await;
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("revoked")
+    );
+
+    let fresh = app.login("root", PASSWORD).await;
+    app.app()
+        .store
+        .set_disabled("root", true, now)
+        .await
+        .unwrap();
+    let disabled = app
+        .admin_call(Method::Get, "/admin/keys", &fresh, None)
+        .await;
+    assert_oauth_error(disabled, Status::Unauthorized, "invalid_token").await;
+}
+
+#[rocket::async_test]
+async fn a_service_client_with_the_admin_scope_can_rotate() {
+    use stamp::auth::ClientSecret;
+    use stamp::store::{ClientId, NewClient, Scope};
+
+    let app = TestApp::spawn_with(no_waits).await;
+    let add = |id: &'static str, scopes: &'static [&'static str]| {
+        let secret = ClientSecret::generate();
+        let client = NewClient {
+            id: ClientId::parse(id).unwrap(),
+            secret_hash: secret.hash(),
+            scopes: scopes.iter().map(|s| Scope::parse(s).unwrap()).collect(),
+            alg: None,
+        };
+        (client, secret)
+    };
+    let mut tokens = Vec::new();
+    for (id, scopes) in [("cron", &["admin"][..]), ("reporting", &["read"][..])] {
+        let (client, secret) = add(id, scopes);
+        app.app()
+            .store
+            .create_client(client, stamp::clock::now())
+            .await
+            .unwrap();
+        let response = app
+            .token_form(&format!(
+                "grant_type=client_credentials&client_id={id}&client_secret={}",
+                crate::helpers::urlencode(secret.expose())
+            ))
+            .await;
+        assert_eq!(response.status(), Status::Ok, "client {id}");
+        let body: Value = response.into_json().await.unwrap();
+        tokens.push(body["access_token"].as_str().unwrap().to_string());
+    }
+    let rotated = app
+        .admin_call(Method::Post, "/admin/keys/rotate", &tokens[0], None)
+        .await;
+    assert_eq!(rotated.status(), Status::Ok);
+    let audit = app.app().store.recent_audit(1).await.unwrap();
+    assert_eq!(audit[0].actor, "client:cron");
+
+    let refused = app
+        .admin_call(Method::Post, "/admin/keys/rotate", &tokens[1], None)
+        .await;
+    assert_oauth_error(refused, Status::Forbidden, "insufficient_scope").await;
+
+    app.app()
+        .store
+        .set_client_disabled("cron", true, stamp::clock::now())
+        .await
+        .unwrap();
+    let disabled = app
+        .admin_call(Method::Get, "/admin/keys", &tokens[0], None)
+        .await;
+    assert_oauth_error(disabled, Status::Unauthorized, "invalid_token").await;
+}
