@@ -13,4 +13,5 @@ mod interop;
 mod jwks;
 mod keys;
 mod login;
+mod postgres;
 mod rotation;

@@ -1,0 +1,284 @@
+//! The scale-out key store: PostgreSQL, shared by every replica. Private keys are encrypted at
+//! rest with AES-256-GCM under a key-encryption key (KEK) the operator provides, with the `kid`
+//! as associated data, so a ciphertext moved to another row does not decrypt. A commit is one
+//! transaction that locks the manifest row, checks its generation, writes the new keys and the
+//! manifest, and sends `NOTIFY stamp_keys` for replicas that listen.
+
+use std::fmt;
+
+use async_trait::async_trait;
+use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use sqlx::{PgPool, Row};
+use zeroize::Zeroizing;
+
+use super::store::{KeyStore, KeyStoreError, Manifest, StoredKey};
+
+/// Migrations of the PostgreSQL schema.
+pub static PG_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// The key-encryption key: 32 bytes, never logged.
+pub struct Kek(LessSafeKey);
+
+impl fmt::Debug for Kek {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Kek(<hidden>)")
+    }
+}
+
+impl Kek {
+    /// From standard base64 of exactly 32 random bytes (`openssl rand -base64 32`).
+    pub fn from_base64(text: &str) -> Result<Kek, String> {
+        let bytes = Zeroizing::new(
+            STANDARD
+                .decode(text.trim())
+                .map_err(|_| "the key-encryption key is not base64".to_string())?,
+        );
+        if bytes.len() != 32 {
+            return Err(format!(
+                "the key-encryption key has {} bytes, not 32",
+                bytes.len()
+            ));
+        }
+        let key = UnboundKey::new(&AES_256_GCM, &bytes).map_err(|e| e.to_string())?;
+        Ok(Kek(LessSafeKey::new(key)))
+    }
+
+    fn seal(&self, kid: &str, plaintext: &[u8]) -> Result<([u8; NONCE_LEN], Vec<u8>), String> {
+        let mut nonce = [0u8; NONCE_LEN];
+        aws_lc_rs::rand::fill(&mut nonce).map_err(|e| e.to_string())?;
+        let mut data = plaintext.to_vec();
+        self.0
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(kid.as_bytes()),
+                &mut data,
+            )
+            .map_err(|e| e.to_string())?;
+        Ok((nonce, data))
+    }
+
+    fn open(
+        &self,
+        kid: &str,
+        nonce: &[u8],
+        ciphertext: &[u8],
+    ) -> Result<Zeroizing<String>, String> {
+        let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| "bad nonce".to_string())?;
+        let mut data = Zeroizing::new(ciphertext.to_vec());
+        let plain = self
+            .0
+            .open_in_place(nonce, Aad::from(kid.as_bytes()), &mut data)
+            .map_err(|_| {
+                "decryption failed (wrong key-encryption key, or a tampered row)".to_string()
+            })?;
+        String::from_utf8(plain.to_vec())
+            .map(Zeroizing::new)
+            .map_err(|_| "decrypted key is not UTF-8 PEM".to_string())
+    }
+}
+
+/// [`KeyStore`] on PostgreSQL.
+pub struct PgKeyStore {
+    pool: PgPool,
+    kek: Kek,
+}
+
+fn io(origin: &str, e: impl fmt::Display) -> KeyStoreError {
+    KeyStoreError::Io {
+        origin: origin.to_string(),
+        reason: e.to_string(),
+    }
+}
+
+impl PgKeyStore {
+    /// A store on `pool` (already migrated with [`PG_MIGRATOR`]).
+    pub fn new(pool: PgPool, kek: Kek) -> PgKeyStore {
+        PgKeyStore { pool, kek }
+    }
+}
+
+#[async_trait]
+impl KeyStore for PgKeyStore {
+    async fn load(&self) -> Result<Option<(Manifest, Vec<StoredKey>)>, KeyStoreError> {
+        let mut tx = self.pool.begin().await.map_err(|e| io("key_manifest", e))?;
+        // One snapshot for the manifest and its keys.
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| io("key_manifest", e))?;
+        let row = sqlx::query("SELECT manifest FROM key_manifest")
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(|e| io("key_manifest", e))?;
+        let Some(row) = row else { return Ok(None) };
+        let json: serde_json::Value = row.try_get("manifest").map_err(|e| io("key_manifest", e))?;
+        let manifest: Manifest =
+            serde_json::from_value(json).map_err(|e| KeyStoreError::Corrupt {
+                origin: "key_manifest".into(),
+                reason: e.to_string(),
+            })?;
+        let mut keys = Vec::new();
+        for meta in manifest.keys.iter().filter(|m| m.state.is_published()) {
+            let origin = format!("signing_keys row {}", meta.kid);
+            let row = sqlx::query("SELECT nonce, ciphertext FROM signing_keys WHERE kid = $1")
+                .bind(&meta.kid)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(|e| io(&origin, e))?
+                .ok_or_else(|| io(&origin, "missing"))?;
+            let nonce: Vec<u8> = row.try_get("nonce").map_err(|e| io(&origin, e))?;
+            let ciphertext: Vec<u8> = row.try_get("ciphertext").map_err(|e| io(&origin, e))?;
+            let pem = self
+                .kek
+                .open(&meta.kid, &nonce, &ciphertext)
+                .map_err(|reason| KeyStoreError::Corrupt {
+                    origin: origin.clone(),
+                    reason,
+                })?;
+            keys.push(StoredKey {
+                meta: meta.clone(),
+                pem,
+                origin,
+            });
+        }
+        tx.commit().await.map_err(|e| io("key_manifest", e))?;
+        Ok(Some((manifest, keys)))
+    }
+
+    async fn generation(&self) -> Result<u64, KeyStoreError> {
+        let row = sqlx::query("SELECT generation FROM key_manifest")
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| io("key_manifest", e))?;
+        match row {
+            Some(row) => Ok(row
+                .try_get::<i64, _>("generation")
+                .map_err(|e| io("key_manifest", e))? as u64),
+            None => Ok(0),
+        }
+    }
+
+    async fn commit(
+        &self,
+        manifest: &Manifest,
+        new_keys: &[(String, Zeroizing<String>)],
+    ) -> Result<(), KeyStoreError> {
+        let mut tx = self.pool.begin().await.map_err(|e| io("key_manifest", e))?;
+        // The manifest row lock serialises writers across replicas; an empty store is serialised
+        // by the primary key of the first insert.
+        let stored = sqlx::query("SELECT generation FROM key_manifest FOR UPDATE")
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(|e| io("key_manifest", e))?
+            .map(|row| row.try_get::<i64, _>("generation"))
+            .transpose()
+            .map_err(|e| io("key_manifest", e))?
+            .unwrap_or(0) as u64;
+        let expected = manifest.generation.saturating_sub(1);
+        if stored != expected {
+            return Err(KeyStoreError::Stale { stored, expected });
+        }
+        for (kid, pem) in new_keys {
+            let meta = manifest
+                .keys
+                .iter()
+                .find(|m| &m.kid == kid)
+                .ok_or_else(|| io(kid, "not in the manifest"))?;
+            let (nonce, ciphertext) = self.kek.seal(kid, pem.as_bytes()).map_err(|e| io(kid, e))?;
+            sqlx::query("INSERT INTO signing_keys (kid, alg, nonce, ciphertext, created_at) VALUES ($1, $2, $3, $4, $5)")
+                .bind(kid)
+                .bind(meta.alg.as_str())
+                .bind(&nonce[..])
+                .bind(&ciphertext)
+                .bind(meta.created_at)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| io(kid, e))?;
+        }
+        let json = serde_json::to_value(manifest).map_err(|e| io("key_manifest", e))?;
+        let written = sqlx::query(
+            "INSERT INTO key_manifest (singleton, generation, manifest) VALUES (TRUE, $1, $2)
+             ON CONFLICT (singleton) DO UPDATE SET generation = EXCLUDED.generation, manifest = EXCLUDED.manifest
+             WHERE key_manifest.generation = $3",
+        )
+        .bind(manifest.generation as i64)
+        .bind(json)
+        .bind(expected as i64)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| match &e {
+            sqlx::Error::Database(db) if db.is_unique_violation() => KeyStoreError::Stale { stored: expected + 1, expected },
+            _ => io("key_manifest", e),
+        })?;
+        if written.rows_affected() != 1 {
+            return Err(KeyStoreError::Stale {
+                stored: expected + 1,
+                expected,
+            });
+        }
+        // The private bytes of keys that can no longer sign or verify anything have no use left.
+        let gone: Vec<String> = manifest
+            .keys
+            .iter()
+            .filter(|m| !m.state.is_published())
+            .map(|m| m.kid.clone())
+            .collect();
+        if !gone.is_empty() {
+            sqlx::query("DELETE FROM signing_keys WHERE kid = ANY($1)")
+                .bind(&gone)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| io("signing_keys", e))?;
+        }
+        sqlx::query("SELECT pg_notify('stamp_keys', $1)")
+            .bind(manifest.generation.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| io("key_manifest", e))?;
+        tx.commit().await.map_err(|e| match &e {
+            sqlx::Error::Database(db) if db.is_unique_violation() => KeyStoreError::Stale {
+                stored: expected + 1,
+                expected,
+            },
+            _ => io("key_manifest", e),
+        })
+    }
+
+    fn describe(&self) -> String {
+        "PostgreSQL key store (AES-256-GCM at rest)".into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kek() -> Kek {
+        Kek::from_base64(&STANDARD.encode([7u8; 32])).unwrap()
+    }
+
+    #[test]
+    fn sealed_keys_open_only_under_their_kid() {
+        let (nonce, ciphertext) = kek().seal("kid-a", b"-----BEGIN PRIVATE KEY-----").unwrap();
+        assert!(!ciphertext.windows(5).any(|w| w == b"BEGIN"), "encrypted");
+        assert_eq!(
+            kek().open("kid-a", &nonce, &ciphertext).unwrap().as_str(),
+            "-----BEGIN PRIVATE KEY-----"
+        );
+        assert!(
+            kek().open("kid-b", &nonce, &ciphertext).is_err(),
+            "kid is bound as AAD"
+        );
+        let other = Kek::from_base64(&STANDARD.encode([8u8; 32])).unwrap();
+        assert!(other.open("kid-a", &nonce, &ciphertext).is_err());
+    }
+
+    #[test]
+    fn kek_must_be_32_bytes_of_base64() {
+        assert!(Kek::from_base64("not base64!").is_err());
+        assert!(Kek::from_base64(&STANDARD.encode([1u8; 16])).is_err());
+        assert_eq!(format!("{:?}", kek()), "Kek(<hidden>)");
+    }
+}
