@@ -395,9 +395,18 @@ mod tests {
         assert_eq!(config.refresh.ttl, 14 * 86_400);
         assert_eq!(config.refresh.reuse_grace, 0);
         assert!(config.cookie_secure);
-        assert_eq!(with("refresh_token_ttl", 0).unwrap_err().setting, "refresh_token_ttl");
-        assert_eq!(with("refresh_family_ttl", 60).unwrap_err().setting, "refresh_family_ttl");
-        assert_eq!(with("refresh_reuse_grace", 3600).unwrap_err().setting, "refresh_reuse_grace");
+        assert_eq!(
+            with("refresh_token_ttl", 0).unwrap_err().setting,
+            "refresh_token_ttl"
+        );
+        assert_eq!(
+            with("refresh_family_ttl", 60).unwrap_err().setting,
+            "refresh_family_ttl"
+        );
+        assert_eq!(
+            with("refresh_reuse_grace", 3600).unwrap_err().setting,
+            "refresh_reuse_grace"
+        );
         assert!(with("refresh_reuse_grace", 5).is_ok());
         assert_eq!(
             with("login_throttle_capacity", 0).unwrap_err().setting,

@@ -151,10 +151,9 @@ impl From<AuthError> for ApiError {
             AuthError::InvalidRequest(msg) => ApiError::invalid_request(msg),
             AuthError::Store(e) => e.into(),
             AuthError::Token(e) => e.into(),
-            AuthError::Throttled { retry_after } => ApiError::too_many_requests(
-                "too many failed logins; try again later",
-                retry_after,
-            ),
+            AuthError::Throttled { retry_after } => {
+                ApiError::too_many_requests("too many failed logins; try again later", retry_after)
+            }
             AuthError::Refresh(why) => {
                 if why == crate::tokens::refresh::Rejection::Reused {
                     rocket::warn!("refresh token reuse detected; its family is revoked");

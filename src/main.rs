@@ -306,7 +306,11 @@ async fn clients(command: ClientsCommand) -> Result<(), CliError> {
         ClientsCommand::List => {
             println!("{:<32} {:<9} {:<6} scopes", "id", "state", "alg");
             for client in db.list_clients().await? {
-                let state = if client.disabled { "disabled" } else { "enabled" };
+                let state = if client.disabled {
+                    "disabled"
+                } else {
+                    "enabled"
+                };
                 let alg = client.alg.map_or("-", |a| a.as_str());
                 println!(
                     "{:<32} {:<9} {:<6} {}",

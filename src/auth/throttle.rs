@@ -187,14 +187,23 @@ mod tests {
         }
         assert_eq!(throttle.check(&keys, now), Ok(()));
         throttle.record_failure(&keys, now);
-        assert_eq!(throttle.check(&keys, now), Err(Throttled { retry_after: 1 }));
+        assert_eq!(
+            throttle.check(&keys, now),
+            Err(Throttled { retry_after: 1 })
+        );
         now += 1;
         assert_eq!(throttle.check(&keys, now), Ok(()));
         throttle.record_failure(&keys, now);
-        assert_eq!(throttle.check(&keys, now), Err(Throttled { retry_after: 2 }));
+        assert_eq!(
+            throttle.check(&keys, now),
+            Err(Throttled { retry_after: 2 })
+        );
         now += 2;
         throttle.record_failure(&keys, now);
-        assert_eq!(throttle.check(&keys, now), Err(Throttled { retry_after: 4 }));
+        assert_eq!(
+            throttle.check(&keys, now),
+            Err(Throttled { retry_after: 4 })
+        );
     }
 
     #[test]
@@ -210,7 +219,10 @@ mod tests {
         }
         throttle.record_success(&user("alice"));
         assert_eq!(throttle.check(&[user("alice")], 0), Ok(()));
-        assert_eq!(throttle.check(&[addr], 0), Err(Throttled { retry_after: 1 }));
+        assert_eq!(
+            throttle.check(&[addr], 0),
+            Err(Throttled { retry_after: 1 })
+        );
     }
 
     #[test]
@@ -233,7 +245,11 @@ mod tests {
             throttle.record_failure(&keys, 0);
         }
         throttle.record_failure(&keys, 1_000);
-        assert_eq!(throttle.check(&keys, 1_000), Ok(()), "counter restarted at 1");
+        assert_eq!(
+            throttle.check(&keys, 1_000),
+            Ok(()),
+            "counter restarted at 1"
+        );
     }
 
     #[test]

@@ -20,7 +20,11 @@ struct Revoked {
 /// Bumps the user's token version: every refresh token they hold stops working at once.
 /// Access tokens already issued stay valid offline until they expire (docs/sessions.md).
 #[post("/admin/users/<id>/revoke-tokens")]
-async fn revoke_tokens(app: &State<App>, admin: Admin, id: &str) -> Result<Json<Revoked>, ApiError> {
+async fn revoke_tokens(
+    app: &State<App>,
+    admin: Admin,
+    id: &str,
+) -> Result<Json<Revoked>, ApiError> {
     let now = clock::now();
     let user = app.store.revoke_user_tokens(id, now).await?;
     let event = AuditEvent {

@@ -68,7 +68,11 @@ async fn token(
                 Some(token) => (token, false),
                 None => match jar.get(REFRESH_COOKIE) {
                     Some(cookie) => (cookie.value().to_string(), true),
-                    None => return Err(ApiError::invalid_request("missing parameter `refresh_token`")),
+                    None => {
+                        return Err(ApiError::invalid_request(
+                            "missing parameter `refresh_token`",
+                        ));
+                    }
                 },
             };
             let request = RefreshRequest {
@@ -77,7 +81,12 @@ async fn token(
                 client_id: form.client_id.as_deref(),
             };
             let session = app.auth.refresh_grant(request, now).await?;
-            Ok(session::respond(app, jar, session, cookie_flag || from_cookie))
+            Ok(session::respond(
+                app,
+                jar,
+                session,
+                cookie_flag || from_cookie,
+            ))
         }
         "client_credentials" => {
             let client = session::authenticate(

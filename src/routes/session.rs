@@ -30,7 +30,13 @@ pub const LOGOUT_COOKIE: &str = "stamp_logout";
 const TOKEN_PATH: &str = "/oauth/token";
 const LOGOUT_PATH: &str = "/logout";
 
-fn session_cookie(name: &'static str, value: String, path: &'static str, max_age: i64, secure: bool) -> Cookie<'static> {
+fn session_cookie(
+    name: &'static str,
+    value: String,
+    path: &'static str,
+    max_age: i64,
+    secure: bool,
+) -> Cookie<'static> {
     Cookie::build((name, value))
         .path(path)
         .http_only(true)
@@ -42,7 +48,12 @@ fn session_cookie(name: &'static str, value: String, path: &'static str, max_age
 
 /// Answers a grant: in cookie mode the tokens go into `HttpOnly` cookies (`Max-Age` = their
 /// lifetimes in seconds) and are left out of the body; otherwise the usual JSON.
-pub fn respond(app: &App, jar: &CookieJar<'_>, session: Session, cookie_mode: bool) -> TokenResponse {
+pub fn respond(
+    app: &App,
+    jar: &CookieJar<'_>,
+    session: Session,
+    cookie_mode: bool,
+) -> TokenResponse {
     if !cookie_mode {
         return session.into();
     }
@@ -75,7 +86,11 @@ pub fn respond(app: &App, jar: &CookieJar<'_>, session: Session, cookie_mode: bo
 /// Expires every session cookie.
 fn clear_cookies(app: &App, jar: &CookieJar<'_>) {
     let secure = app.config.cookie_secure;
-    for (name, path) in [(ACCESS_COOKIE, "/"), (REFRESH_COOKIE, TOKEN_PATH), (LOGOUT_COOKIE, LOGOUT_PATH)] {
+    for (name, path) in [
+        (ACCESS_COOKIE, "/"),
+        (REFRESH_COOKIE, TOKEN_PATH),
+        (LOGOUT_COOKIE, LOGOUT_PATH),
+    ] {
         jar.remove(
             Cookie::build(name)
                 .path(path)
@@ -132,7 +147,9 @@ pub fn client_credentials(
             client_id: id.to_string(),
             secret: Zeroizing::new(secret.to_string()),
         }),
-        _ => Err(ApiError::invalid_client("client authentication is required")),
+        _ => Err(ApiError::invalid_client(
+            "client authentication is required",
+        )),
     }
 }
 
@@ -220,7 +237,15 @@ async fn logout_bare(
     bearer: Bearer<'_>,
     jar: &CookieJar<'_>,
 ) -> Result<Status, ApiError> {
-    logout(app, bearer.0, jar, LogoutBody { refresh_token: None }).await
+    logout(
+        app,
+        bearer.0,
+        jar,
+        LogoutBody {
+            refresh_token: None,
+        },
+    )
+    .await
 }
 
 /// The parameters of revocation and introspection requests (RFC 7009 §2.1, RFC 7662 §2.1).
@@ -255,9 +280,17 @@ async fn revoke(
     form: Result<Form<TokenForm>, form::Errors<'_>>,
 ) -> Result<Status, ApiError> {
     let form = form.map_err(form_error)?.into_inner();
-    let client = authenticate(app, &basic, form.client_id.as_deref(), form.client_secret.as_deref()).await?;
+    let client = authenticate(
+        app,
+        &basic,
+        form.client_id.as_deref(),
+        form.client_secret.as_deref(),
+    )
+    .await?;
     let token = token_param(&form)?;
-    app.auth.revoke(&client, token, hint(&form), clock::now()).await?;
+    app.auth
+        .revoke(&client, token, hint(&form), clock::now())
+        .await?;
     Ok(Status::Ok)
 }
 
@@ -268,15 +301,25 @@ async fn introspect(
     form: Result<Form<TokenForm>, form::Errors<'_>>,
 ) -> Result<NoStore<Json<Introspection>>, ApiError> {
     let form = form.map_err(form_error)?.into_inner();
-    authenticate(app, &basic, form.client_id.as_deref(), form.client_secret.as_deref()).await?;
+    authenticate(
+        app,
+        &basic,
+        form.client_id.as_deref(),
+        form.client_secret.as_deref(),
+    )
+    .await?;
     let token = token_param(&form)?;
-    Ok(NoStore(Json(app.auth.introspect(token, clock::now()).await?)))
+    Ok(NoStore(Json(
+        app.auth.introspect(token, clock::now()).await?,
+    )))
 }
 
 /// Wraps a response with `Cache-Control: no-store` (RFC 7662 answers describe live state).
 pub struct NoStore<R>(pub R);
 
-impl<'r, R: rocket::response::Responder<'r, 'static>> rocket::response::Responder<'r, 'static> for NoStore<R> {
+impl<'r, R: rocket::response::Responder<'r, 'static>> rocket::response::Responder<'r, 'static>
+    for NoStore<R>
+{
     fn respond_to(self, req: &'r Request<'_>) -> rocket::response::Result<'static> {
         rocket::Response::build_from(self.0.respond_to(req)?)
             .raw_header("Cache-Control", "no-store")

@@ -187,8 +187,12 @@ pub trait Store: Send + Sync + 'static {
         now: i64,
     ) -> Result<Option<Family>, StoreError>;
     /// Denylists an access token's `jti` until `expires_at`; prunes expired entries.
-    async fn deny_access_token(&self, jti: &str, expires_at: i64, now: i64)
-    -> Result<(), StoreError>;
+    async fn deny_access_token(
+        &self,
+        jti: &str,
+        expires_at: i64,
+        now: i64,
+    ) -> Result<(), StoreError>;
     /// Whether `jti` is on the denylist.
     async fn is_access_token_denied(&self, jti: &str) -> Result<bool, StoreError>;
 

@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use crate::keys::Alg;
-use crate::tokens::refresh::{Rejection, RefreshState, TokenHash};
+use crate::tokens::refresh::{RefreshState, Rejection, TokenHash};
 
 use super::User;
 
@@ -40,6 +40,10 @@ pub struct RefreshRecord {
 
 /// What one refresh attempt came to, decided and applied in one transaction.
 #[derive(Clone, Debug)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "returned by value once per refresh request, never stored in bulk"
+)]
 pub enum RefreshOutcome {
     /// The presented token is spent (or its grace used) and the successor is stored.
     Issued {

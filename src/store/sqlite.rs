@@ -10,8 +10,8 @@ use sqlx::sqlite::{
 use sqlx::{Row, SqlitePool};
 
 use super::{
-    AuditEvent, Client, Family, NewClient, NewRefreshToken, NewUser, RefreshOutcome,
-    RefreshRecord, Store, StoreError, User, random_id, split_scope,
+    AuditEvent, Client, Family, NewClient, NewRefreshToken, NewUser, RefreshOutcome, RefreshRecord,
+    Store, StoreError, User, random_id, split_scope,
 };
 use crate::keys::Alg;
 use crate::tokens::refresh::{RefreshPolicy, RefreshState, Rejection, TokenHash, Verdict, judge};
@@ -459,7 +459,11 @@ impl Store for SqliteStore {
     }
 
     async fn create_client(&self, client: NewClient, now: i64) -> Result<Client, StoreError> {
-        let scopes: Vec<String> = client.scopes.iter().map(|s| s.as_str().to_string()).collect();
+        let scopes: Vec<String> = client
+            .scopes
+            .iter()
+            .map(|s| s.as_str().to_string())
+            .collect();
         let scopes_json =
             serde_json::to_string(&scopes).map_err(|e| StoreError::Database(e.to_string()))?;
         let result = sqlx::query(
@@ -477,7 +481,10 @@ impl Store for SqliteStore {
         match result {
             Ok(_) => {}
             Err(e) if is_unique_violation(&e) => {
-                return Err(StoreError::Conflict(format!("client {}", client.id.as_str())));
+                return Err(StoreError::Conflict(format!(
+                    "client {}",
+                    client.id.as_str()
+                )));
             }
             Err(e) => return Err(e.into()),
         }
@@ -492,10 +499,12 @@ impl Store for SqliteStore {
     }
 
     async fn client_by_id(&self, id: &str) -> Result<Option<Client>, StoreError> {
-        let row = sqlx::query(&format!("SELECT {CLIENT_COLUMNS} FROM clients WHERE id = ?"))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(&format!(
+            "SELECT {CLIENT_COLUMNS} FROM clients WHERE id = ?"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
         row.as_ref().map(client_from_row).transpose()
     }
 

@@ -8,6 +8,7 @@ mod helpers;
 
 mod admin;
 mod cli;
+mod clients;
 mod config;
 mod interop;
 mod jwks;
@@ -15,3 +16,4 @@ mod keys;
 mod login;
 mod postgres;
 mod rotation;
+mod sessions;
