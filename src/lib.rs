@@ -91,6 +91,7 @@ pub async fn build(figment: Figment) -> Result<Rocket<Build>, StartError> {
         .mount("/", routes::session::routes())
         .mount("/", routes::admin_users::routes())
         .attach(key_upkeep())
+        .attach(routes::session::upkeep())
         .register("/", error::catchers()))
 }
 

@@ -202,14 +202,28 @@ impl Authenticator {
         Ok(())
     }
 
+    /// Whether the user or client an access token was issued to is still enabled. A token whose
+    /// `sub` equals its `client_id` is a client's own (client_credentials); any other is a user's.
+    async fn owner_enabled(&self, claims: &AccessClaims) -> Result<bool, AuthError> {
+        if claims.sub == claims.client_id {
+            let client = self.store.client_by_id(&claims.client_id).await?;
+            return Ok(client.is_some_and(|c| !c.disabled));
+        }
+        let user = self.store.user_by_id(&claims.sub).await?;
+        Ok(user.is_some_and(|u| !u.disabled))
+    }
+
     /// RFC 7662: whether `token` is active now, and its claims if it is. Expired, revoked,
-    /// denylisted, malformed and foreign-signed tokens are all just inactive.
+    /// denylisted, malformed and foreign-signed tokens, and tokens of disabled or deleted users
+    /// and clients, are all just inactive.
     pub async fn introspect(&self, token: &str, now: i64) -> Result<Introspection, AuthError> {
         if looks_like_jwt(token) {
             let Ok(claims) = self.tokens.verify(&self.keys.snapshot(), token, now) else {
                 return Ok(Introspection::inactive());
             };
-            if self.store.is_access_token_denied(&claims.jti).await? {
+            if self.store.is_access_token_denied(&claims.jti).await?
+                || !self.owner_enabled(&claims).await?
+            {
                 return Ok(Introspection::inactive());
             }
             return Ok(Introspection::of_access(claims));

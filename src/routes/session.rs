@@ -1,6 +1,7 @@
 //! Session endpoints: `POST /logout`, RFC 7009 `POST /oauth/revoke`, RFC 7662
 //! `POST /oauth/introspect`; the session cookies; client authentication from the request.
 
+use rocket::fairing::AdHoc;
 use rocket::form::{self, Form, FromForm};
 use rocket::http::{Cookie, CookieJar, SameSite, Status};
 use rocket::request::{FromRequest, Outcome, Request};
@@ -325,6 +326,35 @@ impl<'r, R: rocket::response::Responder<'r, 'static>> rocket::response::Responde
             .raw_header("Cache-Control", "no-store")
             .ok()
     }
+}
+
+/// Background pruning: once an hour, delete expired refresh tokens, families past their
+/// absolute lifetime and expired denylist entries, so the tables stay as large as the live
+/// sessions. Stops with the server.
+pub fn upkeep() -> AdHoc {
+    AdHoc::on_liftoff("session upkeep", |rocket| {
+        Box::pin(async move {
+            let Some(app) = rocket.state::<App>() else {
+                return;
+            };
+            let store = app.store.clone();
+            let mut shutdown = rocket.shutdown();
+            tokio::spawn(async move {
+                let mut interval = tokio::time::interval(std::time::Duration::from_secs(3600));
+                interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tokio::select! {
+                        _ = &mut shutdown => break,
+                        _ = interval.tick() => {
+                            if let Err(e) = store.prune_expired(clock::now()).await {
+                                rocket::error!("session pruning failed: {e}");
+                            }
+                        }
+                    }
+                }
+            });
+        })
+    })
 }
 
 pub fn routes() -> Vec<Route> {

@@ -193,6 +193,10 @@ pub trait Store: Send + Sync + 'static {
         expires_at: i64,
         now: i64,
     ) -> Result<(), StoreError>;
+    /// Deletes what can no longer matter at `now`: expired refresh tokens, families past their
+    /// absolute lifetime (with their tokens), and expired denylist entries. Returns the number of
+    /// rows removed.
+    async fn prune_expired(&self, now: i64) -> Result<u64, StoreError>;
     /// Whether `jti` is on the denylist.
     async fn is_access_token_denied(&self, jti: &str) -> Result<bool, StoreError>;
 

@@ -450,6 +450,24 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn prune_expired(&self, now: i64) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let mut removed = 0;
+        for statement in [
+            "DELETE FROM refresh_tokens WHERE expires_at < ?",
+            "DELETE FROM refresh_families WHERE expires_at < ?",
+            "DELETE FROM access_denylist WHERE expires_at < ?",
+        ] {
+            removed += sqlx::query(statement)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        }
+        tx.commit().await?;
+        Ok(removed)
+    }
+
     async fn is_access_token_denied(&self, jti: &str) -> Result<bool, StoreError> {
         let row = sqlx::query("SELECT 1 FROM access_denylist WHERE jti = ?")
             .bind(jti)

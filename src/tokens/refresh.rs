@@ -149,21 +149,23 @@ pub fn judge(state: &RefreshState, now: i64, policy: &RefreshPolicy) -> Verdict 
     if state.family_revoked {
         return Verdict::Reject(Rejection::Revoked);
     }
+    let expired = state.expires_at <= now || state.family_expires_at <= now;
+    let user_current = state.user_version == Some(state.token_version) && !state.user_disabled;
     if let Some(spent_at) = state.spent_at {
         let in_grace =
             policy.reuse_grace > 0 && !state.grace_used && now - spent_at <= policy.reuse_grace;
-        if in_grace && state.expires_at > now && state.family_expires_at > now {
+        if in_grace && !expired && user_current {
             return Verdict::Grace;
         }
         return Verdict::RevokeFamily(Rejection::Reused);
     }
-    if state.expires_at <= now || state.family_expires_at <= now {
+    if expired {
         return Verdict::Reject(Rejection::Expired);
     }
-    match state.user_version {
-        Some(v) if v == state.token_version && !state.user_disabled => Verdict::Rotate,
-        _ => Verdict::RevokeFamily(Rejection::Stale),
+    if !user_current {
+        return Verdict::RevokeFamily(Rejection::Stale);
     }
+    Verdict::Rotate
 }
 
 /// Whether a refresh token in `state` would be accepted at `now` (introspection).
@@ -240,6 +242,15 @@ mod tests {
         assert_eq!(
             judge(&spent, 501, &policy(5)),
             Verdict::RevokeFamily(Rejection::Reused)
+        );
+        let revoked_meanwhile = RefreshState {
+            user_version: Some(4),
+            ..spent.clone()
+        };
+        assert_eq!(
+            judge(&revoked_meanwhile, 500, &policy(5)),
+            Verdict::RevokeFamily(Rejection::Reused),
+            "no grace after a token-version bump"
         );
         let used = RefreshState {
             grace_used: true,

@@ -854,3 +854,65 @@ async fn sessions_survive_a_restart() {
     assert_refresh_fails(&app, &r0.refresh).await;
     assert_refresh_fails(&app, &r2.refresh).await;
 }
+
+#[rocket::async_test]
+async fn tokens_of_disabled_users_and_clients_introspect_inactive() {
+    let app = TestApp::spawn().await;
+    app.add_user("alice", PASSWORD, &[]).await;
+    let secret = add_client(&app, "api", &["orders"]).await;
+    let cron_secret = add_client(&app, "cron", &["orders"]).await;
+    let session = login(&app, "alice").await;
+    let response = app
+        .token_form(&format!(
+            "grant_type=client_credentials&client_id=cron&client_secret={}",
+            urlencode(&cron_secret)
+        ))
+        .await;
+    let body: Value = response.into_json().await.unwrap();
+    let cron_token = body["access_token"].as_str().unwrap().to_string();
+    let client = ("api", secret.as_str());
+    assert_eq!(
+        introspect(&app, client, &session.access).await["active"],
+        true
+    );
+    assert_eq!(introspect(&app, client, &cron_token).await["active"], true);
+
+    let store = &app.app().store;
+    let now = stamp::clock::now();
+    store.set_disabled("alice", true, now).await.unwrap();
+    store.set_client_disabled("cron", true, now).await.unwrap();
+    assert_eq!(
+        introspect(&app, client, &session.access).await["active"],
+        false
+    );
+    assert_eq!(
+        introspect(&app, client, &session.refresh).await["active"],
+        false
+    );
+    assert_eq!(introspect(&app, client, &cron_token).await["active"], false);
+}
+
+#[rocket::async_test]
+async fn expired_sessions_and_denylist_entries_are_pruned() {
+    let app = TestApp::spawn().await;
+    app.add_user("alice", PASSWORD, &[]).await;
+    let kept = login(&app, "alice").await;
+    let logged_out = login(&app, "alice").await;
+    logout(&app, Some(&logged_out.refresh), Some(&logged_out.access)).await;
+    let store = &app.app().store;
+    let now = stamp::clock::now();
+
+    assert_eq!(
+        store.prune_expired(now).await.unwrap(),
+        0,
+        "nothing has expired yet"
+    );
+    // 91 days on: every family is past its absolute lifetime, every access token expired.
+    let removed = store.prune_expired(now + 91 * 86_400).await.unwrap();
+    assert_eq!(
+        removed,
+        2 + 2 + 1,
+        "two tokens, two families, one denylist entry"
+    );
+    assert_refresh_fails(&app, &kept.refresh).await;
+}
