@@ -916,3 +916,116 @@ async fn expired_sessions_and_denylist_entries_are_pruned() {
     );
     assert_refresh_fails(&app, &kept.refresh).await;
 }
+
+#[rocket::async_test]
+async fn bad_input_to_session_endpoints_is_a_json_client_error() {
+    let app = TestApp::spawn().await;
+    let secret = add_client(&app, "api", &[]).await;
+    for path in ["/oauth/introspect", "/oauth/revoke"] {
+        let json = app
+            .client
+            .post(path)
+            .header(ContentType::JSON)
+            .body(r#"{"token":"x"}"#)
+            .dispatch()
+            .await;
+        assert_oauth_error(json, Status::UnsupportedMediaType, "invalid_request").await;
+        let big = app
+            .client
+            .post(path)
+            .header(ContentType::Form)
+            .body(format!(
+                "client_id=api&client_secret={}&token={}",
+                urlencode(&secret),
+                "x".repeat(64 * 1024)
+            ))
+            .dispatch()
+            .await;
+        assert_oauth_error(big, Status::PayloadTooLarge, "invalid_request").await;
+    }
+    let cases: &[(&str, Status)] = &[
+        ("{not json", Status::BadRequest),
+        (r#"{"refresh_token":7}"#, Status::UnprocessableEntity),
+        (r#"{"other":"x"}"#, Status::UnprocessableEntity),
+    ];
+    for (body, status) in cases {
+        let response = app
+            .client
+            .post("/logout")
+            .header(ContentType::JSON)
+            .body(*body)
+            .dispatch()
+            .await;
+        assert_oauth_error(response, *status, "invalid_request").await;
+    }
+    let bad_grant = app
+        .token_form("grant_type=refresh_token&refresh_token=%ZZ")
+        .await;
+    assert_eq!(bad_grant.status(), Status::BadRequest);
+    let plain = app
+        .client
+        .post("/logout")
+        .header(ContentType::Plain)
+        .body("refresh_token=x")
+        .dispatch()
+        .await;
+    assert_oauth_error(plain, Status::BadRequest, "invalid_request").await;
+}
+
+#[rocket::async_test]
+async fn refresh_tokens_expire_and_no_refresh_outlives_the_family() {
+    use stamp::store::RefreshOutcome;
+    use stamp::tokens::refresh::{RefreshToken, Rejection, TokenHash};
+
+    let app = TestApp::spawn().await;
+    app.add_user("alice", PASSWORD, &[]).await;
+    let session = login(&app, "alice").await;
+    let store = &app.app().store;
+    let policy = app.app().config.refresh;
+    let start = stamp::clock::now();
+    let day = 86_400;
+
+    // A token unused for longer than refresh_token_ttl is expired (and nothing is revoked).
+    let late = store
+        .refresh(
+            &TokenHash::of(&session.refresh),
+            &RefreshToken::generate().hash(),
+            &policy,
+            start + 15 * day,
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(late, RefreshOutcome::Rejected(Rejection::Expired)),
+        "{late:?}"
+    );
+
+    // Refreshing every 13 days keeps going, but never past the family's 90 days.
+    let mut current = RefreshToken::generate();
+    let mut presented = TokenHash::of(&session.refresh);
+    let mut now = start;
+    let mut last_expiry = 0;
+    loop {
+        now += 13 * day;
+        match store
+            .refresh(&presented, &current.hash(), &policy, now)
+            .await
+            .unwrap()
+        {
+            RefreshOutcome::Issued {
+                expires_at, family, ..
+            } => {
+                assert!(expires_at <= family.expires_at);
+                assert_eq!(family.expires_at, family.created_at + 90 * day);
+                last_expiry = expires_at;
+                presented = current.hash();
+                current = RefreshToken::generate();
+            }
+            RefreshOutcome::Rejected(why) => {
+                assert_eq!(why, Rejection::Expired);
+                break;
+            }
+        }
+    }
+    assert!(now >= start + 90 * day && last_expiry <= start + 90 * day);
+}
