@@ -89,7 +89,11 @@ impl Throttle {
             }
             entry.failures = entry.failures.saturating_add(1);
             entry.last_failure = now;
-            entry.blocked_until = now + delay(entry.failures, free, self.policy.max_delay);
+            // `now` is in whole seconds: a failure at second `now` may have happened at its very
+            // end, so the block runs to the end of second `now + delay`, never shorter than the
+            // delay (the `Retry-After` answered in the same second is `delay + 1`).
+            let wait = delay(entry.failures, free, self.policy.max_delay);
+            entry.blocked_until = if wait > 0 { now + wait + 1 } else { now };
         }
     }
 
@@ -178,7 +182,7 @@ mod tests {
     }
 
     #[test]
-    fn retry_after_grows_with_failures() {
+    fn retry_after_grows_with_failures_and_never_undercuts_the_delay() {
         let throttle = Throttle::new(policy());
         let keys = [user("alice")];
         let mut now = 1_000;
@@ -186,24 +190,22 @@ mod tests {
             throttle.record_failure(&keys, now);
         }
         assert_eq!(throttle.check(&keys, now), Ok(()));
-        throttle.record_failure(&keys, now);
-        assert_eq!(
-            throttle.check(&keys, now),
-            Err(Throttled { retry_after: 1 })
-        );
-        now += 1;
-        assert_eq!(throttle.check(&keys, now), Ok(()));
-        throttle.record_failure(&keys, now);
-        assert_eq!(
-            throttle.check(&keys, now),
-            Err(Throttled { retry_after: 2 })
-        );
-        now += 2;
-        throttle.record_failure(&keys, now);
-        assert_eq!(
-            throttle.check(&keys, now),
-            Err(Throttled { retry_after: 4 })
-        );
+        for expected_delay in [1, 2, 4, 8] {
+            throttle.record_failure(&keys, now);
+            assert_eq!(
+                throttle.check(&keys, now),
+                Err(Throttled {
+                    retry_after: expected_delay + 1
+                })
+            );
+            // A full `delay` seconds later (whatever the sub-second timing was) it still holds.
+            assert_eq!(
+                throttle.check(&keys, now + expected_delay),
+                Err(Throttled { retry_after: 1 })
+            );
+            now += expected_delay + 1;
+            assert_eq!(throttle.check(&keys, now), Ok(()));
+        }
     }
 
     #[test]
@@ -221,7 +223,7 @@ mod tests {
         assert_eq!(throttle.check(&[user("alice")], 0), Ok(()));
         assert_eq!(
             throttle.check(&[addr], 0),
-            Err(Throttled { retry_after: 1 })
+            Err(Throttled { retry_after: 2 })
         );
     }
 
