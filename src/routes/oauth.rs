@@ -80,7 +80,16 @@ async fn token(
                 scope: form.scope.as_deref(),
                 client_id: form.client_id.as_deref(),
             };
-            let session = app.auth.refresh_grant(request, now).await?;
+            let session = match app.auth.refresh_grant(request, now).await {
+                Ok(session) => session,
+                Err(e) => {
+                    // A cookie that can no longer refresh is of no use to the browser.
+                    if from_cookie {
+                        session::clear_cookies(app, jar);
+                    }
+                    return Err(e.into());
+                }
+            };
             Ok(session::respond(
                 app,
                 jar,

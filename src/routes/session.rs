@@ -85,7 +85,7 @@ pub fn respond(
 }
 
 /// Expires every session cookie.
-fn clear_cookies(app: &App, jar: &CookieJar<'_>) {
+pub fn clear_cookies(app: &App, jar: &CookieJar<'_>) {
     let secure = app.config.cookie_secure;
     for (name, path) in [
         (ACCESS_COOKIE, "/"),

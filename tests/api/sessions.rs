@@ -709,6 +709,35 @@ async fn cookie_mode_sets_scoped_http_only_cookies_and_refreshes_from_them() {
 }
 
 #[rocket::async_test]
+async fn a_cookie_that_can_no_longer_refresh_is_cleared() {
+    let app = TestApp::spawn().await;
+    app.add_user("alice", PASSWORD, &[]).await;
+    let response = app
+        .client
+        .post("/login")
+        .header(ContentType::JSON)
+        .body(format!(
+            r#"{{"username":"alice","password":"{PASSWORD}","cookie":true}}"#
+        ))
+        .dispatch()
+        .await;
+    let cookies = set_cookies(&response);
+    let stolen = find(&cookies, "stamp_refresh").value().to_string();
+    // Someone else spends the token first; the browser's cookie refresh is then reuse.
+    assert_eq!(refresh(&app, &stolen).await.status(), Status::Ok);
+    let response = app.token_form("grant_type=refresh_token").await;
+    let cleared = set_cookies(&response);
+    assert_oauth_error(response, Status::BadRequest, "invalid_grant").await;
+    for name in ["stamp_access", "stamp_refresh", "stamp_logout"] {
+        assert_eq!(
+            find(&cleared, name).max_age(),
+            Some(Duration::ZERO),
+            "{name}"
+        );
+    }
+}
+
+#[rocket::async_test]
 async fn secure_can_be_turned_off_for_local_development_and_cookie_mode_set_globally() {
     let app = TestApp::spawn_with(|f| {
         f.merge(Serialized::global("cookie_secure", false))
