@@ -178,12 +178,10 @@ impl Authenticator {
         hint: Option<TokenHint>,
         now: i64,
     ) -> Result<(), AuthError> {
-        let as_access = match hint {
-            Some(TokenHint::AccessToken) => true,
-            Some(TokenHint::RefreshToken) => false,
-            None => looks_like_jwt(token),
-        };
-        if as_access || looks_like_jwt(token) {
+        // The two kinds cannot be confused (a JWT has dots, a refresh token none), so the hint is
+        // not needed to find the token; RFC 7009 §2.1 requires looking beyond it anyway.
+        let _ = hint;
+        if looks_like_jwt(token) {
             if let Ok(claims) = self.tokens.verify(&self.keys.snapshot(), token, now)
                 && claims.client_id == client.id
             {
