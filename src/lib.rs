@@ -10,6 +10,7 @@ pub mod keys;
 pub mod routes;
 pub mod store;
 pub mod tokens;
+pub mod verify;
 
 use std::sync::Arc;
 

@@ -112,6 +112,17 @@ enum KeysCommand {
 enum TokenCommand {
     /// Print a token's header and claims WITHOUT verifying it.
     Decode { token: String },
+    /// Verify a token with the issuer's published keys (found through discovery) and print its
+    /// claims; exits non-zero with the reason when it is not valid.
+    Verify {
+        /// The issuer's URL: `iss` must equal it; its discovery document names the JWKS.
+        #[arg(long)]
+        issuer: String,
+        /// The audience the token must be for (default: the `audience` setting).
+        #[arg(long)]
+        audience: Option<String>,
+        token: String,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -158,6 +169,14 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Token {
             command: TokenCommand::Decode { token },
         } => decode(&token),
+        Command::Token {
+            command:
+                TokenCommand::Verify {
+                    issuer,
+                    audience,
+                    token,
+                },
+        } => verify_token(&issuer, audience, &token).await,
     }
 }
 
@@ -431,6 +450,28 @@ fn decode(token: &str) -> Result<(), CliError> {
         "header:\n{}\nclaims:\n{}",
         pretty(&jwt.header),
         pretty(&jwt.claims)
+    );
+    Ok(())
+}
+
+/// `stamp token verify`: stamp::verify with default rules, keys found through discovery.
+async fn verify_token(issuer: &str, audience: Option<String>, token: &str) -> Result<(), CliError> {
+    let audience = match audience {
+        Some(audience) => audience,
+        None => config::figment()
+            .extract_inner::<String>("audience")
+            .unwrap_or_else(|_| "stamp".into()),
+    };
+    let verifier = stamp::verify::Verifier::for_issuer(issuer, &audience)
+        .map_err(|e| CliError::Usage(format!("invalid token: {e}")))?;
+    let claims = verifier
+        .verify(token.trim(), clock::now())
+        .await
+        .map_err(|e| CliError::Usage(format!("invalid token: {e}")))?;
+    eprintln!("valid: signature, issuer, audience {audience:?}, typ, exp and nbf checked");
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&claims).unwrap_or_default()
     );
     Ok(())
 }

@@ -86,6 +86,25 @@ fn access_token_verifies_with_independent_libraries(alg: &str) {
         );
     }
 
+    // ...and so does `stamp token verify` (stamp::verify through discovery), telling why.
+    let cli = issuer.verify_cli(&token, AUDIENCE);
+    assert!(
+        cli.status.success(),
+        "stamp token verify rejected a valid {alg} token: {}",
+        String::from_utf8_lossy(&cli.stderr)
+    );
+    let printed: Value = serde_json::from_slice(&cli.stdout).unwrap();
+    assert_eq!(printed["aud"], AUDIENCE);
+    let cli = issuer.verify_cli(&forged, AUDIENCE);
+    assert!(
+        !cli.status.success(),
+        "stamp token verify accepted a forged token"
+    );
+    assert!(String::from_utf8_lossy(&cli.stderr).contains("signature"));
+    let cli = issuer.verify_cli(&token, "another-api");
+    assert!(!cli.status.success());
+    assert!(String::from_utf8_lossy(&cli.stderr).contains("audience"));
+
     // ...and both reject the genuine token for an audience it was not issued to.
     for verifier in tools.all() {
         let out = verifier.run(&jwks_uri, &issuer.url, "another-api", alg, &token);
@@ -95,6 +114,44 @@ fn access_token_verifies_with_independent_libraries(alg: &str) {
             verifier.name
         );
     }
+
+    // Across a key rotation (`stamp keys rotate --force` from the shell while the server runs):
+    // the server picks the new key up, signs with it, and both the new token and the one signed
+    // before the rotation verify with both libraries and with `stamp token verify`.
+    let old_kid = kid_of(&token);
+    issuer.rotate();
+    let rotated = issuer.login_until_kid_changes("alice", &old_kid);
+    assert_ne!(kid_of(&rotated), old_kid);
+    for verifier in tools.all() {
+        for (which, t) in [("pre-rotation", &token), ("post-rotation", &rotated)] {
+            let out = verifier.run(&jwks_uri, &issuer.url, AUDIENCE, alg, t);
+            assert!(
+                out.status.success(),
+                "{} rejected the {which} {alg} token: {}",
+                verifier.name,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+    for t in [&token, &rotated] {
+        let cli = issuer.verify_cli(t, AUDIENCE);
+        assert!(
+            cli.status.success(),
+            "stamp token verify after rotation: {}",
+            String::from_utf8_lossy(&cli.stderr)
+        );
+    }
+}
+
+/// The `kid` of a token's header.
+fn kid_of(token: &str) -> String {
+    use base64::Engine;
+    let header = token.split('.').next().unwrap();
+    let header = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(header)
+        .unwrap();
+    let header: Value = serde_json::from_slice(&header).unwrap();
+    header["kid"].as_str().unwrap().to_string()
 }
 
 /// Changes one character in the middle of the signature (the last character of a base64url
@@ -176,6 +233,7 @@ impl Issuer {
             )
             .env("ROCKET_SIGNING_ALG", &self.alg)
             .env("ROCKET_LOG_LEVEL", "off")
+            .env("ROCKET_KEY_POLL_INTERVAL", "1")
             // Two argon2 computations are plenty for one login and keep memory low.
             .env("ROCKET_PASSWORD_CONCURRENCY", "2");
         cmd
@@ -203,6 +261,55 @@ impl Issuer {
             "stamp users add failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+    }
+
+    /// `stamp keys rotate --force`, as an operator would while the server runs.
+    fn rotate(&self) {
+        let out = self
+            .command()
+            .args(["keys", "rotate", "--force"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "stamp keys rotate failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Logs in until the token is signed by another key than `old_kid` (the server polls the
+    /// key store every `key_poll_interval` = 1 s here).
+    fn login_until_kid_changes(&self, name: &str, old_kid: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let token = self.login(name);
+            if kid_of(&token) != old_kid {
+                return token;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the server still signs with {old_kid} 30 s after the rotation"
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    /// `stamp token verify --issuer URL --audience AUD TOKEN`.
+    fn verify_cli(&self, token: &str, audience: &str) -> Output {
+        self.command()
+            .args([
+                "token",
+                "verify",
+                "--issuer",
+                &self.url,
+                "--audience",
+                audience,
+                token,
+            ])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
     }
 
     /// Polls `/health/ready` until it answers 200; fails with the server's stderr if it exits.
@@ -299,17 +406,43 @@ fn http(
 // ---------------------------------------------------------------------------------------------
 // The third-party verifiers.
 
-/// One installed verifier: how to run it and how it words a bad signature.
-struct Verifier {
-    name: &'static str,
+/// One installed third-party library: how to run its verifier and signer scripts, and how it
+/// words a bad signature.
+pub struct Verifier {
+    pub name: &'static str,
     program: PathBuf,
     script: PathBuf,
+    sign_script: PathBuf,
     /// A fragment of its rejection message for a signature that does not verify.
     bad_signature: &'static str,
 }
 
 impl Verifier {
     fn run(&self, jwks_uri: &str, issuer: &str, audience: &str, alg: &str, token: &str) -> Output {
+        self.command(&self.script)
+            .args([jwks_uri, issuer, audience, alg, token])
+            .output()
+            .unwrap()
+    }
+
+    /// A token signed by this library with a key it generated, and the JWKS that publishes the
+    /// key: `{"jwks": {...}, "token": "..."}`.
+    pub fn sign(&self, alg: &str, issuer: &str, audience: &str) -> Value {
+        let out = self
+            .command(&self.sign_script)
+            .args([alg, issuer, audience])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{} could not sign: {}",
+            self.name,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    fn command(&self, script: &Path) -> Command {
         let mut cmd = Command::new(&self.program);
         // The verifiers must reach the loopback issuer directly, never through a proxy.
         for var in [
@@ -323,21 +456,19 @@ impl Verifier {
             cmd.env_remove(var);
         }
         cmd.env("NO_PROXY", "127.0.0.1,localhost")
-            .arg(&self.script)
-            .args([jwks_uri, issuer, audience, alg, token])
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
+            .arg(script)
+            .stdin(Stdio::null());
+        cmd
     }
 }
 
-struct Verifiers {
-    python: Verifier,
-    node: Verifier,
+pub struct Verifiers {
+    pub python: Verifier,
+    pub node: Verifier,
 }
 
 impl Verifiers {
-    fn all(&self) -> [&Verifier; 2] {
+    pub fn all(&self) -> [&Verifier; 2] {
         [&self.python, &self.node]
     }
 }
@@ -345,7 +476,7 @@ impl Verifiers {
 /// Installs (first run) or reuses (later runs) PyJWT and jose under `target/interop/`. Tests run
 /// on parallel threads, so the work is done once per process (`OnceLock`) and once across
 /// processes (an exclusive lock on `target/interop/.lock`).
-fn verifiers() -> Result<&'static Verifiers, String> {
+pub fn verifiers() -> Result<&'static Verifiers, String> {
     static VERIFIERS: OnceLock<Result<Verifiers, String>> = OnceLock::new();
     VERIFIERS
         .get_or_init(install)
@@ -401,21 +532,24 @@ fn install() -> Result<Verifiers, String> {
             return Err("npm install jose succeeded but node_modules/jose is missing".into());
         }
     }
-    let node_script = node_dir.join("verify.mjs");
-    fs::copy(scripts.join("verify.mjs"), &node_script)
-        .map_err(|e| format!("copy verify.mjs: {e}"))?;
+    for script in ["verify.mjs", "sign.mjs"] {
+        fs::copy(scripts.join(script), node_dir.join(script))
+            .map_err(|e| format!("copy {script}: {e}"))?;
+    }
 
     Ok(Verifiers {
         python: Verifier {
             name: "PyJWT",
             program: python,
             script: scripts.join("verify.py"),
+            sign_script: scripts.join("sign.py"),
             bad_signature: "InvalidSignatureError",
         },
         node: Verifier {
             name: "jose",
             program: PathBuf::from("node"),
-            script: node_script,
+            script: node_dir.join("verify.mjs"),
+            sign_script: node_dir.join("sign.mjs"),
             bad_signature: "ERR_JWS_SIGNATURE_VERIFICATION_FAILED",
         },
     })

@@ -17,3 +17,4 @@ mod login;
 mod postgres;
 mod rotation;
 mod sessions;
+mod verify;

@@ -335,6 +335,75 @@ async fn each_failed_check_is_named() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// The example resource server (examples/resource_server.rs, compiled into this test binary).
+
+#[path = "../../examples/resource_server.rs"]
+#[allow(dead_code)]
+mod resource_server;
+
+#[rocket::async_test]
+async fn the_example_service_answers_with_rfc6750_challenges() {
+    use rocket::http::{Header as HttpHeader, Status};
+    use rocket::local::asynchronous::Client;
+
+    let key = TestKey::new(Alg::Es256);
+    let server = JwksServer::start(&[&key]).await;
+    let figment = rocket::Config::figment().merge(("log_level", "off"));
+    let rocket = resource_server::build(figment, server.issuer.clone(), AUDIENCE.into());
+    let client = Client::tracked(rocket).await.unwrap();
+    let now = stamp::clock::now();
+    let bearer = |token: &str| HttpHeader::new("Authorization", format!("Bearer {token}"));
+    let challenge = |r: &rocket::local::asynchronous::LocalResponse<'_>| {
+        r.headers()
+            .get_one("WWW-Authenticate")
+            .unwrap_or("")
+            .to_string()
+    };
+
+    // No token: 401 and a bare challenge.
+    let response = client.get("/me").dispatch().await;
+    assert_eq!(response.status(), Status::Unauthorized);
+    assert_eq!(challenge(&response), "Bearer realm=\"orders\"");
+
+    // An invalid token: 401 invalid_token, naming the failed check.
+    let expired = key.token(&server.issuer, now - 3600);
+    let response = client.get("/me").header(bearer(&expired)).dispatch().await;
+    assert_eq!(response.status(), Status::Unauthorized);
+    assert!(challenge(&response).contains("error=\"invalid_token\""));
+    assert!(challenge(&response).contains("expired"));
+    let body: Value = response.into_json().await.unwrap();
+    assert_eq!(body["error"], "invalid_token");
+
+    // A valid token without the scope: /me answers, /orders is 403 insufficient_scope.
+    let mut claims = key.claims(&server.issuer, now, 60);
+    claims["scope"] = "profile".into();
+    let unscoped = key.sign(&claims, Some("at+jwt"));
+    let response = client.get("/me").header(bearer(&unscoped)).dispatch().await;
+    assert_eq!(response.status(), Status::Ok);
+    let me: Value = response.into_json().await.unwrap();
+    assert_eq!(me["sub"], "user-1");
+    let response = client
+        .get("/orders")
+        .header(bearer(&unscoped))
+        .dispatch()
+        .await;
+    assert_eq!(response.status(), Status::Forbidden);
+    assert_eq!(
+        challenge(&response),
+        "Bearer realm=\"orders\", error=\"insufficient_scope\", scope=\"orders:read\""
+    );
+
+    // With the scope: 200.
+    let scoped = key.token(&server.issuer, now);
+    let response = client
+        .get("/orders")
+        .header(bearer(&scoped))
+        .dispatch()
+        .await;
+    assert_eq!(response.status(), Status::Ok);
+}
+
+// ---------------------------------------------------------------------------------------------
 // Reverse interop: tokens signed by independent libraries with keys they generated.
 
 #[tokio::test]
