@@ -107,7 +107,7 @@ impl Verifier {
     /// A verifier of tokens meeting `config`, with keys from `keys`.
     pub fn new(mut config: VerifierConfig, keys: JwksClient) -> Verifier {
         config.leeway = config.leeway.min(MAX_LEEWAY);
-        config.issuer = config.issuer.trim_end_matches('/').to_string();
+        // `iss` is compared exactly, as given: some issuers end theirs with a slash.
         Verifier { config, keys }
     }
 
@@ -397,6 +397,13 @@ mod tests {
             f.verify(&f.sign(Alg::Es256, &c, Some("at+jwt")), NOW)
                 .is_ok()
         );
+        // Compared exactly: a trailing slash makes another issuer.
+        let mut c = claims();
+        c["iss"] = "https://id.test/".into();
+        assert!(matches!(
+            f.verify(&f.sign(Alg::Es256, &c, Some("at+jwt")), NOW),
+            Err(VerifyError::WrongIssuer { .. })
+        ));
     }
 
     #[test]
