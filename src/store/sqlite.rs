@@ -34,6 +34,10 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(std::time::Duration::from_secs(5));
+        // sqlx's migration lock is a no-op on SQLite, so two processes opening a fresh file at
+        // once (the server and `stamp users add`) would both run migration 1. A lock file next to
+        // the database serialises opening across processes.
+        let lock = migration_lock(options.get_filename()).await?;
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             .connect_with(options)
@@ -43,8 +47,34 @@ impl SqliteStore {
             .run(&pool)
             .await
             .map_err(|e| StoreError::Open(format!("{url}: migration failed: {e}")))?;
+        drop(lock);
         Ok(SqliteStore { pool })
     }
+}
+
+/// Takes an exclusive lock on `<database>.lock` (released when the file is dropped). In-memory
+/// databases need none.
+async fn migration_lock(db: &std::path::Path) -> Result<Option<std::fs::File>, StoreError> {
+    let name = db.as_os_str();
+    if name.is_empty() || name == ":memory:" {
+        return Ok(None);
+    }
+    let mut path = db.as_os_str().to_owned();
+    path.push(".lock");
+    let path = std::path::PathBuf::from(path);
+    tokio::task::spawn_blocking(move || {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| StoreError::Open(format!("{}: {e}", path.display())))?;
+        file.lock()
+            .map_err(|e| StoreError::Open(format!("{}: {e}", path.display())))?;
+        Ok(Some(file))
+    })
+    .await
+    .map_err(|e| StoreError::Open(e.to_string()))?
 }
 
 fn user_from_row(row: &SqliteRow) -> Result<User, StoreError> {

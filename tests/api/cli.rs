@@ -149,3 +149,44 @@ fn keys_list_shows_states_without_private_material() {
     );
     assert!(!stdout.contains("PRIVATE KEY"));
 }
+
+#[test]
+fn processes_opening_a_fresh_database_at_once_all_succeed() {
+    // Each round: a new database file, four CLI processes started together, all migrating it.
+    for _ in 0..3 {
+        let dir = tempfile::tempdir().unwrap();
+        let children: Vec<_> = ["ann", "ben", "cat", "dan"]
+            .iter()
+            .map(|name| {
+                let mut child = Command::new(STAMP)
+                    .args(["users", "add", name, "--password-stdin"])
+                    .env(
+                        "ROCKET_DATABASE_URL",
+                        format!("sqlite://{}", dir.path().join("stamp.db").display()),
+                    )
+                    .env("ROCKET_KEYS_DIR", dir.path().join("keys"))
+                    .env("ROCKET_LOG_LEVEL", "off")
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap();
+                child
+                    .stdin
+                    .take()
+                    .unwrap()
+                    .write_all(b"a long password\n")
+                    .unwrap();
+                child
+            })
+            .collect();
+        for child in children {
+            let out = child.wait_with_output().unwrap();
+            assert!(out.status.success(), "{}", text(&out.stderr));
+        }
+        let listing = text(&stamp(&dir, &["users", "list"], "", &[]).stdout);
+        for name in ["ann", "ben", "cat", "dan"] {
+            assert!(listing.contains(name), "{listing}");
+        }
+    }
+}
