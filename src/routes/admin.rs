@@ -200,13 +200,19 @@ async fn revoke(app: &State<App>, admin: Admin, kid: &str) -> Result<Json<KeyLis
 async fn audit_log(
     app: &State<App>,
     _admin: Admin,
-    limit: Option<u32>,
+    limit: Option<&str>,
 ) -> Result<Json<Vec<AuditEvent>>, ApiError> {
-    Ok(Json(
-        app.store
-            .recent_audit(limit.unwrap_or(100).min(1000))
-            .await?,
-    ))
+    let limit = match limit {
+        None => 100,
+        Some(raw) => raw
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=1000).contains(n))
+            .ok_or_else(|| {
+                ApiError::invalid_request("`limit` must be a whole number from 1 to 1000")
+            })?,
+    };
+    Ok(Json(app.store.recent_audit(limit).await?))
 }
 
 pub fn routes() -> Vec<Route> {

@@ -298,6 +298,23 @@ async fn admin_actions_are_audited() {
     assert_eq!(event["action"], "keys.rotate");
     assert_eq!(event["target"], active);
     assert!(event["at"].as_i64().unwrap() > 0);
+
+    for bad in ["-1", "0", "abc", "1001"] {
+        let response = app
+            .admin_call(
+                Method::Get,
+                &format!("/admin/audit?limit={bad}"),
+                &token,
+                None,
+            )
+            .await;
+        assert_oauth_error(response, Status::BadRequest, "invalid_request").await;
+    }
+    let one = app
+        .admin_call(Method::Get, "/admin/audit?limit=1", &token, None)
+        .await;
+    let events: Value = one.into_json().await.unwrap();
+    assert_eq!(events.as_array().unwrap().len(), 1);
 }
 
 #[rocket::async_test]
