@@ -5,8 +5,9 @@ use std::path::PathBuf;
 
 use rocket::figment::Figment;
 use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
 
-use crate::keys::Alg;
+use crate::keys::{Alg, Kek};
 
 /// Every setting of the issuer. Defaults match `Rocket.toml`'s `[default]` table so that a figment
 /// without that file still yields a working (embedded, SQLite) configuration.
@@ -25,8 +26,17 @@ pub struct Settings {
     pub access_token_ttl: i64,
     /// Folder of the file key store.
     pub keys_dir: PathBuf,
-    /// `sqlite://PATH` (created if missing).
+    /// `sqlite://PATH` (created if missing) or `postgres://…` (the scale-out deployment).
     pub database_url: String,
+    /// Where the signing keys live: `file` (`keys_dir`) or `database` (PostgreSQL only,
+    /// encrypted under the key-encryption key).
+    pub key_store: String,
+    /// Standard base64 of the 32-byte key-encryption key of `key_store = "database"`; normally
+    /// given as `ROCKET_KEY_ENCRYPTION_KEY`. Never serialised, hidden from `Debug`.
+    #[serde(skip_serializing)]
+    pub key_encryption_key: Option<Secret>,
+    /// A file holding that base64 text instead (e.g. a mounted secret).
+    pub key_encryption_key_file: Option<PathBuf>,
     /// `Cache-Control: max-age` of the JWKS, in seconds.
     pub jwks_max_age: u64,
     /// Scopes any user may ask for with the password grant (besides their own roles).
@@ -72,6 +82,9 @@ impl Default for Settings {
             access_token_ttl: 900,
             keys_dir: PathBuf::from("keys"),
             database_url: "sqlite://stamp.db".into(),
+            key_store: "file".into(),
+            key_encryption_key: None,
+            key_encryption_key_file: None,
             jwks_max_age: 300,
             user_scopes: vec!["openid".into(), "profile".into(), "email".into()],
             default_client_id: "stamp".into(),
@@ -87,6 +100,56 @@ impl Default for Settings {
             login_throttle_failures: 5,
             login_throttle_max_delay: 900,
             login_throttle_capacity: 10_000,
+        }
+    }
+}
+
+/// A secret setting: readable once through [`Secret::expose`], `<hidden>` in `Debug`, wiped on
+/// drop.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Drop for Secret {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.0);
+    }
+}
+
+impl Secret {
+    pub fn new(value: String) -> Secret {
+        Secret(value)
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<hidden>)")
+    }
+}
+
+/// Where the signing keys live.
+#[derive(Clone, Debug)]
+pub enum KeyStoreKind {
+    /// The file key store in `keys_dir` (the embedded default).
+    File,
+    /// The PostgreSQL key store of `database_url`, private keys encrypted under `kek` (checked
+    /// base64 of 32 bytes).
+    Database { kek: Secret },
+}
+
+impl KeyStoreKind {
+    /// The key-encryption key, parsed (`None` for the file store).
+    pub fn kek(&self) -> Result<Option<Kek>, ConfigError> {
+        match self {
+            KeyStoreKind::File => Ok(None),
+            KeyStoreKind::Database { kek } => Kek::from_base64(kek.expose())
+                .map(Some)
+                .map_err(|reason| ConfigError::new("key_encryption_key", reason)),
         }
     }
 }
@@ -118,6 +181,7 @@ pub struct Config {
     pub access_token_ttl: i64,
     pub keys_dir: PathBuf,
     pub database_url: String,
+    pub key_store: KeyStoreKind,
     pub jwks_max_age: u64,
     pub user_scopes: Vec<String>,
     pub default_client_id: String,
@@ -173,6 +237,9 @@ fn leak_setting_name(name: &str) -> &'static str {
         "access_token_ttl",
         "keys_dir",
         "database_url",
+        "key_store",
+        "key_encryption_key",
+        "key_encryption_key_file",
         "jwks_max_age",
         "user_scopes",
         "default_client_id",
@@ -237,15 +304,15 @@ impl Settings {
                 "must be at most 86400 seconds",
             ));
         }
-        if !self.database_url.starts_with("sqlite:") {
+        if !self.database_url.starts_with("sqlite:")
+            && !crate::store::is_postgres(&self.database_url)
+        {
             return Err(ConfigError::new(
                 "database_url",
-                format!(
-                    "`{}` is not supported (use sqlite://PATH)",
-                    self.database_url
-                ),
+                "is not supported (use sqlite://PATH or postgres://USER@HOST/DATABASE)",
             ));
         }
+        let key_store = self.key_store_kind()?;
         if self.keys_dir.as_os_str().is_empty() {
             return Err(ConfigError::new("keys_dir", "must not be empty"));
         }
@@ -326,6 +393,7 @@ impl Settings {
             access_token_ttl: self.access_token_ttl,
             keys_dir: self.keys_dir,
             database_url: self.database_url,
+            key_store,
             jwks_max_age: self.jwks_max_age,
             user_scopes: self.user_scopes,
             default_client_id: self.default_client_id,
@@ -346,6 +414,67 @@ impl Settings {
                 capacity: self.login_throttle_capacity,
             },
         })
+    }
+}
+
+impl Settings {
+    /// `key_store` with its key-encryption key, read and checked (never echoed in an error).
+    fn key_store_kind(&self) -> Result<KeyStoreKind, ConfigError> {
+        match self.key_store.as_str() {
+            "file" => return Ok(KeyStoreKind::File),
+            "database" => {}
+            other => {
+                return Err(ConfigError::new(
+                    "key_store",
+                    format!("`{other}` is not supported (use \"file\" or \"database\")"),
+                ));
+            }
+        }
+        if !crate::store::is_postgres(&self.database_url) {
+            return Err(ConfigError::new(
+                "key_store",
+                "`database` keeps the keys in PostgreSQL: it needs a postgres:// database_url, \
+                 not SQLite (or use key_store = \"file\")",
+            ));
+        }
+        let kek = match (&self.key_encryption_key, &self.key_encryption_key_file) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::new(
+                    "key_encryption_key",
+                    "set either key_encryption_key or key_encryption_key_file, not both",
+                ));
+            }
+            (Some(kek), None) => {
+                Kek::from_base64(kek.expose())
+                    .map_err(|reason| ConfigError::new("key_encryption_key", reason))?;
+                kek.clone()
+            }
+            (None, Some(path)) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    ConfigError::new(
+                        "key_encryption_key_file",
+                        format!("{}: {e}", path.display()),
+                    )
+                })?;
+                let kek = Secret::new(text.trim().to_string());
+                drop(Zeroizing::new(text));
+                Kek::from_base64(kek.expose()).map_err(|reason| {
+                    ConfigError::new(
+                        "key_encryption_key_file",
+                        format!("{}: {reason}", path.display()),
+                    )
+                })?;
+                kek
+            }
+            (None, None) => {
+                return Err(ConfigError::new(
+                    "key_encryption_key",
+                    "is required with key_store = \"database\": set ROCKET_KEY_ENCRYPTION_KEY to \
+                     the output of `openssl rand -base64 32`, or key_encryption_key_file",
+                ));
+            }
+        };
+        Ok(KeyStoreKind::Database { kek })
     }
 }
 
@@ -412,6 +541,86 @@ mod tests {
             with("login_throttle_capacity", 0).unwrap_err().setting,
             "login_throttle_capacity"
         );
+    }
+
+    fn database_with(entries: &[(&str, serde_json::Value)]) -> Result<Config, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Settings::default()))
+            .merge(Serialized::global("key_store", "database"))
+            .merge(Serialized::global(
+                "database_url",
+                "postgres://stamp@db.internal/stamp",
+            ));
+        for (key, value) in entries {
+            figment = figment.merge(Serialized::global(key, value));
+        }
+        Config::from_figment(&figment)
+    }
+
+    const KEK: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+    #[test]
+    fn postgres_urls_are_accepted() {
+        let config = with("database_url", "postgresql://stamp@db/stamp").unwrap();
+        assert!(matches!(config.key_store, KeyStoreKind::File));
+        assert_eq!(
+            with("database_url", "mysql://x").unwrap_err().setting,
+            "database_url"
+        );
+    }
+
+    #[test]
+    fn database_key_store_needs_postgres_and_a_kek() {
+        let config = database_with(&[("key_encryption_key", KEK.into())]).unwrap();
+        assert!(config.key_store.kek().unwrap().is_some());
+        let shown = format!("{config:?}");
+        assert!(!shown.contains(KEK), "the KEK is never printed: {shown}");
+
+        let sqlite = database_with(&[
+            ("key_encryption_key", KEK.into()),
+            ("database_url", "sqlite://stamp.db".into()),
+        ])
+        .unwrap_err();
+        assert_eq!(sqlite.setting, "key_store");
+
+        let missing = database_with(&[]).unwrap_err();
+        assert_eq!(missing.setting, "key_encryption_key");
+        let short = database_with(&[("key_encryption_key", "AAECAwQFBgcICQoLDA0ODw==".into())])
+            .unwrap_err();
+        assert_eq!(short.setting, "key_encryption_key");
+        assert!(short.to_string().contains("16 bytes"), "{short}");
+        assert_eq!(with("key_store", "vault").unwrap_err().setting, "key_store");
+    }
+
+    #[test]
+    fn the_kek_can_come_from_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kek");
+        std::fs::write(&path, format!("{KEK}\n")).unwrap();
+        let config =
+            database_with(&[("key_encryption_key_file", path.display().to_string().into())])
+                .unwrap();
+        assert!(config.key_store.kek().unwrap().is_some());
+        let absent = database_with(&[(
+            "key_encryption_key_file",
+            dir.path().join("nope").display().to_string().into(),
+        )])
+        .unwrap_err();
+        assert_eq!(absent.setting, "key_encryption_key_file");
+        let both = database_with(&[
+            ("key_encryption_key", KEK.into()),
+            ("key_encryption_key_file", path.display().to_string().into()),
+        ])
+        .unwrap_err();
+        assert_eq!(both.setting, "key_encryption_key");
+    }
+
+    #[test]
+    fn settings_debug_hides_the_kek() {
+        let settings = Settings {
+            key_encryption_key: Some(Secret::new(KEK.into())),
+            ..Settings::default()
+        };
+        assert!(!format!("{settings:?}").contains(KEK));
     }
 
     #[test]

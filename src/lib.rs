@@ -19,8 +19,8 @@ use rocket::{Build, Rocket};
 
 use crate::auth::{Authenticator, PasswordError, PasswordHasher};
 use crate::config::{Config, ConfigError};
-use crate::keys::{FileKeyStore, KeyError, KeyManager, KeyStoreError};
-use crate::store::{Store, StoreError};
+use crate::keys::{FileKeyStore, KeyError, KeyManager, KeyStore, KeyStoreError, PgKeyStore};
+use crate::store::{PgStore, Store, StoreError};
 
 /// Everything the handlers share, built once at start.
 pub struct App {
@@ -33,6 +33,9 @@ pub struct App {
     pub discovery: Arc<[u8]>,
     /// `public, max-age=N` for the JWKS and discovery.
     pub jwks_cache_control: Arc<str>,
+    /// The PostgreSQL pool of the shared key store (`key_store = "database"`): the key upkeep
+    /// listens on it for other replicas' key-set changes.
+    pub key_events: Option<sqlx::PgPool>,
 }
 
 /// Why the issuer could not start. Each variant prints as one line naming what to fix.
@@ -54,8 +57,7 @@ pub enum StartError {
 impl App {
     /// Opens the database and the key store (creating keys on first start) for `config`.
     pub async fn open(config: Config, now: i64) -> Result<App, StartError> {
-        let store = store::open(&config.database_url).await?;
-        let key_store = Arc::new(FileKeyStore::open(&config.keys_dir)?);
+        let (store, key_store, key_events) = open_stores(&config).await?;
         let keys = Arc::new(
             KeyManager::open(key_store, config.signing_alg, config.lifecycle(), now).await?,
         );
@@ -71,8 +73,35 @@ impl App {
             auth,
             discovery,
             jwks_cache_control,
+            key_events,
         })
     }
+}
+
+/// The store and the key store that `config` names: SQLite (or PostgreSQL) and the file key
+/// store, or PostgreSQL for both on one pool (`key_store = "database"`), which is then also
+/// returned for key-change notifications.
+pub async fn open_stores(
+    config: &Config,
+) -> Result<(Arc<dyn Store>, Arc<dyn KeyStore>, Option<sqlx::PgPool>), StartError> {
+    let Some(kek) = config.key_store.kek()? else {
+        let store = store::open(&config.database_url).await?;
+        return Ok((store, Arc::new(FileKeyStore::open(&config.keys_dir)?), None));
+    };
+    let store = PgStore::open(&config.database_url).await?;
+    let pool = store.pool().clone();
+    let key_store = Arc::new(PgKeyStore::new(pool.clone(), kek));
+    Ok((Arc::new(store), key_store, Some(pool)))
+}
+
+/// The key store alone, as the `stamp keys` commands use it: the file store, or the database
+/// key store on a pool of its own.
+pub async fn open_key_store(config: &Config) -> Result<Arc<dyn KeyStore>, StartError> {
+    let Some(kek) = config.key_store.kek()? else {
+        return Ok(Arc::new(FileKeyStore::open(&config.keys_dir)?));
+    };
+    let store = PgStore::open(&config.database_url).await?;
+    Ok(Arc::new(PgKeyStore::new(store.pool().clone(), kek)))
 }
 
 /// Builds the issuer from a figment (normally [`config::figment`]): validates the settings, opens
@@ -92,6 +121,7 @@ pub async fn build(figment: Figment) -> Result<Rocket<Build>, StartError> {
         .mount("/", routes::session::routes())
         .mount("/", routes::admin_users::routes())
         .attach(key_upkeep())
+        .attach(key_events())
         .attach(routes::session::upkeep())
         .register("/", error::catchers()))
 }
@@ -120,6 +150,30 @@ fn key_upkeep() -> rocket::fairing::AdHoc {
                             }
                         }
                     }
+                }
+            });
+        })
+    })
+}
+
+/// Replicas on the database key store: `LISTEN stamp_keys` and reload as soon as another replica
+/// commits a key-set change (DESIGN.md, "Replicas"). Notifications missed while the connection
+/// is down are covered by the polling of [`key_upkeep`].
+fn key_events() -> rocket::fairing::AdHoc {
+    rocket::fairing::AdHoc::on_liftoff("key change listener", |rocket| {
+        Box::pin(async move {
+            let Some(app) = rocket.state::<App>() else {
+                return;
+            };
+            let Some(pool) = app.key_events.clone() else {
+                return;
+            };
+            let keys = app.keys.clone();
+            let mut shutdown = rocket.shutdown();
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = &mut shutdown => {}
+                    _ = crate::keys::follow_changes(&keys, &pool) => {}
                 }
             });
         })

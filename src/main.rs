@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 
 use stamp::auth::{ClientSecret, Password, PasswordHasher};
 use stamp::config::{self, Config};
-use stamp::keys::{Alg, FileKeyStore, KeyManager, RotateOptions};
+use stamp::keys::{Alg, KeyManager, RotateOptions};
 use stamp::store::{self, AuditEvent, ClientId, NewClient, NewUser, Role, Scope, Username};
 use stamp::tokens::dangerous;
 use stamp::{StartError, clock};
@@ -386,8 +386,7 @@ fn read_new_password(from_stdin: bool) -> Result<Password, CliError> {
 /// `key_poll_interval` seconds (the store's generation check keeps both from losing a change).
 async fn keys(command: KeysCommand) -> Result<(), CliError> {
     let config = load_config()?;
-    let store =
-        std::sync::Arc::new(FileKeyStore::open(&config.keys_dir).map_err(StartError::from)?);
+    let store = stamp::open_key_store(&config).await?;
     let now = clock::now();
     let manager = KeyManager::open(store, config.signing_alg, config.lifecycle(), now)
         .await

@@ -10,9 +10,11 @@ use async_trait::async_trait;
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use sqlx::postgres::PgListener;
 use sqlx::{PgPool, Row};
 use zeroize::Zeroizing;
 
+use super::KeyManager;
 use super::store::{KeyStore, KeyStoreError, Manifest, StoredKey};
 
 /// Migrations of the PostgreSQL schema.
@@ -248,6 +250,55 @@ impl KeyStore for PgKeyStore {
 
     fn describe(&self) -> String {
         "PostgreSQL key store (AES-256-GCM at rest)".into()
+    }
+}
+
+/// The channel a commit notifies, with the new generation as payload.
+const CHANNEL: &str = "stamp_keys";
+
+/// Reloads `keys` as soon as any replica commits a key-set change (`LISTEN stamp_keys`). Runs
+/// until dropped. A lost connection is re-established, with a reload after each (re)connection
+/// because notifications sent meanwhile are gone; the polling upkeep remains the fallback.
+pub async fn follow_changes(keys: &KeyManager, pool: &PgPool) {
+    const PAUSE: std::time::Duration = std::time::Duration::from_secs(2);
+    loop {
+        let mut listener = match PgListener::connect_with(pool).await {
+            Ok(listener) => listener,
+            Err(e) => {
+                log::warn!("key change listener: cannot connect: {e}");
+                tokio::time::sleep(PAUSE).await;
+                continue;
+            }
+        };
+        if let Err(e) = listener.listen(CHANNEL).await {
+            log::warn!("key change listener: LISTEN failed: {e}");
+            tokio::time::sleep(PAUSE).await;
+            continue;
+        }
+        reload(keys).await;
+        loop {
+            match listener.try_recv().await {
+                Ok(Some(_)) => reload(keys).await,
+                // The connection was lost; the next try_recv reconnects and listens again.
+                Ok(None) => {
+                    tokio::time::sleep(PAUSE).await;
+                    reload(keys).await;
+                }
+                Err(e) => {
+                    log::warn!("key change listener: {e}");
+                    tokio::time::sleep(PAUSE).await;
+                    break;
+                }
+            }
+        }
+    }
+}
+
+async fn reload(keys: &KeyManager) {
+    match keys.reload_if_changed().await {
+        Ok(true) => log::info!("key set reloaded after a change by another replica"),
+        Ok(false) => {}
+        Err(e) => log::warn!("key change listener: reload failed: {e}"),
     }
 }
 

@@ -1,6 +1,7 @@
 //! Persistent state (users today; clients, refresh tokens, denylist and audit as they come), behind
 //! a trait so that the PostgreSQL backend is one more implementation.
 
+mod postgres;
 mod sessions;
 mod sqlite;
 
@@ -9,6 +10,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::Serialize;
 
+pub use postgres::PgStore;
 pub use sessions::{
     Client, ClientId, Family, NewClient, NewRefreshToken, RefreshOutcome, RefreshRecord, Scope,
     split_scope,
@@ -218,14 +220,23 @@ pub trait Store: Send + Sync + 'static {
     async fn ping(&self) -> Result<(), StoreError>;
 }
 
-/// Opens the store named by `database_url`, creating and migrating it as needed.
+/// Opens the store named by `database_url` (`sqlite://PATH`, `postgres://…`), creating and
+/// migrating it as needed.
 pub async fn open(database_url: &str) -> Result<Arc<dyn Store>, StoreError> {
     if database_url.starts_with("sqlite:") {
         return Ok(Arc::new(SqliteStore::open(database_url).await?));
     }
+    if is_postgres(database_url) {
+        return Ok(Arc::new(PgStore::open(database_url).await?));
+    }
     Err(StoreError::Open(format!(
         "unsupported database {database_url:?}"
     )))
+}
+
+/// Whether `database_url` names a PostgreSQL database.
+pub fn is_postgres(database_url: &str) -> bool {
+    database_url.starts_with("postgres://") || database_url.starts_with("postgresql://")
 }
 
 /// A new random identifier: 128 bits, base64url.

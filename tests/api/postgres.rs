@@ -1,19 +1,40 @@
-//! The PostgreSQL key store against a real server. The URL comes from `STAMP_TEST_DATABASE_URL`,
-//! which `.ci/run` sets; each test works in a schema of its own.
+//! PostgreSQL, the scale-out backend, against a real server: the key store, the `Store` contract
+//! on `PgStore`, two issuer replicas on one database, and start-up errors. The URL comes from
+//! `STAMP_TEST_DATABASE_URL`, which `.ci/run` sets; each test works in a schema of its own.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use base64::Engine;
+use rocket::figment::Figment;
+use rocket::figment::providers::Serialized;
+use rocket::http::{Method, Status};
+use rocket::local::asynchronous::Client;
+use serde_json::Value;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Row};
+use stamp::auth::ClientSecret;
 use stamp::keys::{
     Alg, Kek, KeyError, KeyManager, KeyStoreError, Lifecycle, PG_MIGRATOR, PgKeyStore,
     RotateOptions,
 };
+use stamp::store::{
+    AuditEvent, ClientId, Family, NewClient, NewRefreshToken, NewUser, PgStore, RefreshOutcome,
+    Role, Scope, Store, StoreError, Username,
+};
+use stamp::tokens::refresh::{RefreshPolicy, RefreshToken, Rejection, TokenHash};
+
+use crate::helpers::{PASSWORD, TestApp, figment_in, no_waits, urlencode};
 
 /// A migrated pool on a fresh schema, or `None` outside CI when no server is configured (CI
 /// sets the variable, and there a missing server fails the test).
 pub async fn fresh_schema() -> Option<PgPool> {
+    fresh_schema_with_url().await.map(|(pool, _)| pool)
+}
+
+/// [`fresh_schema`], plus a URL whose connections use that schema (through the `options`
+/// parameter), for a whole issuer.
+pub async fn fresh_schema_with_url() -> Option<(PgPool, String)> {
     let url = match std::env::var("STAMP_TEST_DATABASE_URL") {
         Ok(url) => url,
         Err(_) if std::env::var_os("CI").is_some() => panic!("CI must set STAMP_TEST_DATABASE_URL"),
@@ -33,14 +54,17 @@ pub async fn fresh_schema() -> Option<PgPool> {
         .execute(&admin)
         .await
         .unwrap();
-    let options: PgConnectOptions = url.parse().unwrap();
+    admin.close().await;
+    let separator = if url.contains('?') { '&' } else { '?' };
+    let app_url = format!("{url}{separator}options=-c%20search_path%3D{schema}");
+    let options: PgConnectOptions = app_url.parse().unwrap();
     let pool = PgPoolOptions::new()
         .max_connections(4)
-        .connect_with(options.options([("search_path", schema.as_str())]))
+        .connect_with(options)
         .await
         .unwrap();
     PG_MIGRATOR.run(&pool).await.unwrap();
-    Some(pool)
+    Some((pool, app_url))
 }
 
 fn kek(byte: u8) -> Kek {
@@ -195,4 +219,707 @@ async fn replicas_share_rotations_and_never_lose_one() {
         .filter(|k| k.state == stamp::keys::KeyState::Active)
         .count();
     assert_eq!(active, 1);
+}
+
+// ---- The `options` URL parameter ----------------------------------------------------------
+
+#[rocket::async_test]
+async fn the_options_url_parameter_sets_the_search_path() {
+    let Some((_, url)) = fresh_schema_with_url().await else {
+        return;
+    };
+    let schema = url.rsplit("%3D").next().unwrap().to_string();
+    let pool = PgPool::connect(&url).await.unwrap();
+    let current: String = sqlx::query_scalar("SELECT current_schema()")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(current, schema);
+    let tables: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = $1
+         AND table_name IN ('users', 'refresh_tokens', 'key_manifest')",
+    )
+    .bind(&schema)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(tables, 3, "the migrations ran in the test schema");
+}
+
+// ---- The Store contract on PgStore ---------------------------------------------------------
+
+async fn pg_store() -> Option<PgStore> {
+    let pool = fresh_schema().await?;
+    Some(PgStore::from_pool(pool).await.unwrap())
+}
+
+fn new_user(name: &str, roles: &[&str]) -> NewUser {
+    NewUser {
+        username: Username::parse(name).unwrap(),
+        password_hash: "$argon2id$not-a-real-hash".into(),
+        roles: roles.iter().map(|r| Role::parse(r).unwrap()).collect(),
+    }
+}
+
+fn policy(reuse_grace: i64) -> RefreshPolicy {
+    RefreshPolicy {
+        ttl: 3_600,
+        family_ttl: 86_400,
+        reuse_grace,
+    }
+}
+
+/// A login's family with its first token, for `user_id` at `now`.
+async fn start_family(store: &PgStore, user_id: &str, now: i64) -> (Family, TokenHash) {
+    let family = Family {
+        id: stamp::store::random_id(),
+        user_id: user_id.to_string(),
+        client_id: "stamp".into(),
+        scope: vec!["openid".into(), "profile".into()],
+        created_at: now,
+        expires_at: now + 86_400,
+        revoked_at: None,
+    };
+    let user = store.user_by_id(user_id).await.unwrap().unwrap();
+    let first = RefreshToken::generate().hash();
+    store
+        .create_refresh_family(
+            &family,
+            &NewRefreshToken {
+                hash: first,
+                family_id: family.id.clone(),
+                token_version: user.token_version,
+                issued_at: now,
+                expires_at: now + 3_600,
+            },
+        )
+        .await
+        .unwrap();
+    (family, first)
+}
+
+fn rejection(outcome: &RefreshOutcome) -> Option<Rejection> {
+    match outcome {
+        RefreshOutcome::Rejected(why) => Some(*why),
+        RefreshOutcome::Issued { .. } => None,
+    }
+}
+
+#[rocket::async_test]
+async fn pg_store_users_conflicts_and_token_versions() {
+    let Some(store) = pg_store().await else {
+        return;
+    };
+    let now = 1_800_000_000;
+    let alice = store
+        .create_user(new_user("Alice", &["admin", "ops"]), now)
+        .await
+        .unwrap();
+    assert_eq!(alice.username, "alice");
+    assert_eq!(alice.roles, ["admin", "ops"]);
+    let conflict = store
+        .create_user(new_user("ALICE", &[]), now)
+        .await
+        .unwrap_err();
+    assert!(matches!(conflict, StoreError::Conflict(_)), "{conflict}");
+    store.create_user(new_user("bob", &[]), now).await.unwrap();
+    store.create_user(new_user("_z", &[]), now).await.unwrap();
+
+    let found = store.user_by_username("alice").await.unwrap().unwrap();
+    assert_eq!(found.id, alice.id);
+    assert_eq!(found.roles, alice.roles);
+    assert_eq!(found.created_at, now);
+    assert!(store.user_by_username("carol").await.unwrap().is_none());
+    assert_eq!(
+        store.user_by_id(&alice.id).await.unwrap().unwrap().username,
+        "alice"
+    );
+    let names: Vec<String> = store
+        .list_users()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|u| u.username)
+        .collect();
+    assert_eq!(names, ["_z", "alice", "bob"], "byte order, as on SQLite");
+
+    let disabled = store.set_disabled("alice", true, now + 1).await.unwrap();
+    assert!(disabled.disabled);
+    assert_eq!(disabled.token_version, 1, "disabling ends every session");
+    let enabled = store.set_disabled("alice", false, now + 2).await.unwrap();
+    assert!(!enabled.disabled);
+    assert_eq!(enabled.token_version, 1, "re-enabling bumps nothing");
+    let revoked = store.revoke_user_tokens(&alice.id, now + 3).await.unwrap();
+    assert_eq!(revoked.token_version, 2);
+    let changed = store
+        .set_password_hash(&alice.id, "$argon2id$new", now + 4)
+        .await
+        .unwrap();
+    assert_eq!(changed.token_version, 3);
+    assert_eq!(changed.password_hash, "$argon2id$new");
+
+    assert!(matches!(
+        store.set_disabled("nobody", true, now).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        store.revoke_user_tokens("no-such-id", now).await,
+        Err(StoreError::NotFound(_))
+    ));
+    store.ping().await.unwrap();
+}
+
+#[rocket::async_test]
+async fn pg_store_rotates_refresh_tokens_and_detects_reuse() {
+    let Some(store) = pg_store().await else {
+        return;
+    };
+    let now = stamp::clock::now();
+    let alice = store
+        .create_user(new_user("alice", &["ops"]), now)
+        .await
+        .unwrap();
+    let (family, first) = start_family(&store, &alice.id, now).await;
+
+    let second = RefreshToken::generate().hash();
+    let outcome = store
+        .refresh(&first, &second, &policy(0), now + 10)
+        .await
+        .unwrap();
+    let RefreshOutcome::Issued {
+        family: got,
+        user,
+        expires_at,
+        grace,
+    } = outcome
+    else {
+        panic!("first refresh must be issued: {outcome:?}");
+    };
+    assert_eq!(got, family);
+    assert_eq!(user.id, alice.id);
+    assert_eq!(user.roles, ["ops"]);
+    assert_eq!(expires_at, now + 10 + 3_600);
+    assert!(!grace);
+    let record = store.refresh_record(&second).await.unwrap().unwrap();
+    assert_eq!(record.issued_at, now + 10);
+    assert_eq!(record.state.spent_at, None);
+    assert_eq!(
+        store
+            .refresh_record(&first)
+            .await
+            .unwrap()
+            .unwrap()
+            .state
+            .spent_at,
+        Some(now + 10)
+    );
+
+    // Reuse of the spent token revokes the family; its newest token dies with it.
+    let third = RefreshToken::generate().hash();
+    let reuse = store
+        .refresh(&first, &third, &policy(0), now + 20)
+        .await
+        .unwrap();
+    assert_eq!(rejection(&reuse), Some(Rejection::Reused));
+    let after = store
+        .refresh(&second, &third, &policy(0), now + 21)
+        .await
+        .unwrap();
+    assert_eq!(rejection(&after), Some(Rejection::Revoked));
+    let revoked = store.refresh_record(&second).await.unwrap().unwrap();
+    assert_eq!(revoked.family.revoked_at, Some(now + 20));
+    assert!(store.refresh_record(&third).await.unwrap().is_none());
+
+    let unknown = store
+        .refresh(
+            &RefreshToken::generate().hash(),
+            &third,
+            &policy(0),
+            now + 22,
+        )
+        .await
+        .unwrap();
+    assert_eq!(rejection(&unknown), Some(Rejection::Unknown));
+}
+
+#[rocket::async_test]
+async fn pg_store_grace_expiry_version_bumps_and_revocation() {
+    let Some(store) = pg_store().await else {
+        return;
+    };
+    let now = stamp::clock::now();
+    let alice = store
+        .create_user(new_user("alice", &[]), now)
+        .await
+        .unwrap();
+
+    // Grace: a just-spent token is answered once more, then it is reuse.
+    let (_, t0) = start_family(&store, &alice.id, now).await;
+    let a = RefreshToken::generate().hash();
+    let b = RefreshToken::generate().hash();
+    let c = RefreshToken::generate().hash();
+    assert!(rejection(&store.refresh(&t0, &a, &policy(30), now + 1).await.unwrap()).is_none());
+    let again = store.refresh(&t0, &b, &policy(30), now + 2).await.unwrap();
+    assert!(matches!(again, RefreshOutcome::Issued { grace: true, .. }));
+    assert_eq!(
+        rejection(&store.refresh(&t0, &c, &policy(30), now + 3).await.unwrap()),
+        Some(Rejection::Reused)
+    );
+
+    // Expiry leaves the family alone.
+    let (_, t1) = start_family(&store, &alice.id, now).await;
+    assert_eq!(
+        rejection(
+            &store
+                .refresh(&t1, &c, &policy(0), now + 3_600)
+                .await
+                .unwrap()
+        ),
+        Some(Rejection::Expired)
+    );
+    assert!(
+        store
+            .refresh_record(&t1)
+            .await
+            .unwrap()
+            .unwrap()
+            .family
+            .revoked_at
+            .is_none()
+    );
+
+    // "Log out everywhere": the token version moves on, the family is revoked as stale.
+    let (_, t2) = start_family(&store, &alice.id, now).await;
+    store.revoke_user_tokens(&alice.id, now + 5).await.unwrap();
+    assert_eq!(
+        rejection(&store.refresh(&t2, &c, &policy(0), now + 6).await.unwrap()),
+        Some(Rejection::Stale)
+    );
+
+    // Logout / RFC 7009.
+    let (family, t3) = start_family(&store, &alice.id, now + 7).await;
+    let revoked = store
+        .revoke_family_of(&t3, "logout", now + 8)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(revoked.id, family.id);
+    assert!(
+        store
+            .revoke_family_of(&t3, "logout", now + 9)
+            .await
+            .unwrap()
+            .is_some(),
+        "revoking twice is not an error"
+    );
+    assert_eq!(
+        rejection(&store.refresh(&t3, &c, &policy(0), now + 10).await.unwrap()),
+        Some(Rejection::Revoked)
+    );
+    assert!(
+        store
+            .revoke_family_of(&RefreshToken::generate().hash(), "logout", now)
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // Everything is past its lifetime 91 days on: 4 live tokens (t0's successors a, b count,
+    // t0 itself, t1, t2, t3) … count exactly what SQLite counts: tokens, then families.
+    let tokens: i64 = sqlx::query_scalar("SELECT count(*) FROM refresh_tokens")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    let families: i64 = sqlx::query_scalar("SELECT count(*) FROM refresh_families")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(store.prune_expired(now).await.unwrap(), 0);
+    assert_eq!(
+        store.prune_expired(now + 91 * 86_400).await.unwrap(),
+        (tokens + families) as u64
+    );
+}
+
+#[rocket::async_test]
+async fn pg_store_concurrent_refreshes_of_one_token_have_exactly_one_winner() {
+    let Some(store) = pg_store().await else {
+        return;
+    };
+    let now = stamp::clock::now();
+    let alice = store
+        .create_user(new_user("alice", &[]), now)
+        .await
+        .unwrap();
+    let store = Arc::new(store);
+    for round in 0..5 {
+        let (family, presented) = start_family(&store, &alice.id, now).await;
+        let tasks: Vec<_> = (0..16)
+            .map(|_| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let successor = RefreshToken::generate().hash();
+                    let outcome = store
+                        .refresh(&presented, &successor, &policy(0), now + 1)
+                        .await
+                        .unwrap();
+                    (outcome, successor)
+                })
+            })
+            .collect();
+        let mut winners = Vec::new();
+        for task in tasks {
+            let (outcome, successor) = task.await.unwrap();
+            match rejection(&outcome) {
+                None => winners.push(successor),
+                Some(why) => assert!(
+                    matches!(why, Rejection::Reused | Rejection::Revoked),
+                    "round {round}: {why:?}"
+                ),
+            }
+        }
+        assert_eq!(winners.len(), 1, "round {round}: exactly one refresh wins");
+        let stored: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM refresh_tokens WHERE family_id = $1")
+                .bind(&family.id)
+                .fetch_one(store.pool())
+                .await
+                .unwrap();
+        assert_eq!(stored, 2, "the first token and one successor, nothing more");
+        // The losers were reuse: the family is revoked, the winner's token with it.
+        let record = store.refresh_record(&winners[0]).await.unwrap().unwrap();
+        assert!(record.family.revoked_at.is_some());
+    }
+}
+
+#[rocket::async_test]
+async fn pg_store_denylist_clients_and_audit() {
+    let Some(store) = pg_store().await else {
+        return;
+    };
+    let now = 1_800_000_000;
+
+    store
+        .deny_access_token("jti-1", now + 60, now)
+        .await
+        .unwrap();
+    store
+        .deny_access_token("jti-1", now + 30, now)
+        .await
+        .unwrap();
+    store
+        .deny_access_token("jti-old", now - 1, now)
+        .await
+        .unwrap();
+    assert!(store.is_access_token_denied("jti-1").await.unwrap());
+    assert!(!store.is_access_token_denied("jti-old").await.unwrap());
+    assert!(!store.is_access_token_denied("jti-2").await.unwrap());
+    let kept: i64 =
+        sqlx::query_scalar("SELECT expires_at FROM access_denylist WHERE jti = 'jti-1'")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+    assert_eq!(kept, now + 60, "a re-deny never shortens the entry");
+    assert_eq!(store.prune_expired(now + 61).await.unwrap(), 1);
+    assert!(!store.is_access_token_denied("jti-1").await.unwrap());
+
+    let secret = ClientSecret::generate();
+    let client = |id: &str, alg| NewClient {
+        id: ClientId::parse(id).unwrap(),
+        secret_hash: secret.hash(),
+        scopes: vec![
+            Scope::parse("orders:read").unwrap(),
+            Scope::parse("admin").unwrap(),
+        ],
+        alg,
+    };
+    let billing = store
+        .create_client(client("billing", Some(Alg::Rs256)), now)
+        .await
+        .unwrap();
+    assert_eq!(billing.scopes, ["orders:read", "admin"]);
+    store
+        .create_client(client("audit", None), now)
+        .await
+        .unwrap();
+    let conflict = store
+        .create_client(client("billing", None), now)
+        .await
+        .unwrap_err();
+    assert!(matches!(conflict, StoreError::Conflict(_)), "{conflict}");
+    let found = store.client_by_id("billing").await.unwrap().unwrap();
+    assert!(found.secret_hash == secret.hash());
+    assert_eq!(found.alg, Some(Alg::Rs256));
+    assert_eq!(found.scopes, ["orders:read", "admin"]);
+    assert!(store.client_by_id("nobody").await.unwrap().is_none());
+    let ids: Vec<String> = store
+        .list_clients()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    assert_eq!(ids, ["audit", "billing"]);
+    let disabled = store
+        .set_client_disabled("billing", true, now)
+        .await
+        .unwrap();
+    assert!(disabled.disabled);
+    assert!(matches!(
+        store.set_client_disabled("nobody", true, now).await,
+        Err(StoreError::NotFound(_))
+    ));
+
+    for (i, action) in ["keys.rotate", "users.disable", "keys.revoke"]
+        .iter()
+        .enumerate()
+    {
+        store
+            .record_audit(&AuditEvent {
+                at: now + i as i64,
+                actor: "cli".into(),
+                action: (*action).into(),
+                target: (i == 2).then(|| "kid-1".to_string()),
+                detail: None,
+            })
+            .await
+            .unwrap();
+    }
+    let recent = store.recent_audit(2).await.unwrap();
+    assert_eq!(recent.len(), 2);
+    assert_eq!(recent[0].action, "keys.revoke");
+    assert_eq!(recent[0].target.as_deref(), Some("kid-1"));
+    assert_eq!(recent[1].action, "users.disable");
+    assert_eq!(recent[1].at, now + 1);
+}
+
+// ---- Two issuer replicas on one database ---------------------------------------------------
+
+const KEK_B64: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+/// An issuer replica on `url` with the database key store; its own temp dir for nothing but
+/// the (unused) key folder.
+async fn replica(url: &str, tweak: impl FnOnce(Figment) -> Figment) -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let figment = no_waits(figment_in(dir.path()))
+        .merge(Serialized::global("database_url", url))
+        .merge(Serialized::global("key_store", "database"))
+        .merge(Serialized::global("key_encryption_key", KEK_B64));
+    let rocket = stamp::build(tweak(figment)).await.expect("replica builds");
+    let client = Client::tracked(rocket).await.expect("valid rocket");
+    TestApp { client, dir }
+}
+
+async fn refresh_on(app: &TestApp, token: &str) -> (Status, Value) {
+    let response = app
+        .token_form(&format!(
+            "grant_type=refresh_token&refresh_token={}",
+            urlencode(token)
+        ))
+        .await;
+    let status = response.status();
+    (status, response.into_json().await.unwrap_or(Value::Null))
+}
+
+async fn password_login(app: &TestApp, user: &str) -> Value {
+    let response = app
+        .token_form(&format!(
+            "grant_type=password&username={user}&password={}",
+            urlencode(PASSWORD)
+        ))
+        .await;
+    assert_eq!(response.status(), Status::Ok);
+    response.into_json().await.unwrap()
+}
+
+#[rocket::async_test]
+async fn replicas_share_users_sessions_and_reuse_detection() {
+    let Some((_, url)) = fresh_schema_with_url().await else {
+        return;
+    };
+    let a = replica(&url, |f| f).await;
+    let b = replica(&url, |f| f).await;
+    assert!(a.app().keys.describe_store().contains("PostgreSQL"));
+    assert_eq!(
+        a.published_kids().await,
+        b.published_kids().await,
+        "b loaded the keys a created"
+    );
+    assert!(!a.keys_dir().join("manifest.json").exists(), "no file keys");
+
+    // A user created through A logs in on B; B's token verifies against A's JWKS.
+    a.add_user("alice", PASSWORD, &["ops"]).await;
+    let on_b = password_login(&b, "alice").await;
+    let claims = a
+        .verify_with_jwks(on_b["access_token"].as_str().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(claims["roles"], serde_json::json!(["ops"]));
+
+    // A refresh token from A refreshes on B; presenting it again on A is reuse.
+    let on_a = password_login(&a, "alice").await;
+    let stolen = on_a["refresh_token"].as_str().unwrap();
+    let (status, refreshed) = refresh_on(&b, stolen).await;
+    assert_eq!(status, Status::Ok, "{refreshed}");
+    let (status, body) = refresh_on(&a, stolen).await;
+    assert_eq!(status, Status::BadRequest);
+    assert_eq!(body["error"], "invalid_grant");
+    // …and the family is gone on both replicas.
+    let (status, _) = refresh_on(&a, refreshed["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(status, Status::BadRequest);
+    let (status, _) = refresh_on(&b, refreshed["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(status, Status::BadRequest);
+
+    // A race across replicas: exactly one wins.
+    let session = password_login(&a, "alice").await;
+    let token = session["refresh_token"].as_str().unwrap();
+    let (ra, rb) = tokio::join!(refresh_on(&a, token), refresh_on(&b, token));
+    let mut statuses = [ra.0.code, rb.0.code];
+    statuses.sort();
+    assert_eq!(statuses, [200, 400]);
+}
+
+#[rocket::async_test]
+async fn a_rotation_on_one_replica_reaches_the_other_on_reload() {
+    let Some((_, url)) = fresh_schema_with_url().await else {
+        return;
+    };
+    // No polling on b within the test's lifetime: only the explicit reload can move it.
+    let a = replica(&url, |f| f).await;
+    let b = replica(&url, |f| {
+        f.merge(Serialized::global("key_poll_interval", 3600))
+    })
+    .await;
+    let before = b.published_kids().await;
+    let token = a.admin_token().await;
+    let response = a
+        .admin_call(Method::Post, "/admin/keys/rotate", &token, None)
+        .await;
+    assert_eq!(response.status(), Status::Ok);
+    let after_a = a.published_kids().await;
+    assert_ne!(after_a, before);
+
+    b.app().keys.reload_if_changed().await.unwrap();
+    let mut after_b = b.published_kids().await;
+    let mut expected = after_a.clone();
+    after_b.sort();
+    expected.sort();
+    assert_eq!(after_b, expected);
+    assert_eq!(
+        a.active_kid(Alg::Es256),
+        b.active_kid(Alg::Es256),
+        "both sign with the new active key"
+    );
+    // The audit entry written by A is read by B's store.
+    let recent = b.app().store.recent_audit(1).await.unwrap();
+    assert_eq!(recent[0].action, "keys.rotate");
+}
+
+#[rocket::async_test]
+async fn replicas_learn_of_a_rotation_by_notification_within_seconds() {
+    let Some((_, url)) = fresh_schema_with_url().await else {
+        return;
+    };
+    // Polling every hour: only LISTEN/NOTIFY can bring the change to b in time.
+    let slow = |f: Figment| f.merge(Serialized::global("key_poll_interval", 3600));
+    let a = replica(&url, slow).await;
+    let b = replica(&url, slow).await;
+    // Let b's listener connect and LISTEN (it also reloads once after connecting).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let token = a.admin_token().await;
+    let started = std::time::Instant::now();
+    let response = a
+        .admin_call(Method::Post, "/admin/keys/rotate", &token, None)
+        .await;
+    assert_eq!(response.status(), Status::Ok);
+    let expected = a.active_kid(Alg::Es256);
+    let deadline = started + Duration::from_secs(5);
+    while b.active_kid(Alg::Es256) != expected {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "b did not pick up a's rotation within 5 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut kids_a = a.published_kids().await;
+    let mut kids_b = b.published_kids().await;
+    kids_a.sort();
+    kids_b.sort();
+    assert_eq!(kids_a, kids_b);
+    eprintln!(
+        "replica picked up a rotation by NOTIFY in {} ms",
+        started.elapsed().as_millis()
+    );
+}
+
+// ---- Start-up errors -----------------------------------------------------------------------
+
+async fn start_error(tweak: impl FnOnce(Figment) -> Figment) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    match stamp::build(tweak(figment_in(dir.path()))).await {
+        Ok(_) => panic!("should have been refused"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[rocket::async_test]
+async fn database_key_store_settings_are_checked_at_start() {
+    // SQLite URL (figment_in's default) with the database key store.
+    let message = start_error(|f| {
+        f.merge(Serialized::global("key_store", "database"))
+            .merge(Serialized::global("key_encryption_key", KEK_B64))
+    })
+    .await;
+    assert!(message.contains("`key_store`"), "{message}");
+    assert!(!message.contains('\n'));
+
+    let postgres = |f: Figment| {
+        f.merge(Serialized::global(
+            "database_url",
+            "postgres://postgres@127.0.0.1:5432/stamp_test",
+        ))
+        .merge(Serialized::global("key_store", "database"))
+    };
+    let missing = start_error(postgres).await;
+    assert!(missing.contains("`key_encryption_key`"), "{missing}");
+    assert!(missing.contains("ROCKET_KEY_ENCRYPTION_KEY"), "{missing}");
+    assert!(!missing.contains('\n'));
+
+    let short_key = base64::engine::general_purpose::STANDARD.encode([9u8; 16]);
+    let short = start_error(|f| {
+        postgres(f).merge(Serialized::global("key_encryption_key", short_key.as_str()))
+    })
+    .await;
+    assert!(short.contains("`key_encryption_key`"), "{short}");
+    assert!(
+        !short.contains(&short_key),
+        "the key is never echoed: {short}"
+    );
+    assert!(!short.contains('\n'));
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("kek");
+    std::fs::write(&file, "not base64!").unwrap();
+    let bad_file = start_error(|f| {
+        postgres(f).merge(Serialized::global(
+            "key_encryption_key_file",
+            file.display().to_string(),
+        ))
+    })
+    .await;
+    assert!(bad_file.contains("`key_encryption_key_file`"), "{bad_file}");
+    assert!(!bad_file.contains('\n'));
+}
+
+#[rocket::async_test]
+async fn an_unreachable_database_is_named_without_its_password() {
+    let message = start_error(|f| {
+        f.merge(Serialized::global(
+            "database_url",
+            "postgres://stamp:hunter2@127.0.0.1:1/stamp",
+        ))
+    })
+    .await;
+    assert!(message.contains("`database_url`"), "{message}");
+    assert!(!message.contains("hunter2"), "{message}");
 }
