@@ -11,7 +11,7 @@ use crate::App;
 use crate::auth::Admin;
 use crate::clock;
 use crate::error::ApiError;
-use crate::keys::{Alg, KeyError, KeySet, KeyState, RotateOptions};
+use crate::keys::{Alg, KeyError, KeySet, KeyState, KeyStoreError, RotateOptions};
 use crate::store::AuditEvent;
 
 /// One key as the admin API shows it: states and times, never key material.
@@ -82,6 +82,17 @@ impl From<KeyError> for ApiError {
             KeyError::TooEarly { allowed_at, .. } => {
                 let mut err = ApiError::new(Status::Conflict, "rotation_too_early", e.to_string());
                 err.retry_after = Some((allowed_at - clock::now()).max(1) as u64);
+                err
+            }
+            // Another replica (or `stamp keys`) committed a change in between: nothing was
+            // applied here; the caller may look at the new key set and retry.
+            KeyError::Store(KeyStoreError::Stale { .. }) => {
+                let mut err = ApiError::new(
+                    Status::Conflict,
+                    "key_set_changed",
+                    "the key set was changed concurrently (another replica or the CLI); nothing was applied, retry",
+                );
+                err.retry_after = Some(1);
                 err
             }
             other => ApiError::internal(other),
