@@ -45,11 +45,13 @@ pub async fn fresh_schema_with_url() -> Option<(PgPool, String)> {
             return None;
         }
     };
+    let now = stamp::clock::now();
     let schema = format!(
-        "t_{}",
+        "t_{now}_{}",
         stamp::store::random_id().to_lowercase().replace('-', "_")
     );
     let admin = PgPool::connect(&url).await.expect("PostgreSQL reachable");
+    drop_old_schemas(&admin, now).await;
     sqlx::query(&format!("CREATE SCHEMA {schema}"))
         .execute(&admin)
         .await
@@ -65,6 +67,26 @@ pub async fn fresh_schema_with_url() -> Option<(PgPool, String)> {
         .unwrap();
     PG_MIGRATOR.run(&pool).await.unwrap();
     Some((pool, app_url))
+}
+
+/// Test schemas are named `t_<unix seconds>_<random>`; those over an hour old are left-overs of
+/// earlier runs and are dropped, so the test database does not grow without bound. Failures
+/// (a concurrent run dropping the same schema) do not matter.
+async fn drop_old_schemas(admin: &PgPool, now: i64) {
+    let names: Vec<String> = sqlx::query_scalar(
+        "SELECT nspname::text FROM pg_namespace WHERE nspname ~ '^t_[0-9]{10}_'",
+    )
+    .fetch_all(admin)
+    .await
+    .unwrap_or_default();
+    for name in names {
+        let created: i64 = name[2..12].parse().unwrap_or(now);
+        if created < now - 3_600 {
+            let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS {name} CASCADE"))
+                .execute(admin)
+                .await;
+        }
+    }
 }
 
 fn kek(byte: u8) -> Kek {
@@ -777,6 +799,92 @@ async fn replicas_share_users_sessions_and_reuse_detection() {
     let mut statuses = [ra.0.code, rb.0.code];
     statuses.sort();
     assert_eq!(statuses, [200, 400]);
+}
+
+/// `POST /oauth/introspect` on `app` as the client `id` with `secret`.
+async fn introspect_on(app: &TestApp, id: &str, secret: &str, token: &str) -> Value {
+    let response = app
+        .client
+        .post("/oauth/introspect")
+        .header(rocket::http::ContentType::Form)
+        .body(format!(
+            "token={}&client_id={id}&client_secret={}",
+            urlencode(token),
+            urlencode(secret)
+        ))
+        .dispatch()
+        .await;
+    assert_eq!(response.status(), Status::Ok);
+    response.into_json().await.unwrap()
+}
+
+#[rocket::async_test]
+async fn logout_and_revoke_all_on_one_replica_hold_on_the_other() {
+    let Some((_, url)) = fresh_schema_with_url().await else {
+        return;
+    };
+    let a = replica(&url, |f| f).await;
+    let b = replica(&url, |f| f).await;
+    let alice = a.add_user("alice", PASSWORD, &[]).await;
+    let secret = ClientSecret::generate();
+    b.app()
+        .store
+        .create_client(
+            NewClient {
+                id: ClientId::parse("gateway").unwrap(),
+                secret_hash: secret.hash(),
+                scopes: vec![],
+                alg: None,
+            },
+            stamp::clock::now(),
+        )
+        .await
+        .unwrap();
+
+    // Logout on A: B refuses the refresh token and introspects the access token as inactive.
+    let session = password_login(&b, "alice").await;
+    let access = session["access_token"].as_str().unwrap();
+    let refresh = session["refresh_token"].as_str().unwrap();
+    assert_eq!(
+        introspect_on(&a, "gateway", secret.expose(), access).await["active"],
+        true
+    );
+    let response = a
+        .client
+        .post("/logout")
+        .header(rocket::http::ContentType::Form)
+        .header(rocket::http::Header::new(
+            "Authorization",
+            format!("Bearer {access}"),
+        ))
+        .body(format!("refresh_token={}", urlencode(refresh)))
+        .dispatch()
+        .await;
+    assert!(response.status().code < 300, "{}", response.status());
+    assert_eq!(refresh_on(&b, refresh).await.0, Status::BadRequest);
+    assert_eq!(
+        introspect_on(&b, "gateway", secret.expose(), access).await["active"],
+        false
+    );
+
+    // "Log out everywhere" through B's admin API ends the sessions A issued.
+    let on_a = password_login(&a, "alice").await;
+    let admin = b.admin_token().await;
+    let response = b
+        .admin_call(
+            Method::Post,
+            &format!("/admin/users/{}/revoke-tokens", alice.id),
+            &admin,
+            None,
+        )
+        .await;
+    assert_eq!(response.status(), Status::Ok);
+    assert_eq!(
+        refresh_on(&a, on_a["refresh_token"].as_str().unwrap())
+            .await
+            .0,
+        Status::BadRequest
+    );
 }
 
 #[rocket::async_test]
