@@ -298,8 +298,12 @@ impl KeyManager {
         if !sweep(&mut manifest, now) {
             return Ok(false);
         }
-        self.commit(manifest, Vec::new()).await?;
-        Ok(true)
+        match self.commit(manifest, Vec::new()).await {
+            Ok(_) => Ok(true),
+            // Another replica swept (or changed the set) first; its set is picked up on reload.
+            Err(KeyError::Store(KeyStoreError::Stale { .. })) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     /// The scheduled rotation, if one is due for `alg` at `now`: the active key is older than
