@@ -437,7 +437,16 @@ impl Settings {
                  not SQLite (or use key_store = \"file\")",
             ));
         }
-        let kek = match (&self.key_encryption_key, &self.key_encryption_key_file) {
+        // An empty value (e.g. `ROCKET_KEY_ENCRYPTION_KEY_FILE=`) counts as not set.
+        let text = self
+            .key_encryption_key
+            .as_ref()
+            .filter(|k| !k.expose().trim().is_empty());
+        let file = self
+            .key_encryption_key_file
+            .as_ref()
+            .filter(|p| !p.as_os_str().is_empty());
+        let kek = match (text, file) {
             (Some(_), Some(_)) => {
                 return Err(ConfigError::new(
                     "key_encryption_key",
@@ -606,6 +615,11 @@ mod tests {
         )])
         .unwrap_err();
         assert_eq!(absent.setting, "key_encryption_key_file");
+        let empty_file = database_with(&[
+            ("key_encryption_key", KEK.into()),
+            ("key_encryption_key_file", "".into()),
+        ]);
+        assert!(empty_file.is_ok(), "an empty setting counts as unset");
         let both = database_with(&[
             ("key_encryption_key", KEK.into()),
             ("key_encryption_key_file", path.display().to_string().into()),
