@@ -383,7 +383,8 @@ fn read_new_password(from_stdin: bool) -> Result<Password, CliError> {
 }
 
 /// Key commands work on the store directly; a running server picks the change up within
-/// `key_poll_interval` seconds (the store's generation check keeps both from losing a change).
+/// `key_poll_interval` seconds, or at once through `NOTIFY` with the database key store (the
+/// store's generation check keeps both from losing a change).
 async fn keys(command: KeysCommand) -> Result<(), CliError> {
     let config = load_config()?;
     let store = stamp::open_key_store(&config).await?;

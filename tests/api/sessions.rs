@@ -768,7 +768,7 @@ async fn attempt<'a>(
     app.client
         .post("/oauth/token")
         .header(ContentType::Form)
-        .header(Header::new("X-Real-IP", address.to_string()))
+        .remote(std::net::SocketAddr::new(address.parse().unwrap(), 40000))
         .body(format!(
             "grant_type=password&username={user}&password={}",
             urlencode(password)
@@ -824,6 +824,34 @@ async fn failed_logins_are_throttled_with_growing_retry_after() {
 
 async fn sleep_secs(seconds: i64) {
     tokio::time::sleep(std::time::Duration::from_millis(seconds as u64 * 1000 + 50)).await;
+}
+
+#[rocket::async_test]
+async fn a_client_cannot_pick_its_own_address_with_a_header() {
+    // `ip_header = false` in Rocket.toml: X-Real-IP from a client directly connected is ignored.
+    let app =
+        TestApp::spawn_with(|f| f.merge(Serialized::global("login_throttle_failures", 2))).await;
+    app.add_user("alice", PASSWORD, &[]).await;
+    for i in 0..8 {
+        let response = app
+            .client
+            .post("/oauth/token")
+            .header(ContentType::Form)
+            .header(Header::new("X-Real-IP", format!("198.51.100.{i}")))
+            .remote("192.0.2.9:40000".parse().unwrap())
+            .body(format!(
+                "grant_type=password&username=user{i}&password=guess"
+            ))
+            .dispatch()
+            .await;
+        assert_eq!(response.status(), Status::BadRequest);
+    }
+    let blocked = attempt(&app, "alice", PASSWORD, "192.0.2.9").await;
+    assert_eq!(
+        blocked.status(),
+        Status::TooManyRequests,
+        "one peer, however many headers"
+    );
 }
 
 #[rocket::async_test]
