@@ -7,6 +7,7 @@ pub mod clock;
 pub mod config;
 pub mod error;
 pub mod keys;
+pub mod metrics;
 pub mod routes;
 pub mod store;
 pub mod tokens;
@@ -36,6 +37,8 @@ pub struct App {
     /// The PostgreSQL pool of the shared key store (`key_store = "database"`): the key upkeep
     /// listens on it for other replicas' key-set changes.
     pub key_events: Option<sqlx::PgPool>,
+    /// Counters for `/metrics`.
+    pub metrics: metrics::Metrics,
 }
 
 /// Why the issuer could not start. Each variant prints as one line naming what to fix.
@@ -74,6 +77,7 @@ impl App {
             discovery,
             jwks_cache_control,
             key_events,
+            metrics: metrics::Metrics::default(),
         })
     }
 }

@@ -37,6 +37,18 @@ async fn ready(app: &State<App>) -> Result<Json<Value>, ApiError> {
     ))
 }
 
+/// Prometheus text: grant counters, JWKS answers, key-set state. Holds no secrets; restrict it
+/// at the network level like any metrics endpoint.
+#[get("/metrics")]
+fn metrics(app: &State<App>) -> (rocket::http::ContentType, String) {
+    let text = app
+        .metrics
+        .render(&app.keys.snapshot(), crate::clock::now());
+    let content_type =
+        rocket::http::ContentType::new("text", "plain").with_params(("version", "0.0.4"));
+    (content_type, text)
+}
+
 pub fn routes() -> Vec<Route> {
-    routes![live, ready]
+    routes![live, ready, metrics]
 }

@@ -47,7 +47,9 @@ async fn login(
         client_id: body.client_id,
         address,
     };
-    let session = app.auth.password_grant(request, clock::now()).await?;
+    let session = app.auth.password_grant(request, clock::now()).await;
+    app.metrics.grant(crate::metrics::Grant::Password, &session);
+    let session = session?;
     let cookie_mode = body.cookie || app.config.cookie_mode;
     Ok(session::respond(app, jar, session, cookie_mode))
 }

@@ -11,6 +11,7 @@ use crate::App;
 use crate::auth::{LoginRequest, Password, RefreshRequest};
 use crate::clock;
 use crate::error::ApiError;
+use crate::metrics::Grant;
 
 use super::session::{self, BasicAuth, REFRESH_COOKIE};
 use super::{TokenResponse, form_error};
@@ -59,8 +60,9 @@ async fn token(
                 client_id: form.client_id,
                 address,
             };
-            let session = app.auth.password_grant(request, now).await?;
-            Ok(session::respond(app, jar, session, cookie_flag))
+            let session = app.auth.password_grant(request, now).await;
+            app.metrics.grant(Grant::Password, &session);
+            Ok(session::respond(app, jar, session?, cookie_flag))
         }
         "refresh_token" => {
             // From the form, or else from the cookie set in cookie mode (which then stays on).
@@ -80,7 +82,9 @@ async fn token(
                 scope: form.scope.as_deref(),
                 client_id: form.client_id.as_deref(),
             };
-            let session = match app.auth.refresh_grant(request, now).await {
+            let session = app.auth.refresh_grant(request, now).await;
+            app.metrics.grant(Grant::RefreshToken, &session);
+            let session = match session {
                 Ok(session) => session,
                 Err(e) => {
                     // A cookie that can no longer refresh is of no use to the browser.
@@ -108,8 +112,9 @@ async fn token(
             let token = app
                 .auth
                 .client_credentials_grant(&client, form.scope.as_deref(), now)
-                .await?;
-            Ok(token.into())
+                .await;
+            app.metrics.grant(Grant::ClientCredentials, &token);
+            Ok(token?.into())
         }
         other => Err(ApiError::unsupported_grant_type(other)),
     }

@@ -65,6 +65,7 @@ fn jwks(app: &State<App>, if_none_match: IfNoneMatch<'_>) -> Cached {
     let keys = app.keys.snapshot();
     let etag = keys.etag();
     let fresh = if_none_match.0.is_some_and(|h| etag_matches(h, etag));
+    app.metrics.jwks(fresh);
     // With the rotation schedule on, max-age is shortened so no cache outlives the next
     // promotion; otherwise the pre-formatted header is reused.
     let cache_control = if app.config.rotate_every > 0 {

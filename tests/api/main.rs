@@ -14,6 +14,7 @@ mod interop;
 mod jwks;
 mod keys;
 mod login;
+mod metrics;
 mod postgres;
 mod rotation;
 mod sessions;
