@@ -263,6 +263,20 @@ fn leak_setting_name(name: &str) -> &'static str {
         .unwrap_or("configuration")
 }
 
+/// `Ok` when `value` lies in `range`, else the error naming `setting`.
+fn in_range<T: PartialOrd>(
+    setting: &'static str,
+    value: T,
+    range: std::ops::RangeInclusive<T>,
+    reason: &str,
+) -> Result<(), ConfigError> {
+    if range.contains(&value) {
+        Ok(())
+    } else {
+        Err(ConfigError::new(setting, reason))
+    }
+}
+
 impl Settings {
     /// Parses every setting into its checked form.
     pub fn validate(self) -> Result<Config, ConfigError> {
@@ -330,24 +344,24 @@ impl Settings {
                 "must be at least jwks_max_age + rotation_leeway, so a next key is cached before it signs",
             ));
         }
-        if !(0..=86_400).contains(&self.rotation_leeway) {
-            return Err(ConfigError::new(
-                "rotation_leeway",
-                "must be 0 to 86400 seconds",
-            ));
-        }
-        if !(1..=3_600).contains(&self.key_poll_interval) {
-            return Err(ConfigError::new(
-                "key_poll_interval",
-                "must be 1 to 3600 seconds",
-            ));
-        }
-        if !(60..=366 * 86_400).contains(&self.refresh_token_ttl) {
-            return Err(ConfigError::new(
-                "refresh_token_ttl",
-                "must be 60 seconds to 366 days (in seconds)",
-            ));
-        }
+        in_range(
+            "rotation_leeway",
+            self.rotation_leeway,
+            0..=86_400,
+            "must be 0 to 86400 seconds",
+        )?;
+        in_range(
+            "key_poll_interval",
+            self.key_poll_interval,
+            1..=3_600,
+            "must be 1 to 3600 seconds",
+        )?;
+        in_range(
+            "refresh_token_ttl",
+            self.refresh_token_ttl,
+            60..=366 * 86_400,
+            "must be 60 seconds to 366 days (in seconds)",
+        )?;
         if self.refresh_family_ttl < self.refresh_token_ttl
             || self.refresh_family_ttl > 3 * 366 * 86_400
         {
@@ -357,30 +371,30 @@ impl Settings {
             ));
         }
         // A long grace window turns reuse detection off in practice; a few seconds is the point.
-        if !(0..=60).contains(&self.refresh_reuse_grace) {
-            return Err(ConfigError::new(
-                "refresh_reuse_grace",
-                "must be 0 (off) to 60 seconds",
-            ));
-        }
-        if !(1..=1_000).contains(&self.login_throttle_failures) {
-            return Err(ConfigError::new(
-                "login_throttle_failures",
-                "must be 1 to 1000",
-            ));
-        }
-        if !(1..=86_400).contains(&self.login_throttle_max_delay) {
-            return Err(ConfigError::new(
-                "login_throttle_max_delay",
-                "must be 1 to 86400 seconds",
-            ));
-        }
-        if !(16..=10_000_000).contains(&self.login_throttle_capacity) {
-            return Err(ConfigError::new(
-                "login_throttle_capacity",
-                "must be 16 to 10000000 entries",
-            ));
-        }
+        in_range(
+            "refresh_reuse_grace",
+            self.refresh_reuse_grace,
+            0..=60,
+            "must be 0 (off) to 60 seconds",
+        )?;
+        in_range(
+            "login_throttle_failures",
+            self.login_throttle_failures,
+            1..=1_000,
+            "must be 1 to 1000",
+        )?;
+        in_range(
+            "login_throttle_max_delay",
+            self.login_throttle_max_delay,
+            1..=86_400,
+            "must be 1 to 86400 seconds",
+        )?;
+        in_range(
+            "login_throttle_capacity",
+            self.login_throttle_capacity,
+            16..=10_000_000,
+            "must be 16 to 10000000 entries",
+        )?;
         let password_concurrency = match self.password_concurrency {
             0 => std::thread::available_parallelism().map_or(2, |n| n.get() * 2),
             n => n,
