@@ -43,7 +43,7 @@ pub struct Settings {
     pub user_scopes: Vec<String>,
     /// `client_id` claim of tokens issued to first-party logins that name no client.
     pub default_client_id: String,
-    /// Upper bound of concurrent argon2 computations (0: twice the number of cores).
+    /// Upper bound of concurrent argon2 computations (0: the number of cores).
     pub password_concurrency: usize,
     /// Scheduled key rotation period in seconds; 0 (default) turns it off.
     pub rotate_every: i64,
@@ -396,7 +396,9 @@ impl Settings {
             "must be 16 to 10000000 entries",
         )?;
         let password_concurrency = match self.password_concurrency {
-            0 => std::thread::available_parallelism().map_or(2, |n| n.get() * 2),
+            // One argon2 computation per core: two on one core run slower per CPU-second and use
+            // twice the memory (measured with bench/load.sh).
+            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
             n => n,
         };
         Ok(Config {

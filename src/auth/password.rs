@@ -1,11 +1,16 @@
 //! argon2id password hashing on a bounded pool of blocking threads, so that a login flood neither
 //! stalls the async runtime nor grows memory without limit (each hash holds 19 MiB).
+//!
+//! Verification reuses pre-allocated argon2 work areas, one per permit at most: a fresh 19 MiB
+//! allocation per check fragmented glibc's heap to hundreds of MiB under a login flood (measured
+//! with `bench/load.sh`), while reused areas keep it at `password_concurrency` × 19 MiB.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
+use subtle::ConstantTimeEq;
 use tokio::sync::Semaphore;
 use zeroize::Zeroizing;
 
@@ -73,6 +78,9 @@ pub struct PasswordHasher {
     /// A real hash of a random password: verifying an unknown user against it costs the same
     /// time as a wrong password, so timing does not reveal which usernames exist.
     dummy_hash: Arc<str>,
+    /// Free argon2 work areas. Allocated on first use (an idle issuer stays small) and never more
+    /// than the permits, since only a permit holder takes one.
+    arenas: Arc<Mutex<Vec<Vec<Block>>>>,
 }
 
 /// OWASP's argon2id recommendation: 19 MiB, 2 iterations, 1 lane.
@@ -88,6 +96,48 @@ fn hash_blocking(password: &[u8]) -> Result<String, PasswordError> {
         .hash_password(password, &salt)
         .map(|h| h.to_string())
         .map_err(|e| PasswordError::Hash(e.to_string()))
+}
+
+/// Verifies in `arena` when the stored hash uses this issuer's parameters (the usual case), else
+/// falls back to argon2's own allocation (hashes made with older parameters keep verifying).
+fn verify_in_arena(password: &[u8], hash: &str, arena: &mut Vec<Block>) -> bool {
+    let Ok(parsed) = PasswordHash::new(hash) else {
+        return false;
+    };
+    let standard = argon2();
+    let ours = standard.params();
+    let same_params = Params::try_from(&parsed).is_ok_and(|p| {
+        p.m_cost() == ours.m_cost() && p.t_cost() == ours.t_cost() && p.p_cost() == ours.p_cost()
+    });
+    let is_argon2id = parsed.algorithm == Algorithm::Argon2id.ident();
+    let (Some(salt), Some(expected)) = (parsed.salt, parsed.hash) else {
+        return false;
+    };
+    if !(same_params && is_argon2id && parsed.version == Some(Version::V0x13 as u32)) {
+        return verify_blocking(password, hash);
+    }
+    let mut salt_buf = [0u8; 64];
+    let Ok(salt) = salt.decode_b64(&mut salt_buf) else {
+        return false;
+    };
+    let Ok(params) = Params::new(
+        ours.m_cost(),
+        ours.t_cost(),
+        ours.p_cost(),
+        Some(expected.len()),
+    ) else {
+        return false;
+    };
+    let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
+    arena.resize(ours.block_count(), Block::default());
+    let mut out = Zeroizing::new(vec![0u8; expected.len()]);
+    if argon2
+        .hash_password_into_with_memory(password, salt, &mut out, &mut arena[..])
+        .is_err()
+    {
+        return false;
+    }
+    expected.as_bytes().ct_eq(&out).into()
 }
 
 fn verify_blocking(password: &[u8], hash: &str) -> bool {
@@ -108,6 +158,7 @@ impl PasswordHasher {
         Ok(PasswordHasher {
             permits: Arc::new(Semaphore::new(limit.max(1))),
             dummy_hash: dummy_hash.into(),
+            arenas: Arc::new(Mutex::new(Vec::new())),
         })
     }
 
@@ -131,9 +182,22 @@ impl PasswordHasher {
         };
         let known = hash.is_some();
         let hash = hash.unwrap_or_else(|| self.dummy_hash.to_string());
-        let ok = tokio::task::spawn_blocking(move || verify_blocking(password.bytes(), &hash))
-            .await
-            .unwrap_or(false);
+        let arenas = self.arenas.clone();
+        let ok = tokio::task::spawn_blocking(move || {
+            let mut arena = arenas
+                .lock()
+                .map(|mut free| free.pop())
+                .ok()
+                .flatten()
+                .unwrap_or_default();
+            let ok = verify_in_arena(password.bytes(), &hash, &mut arena);
+            if let Ok(mut free) = arenas.lock() {
+                free.push(arena);
+            }
+            ok
+        })
+        .await
+        .unwrap_or(false);
         ok && known
     }
 }
@@ -152,6 +216,54 @@ mod tests {
         assert!(verify_blocking(b"correct horse", &hash));
         assert!(!verify_blocking(b"wrong horse", &hash));
         assert!(!verify_blocking(b"correct horse", "not a hash"));
+    }
+
+    #[test]
+    fn arena_verification_agrees_with_argon2() {
+        let hash = hash_blocking(b"correct horse").unwrap();
+        let mut arena = Vec::new();
+        assert!(verify_in_arena(b"correct horse", &hash, &mut arena));
+        assert_eq!(arena.len(), 19 * 1024, "one 19 MiB area, kept for reuse");
+        assert!(!verify_in_arena(b"correct horsf", &hash, &mut arena));
+        assert!(
+            verify_in_arena(b"correct horse", &hash, &mut arena),
+            "reused area"
+        );
+        assert!(!verify_in_arena(
+            b"correct horse",
+            "$argon2id$v=19$garbage",
+            &mut arena
+        ));
+        // A hash with other parameters (an older policy) still verifies, through the fallback.
+        let params = Params::new(8 * 1024, 1, 1, None).unwrap();
+        let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
+        let old = Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+            .hash_password(b"old policy", &salt)
+            .unwrap()
+            .to_string();
+        assert!(verify_in_arena(b"old policy", &old, &mut arena));
+        assert!(!verify_in_arena(b"old polisy", &old, &mut arena));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn work_areas_never_outnumber_the_permits() {
+        let hasher = PasswordHasher::new(2).await.unwrap();
+        let hash = hash_blocking(b"correct horse").unwrap();
+        let tasks: Vec<_> = (0..6)
+            .map(|_| {
+                let (hasher, hash) = (hasher.clone(), hash.clone());
+                tokio::spawn(async move {
+                    hasher
+                        .verify(Password::for_login("correct horse".into()), Some(hash))
+                        .await
+                })
+            })
+            .collect();
+        for task in tasks {
+            assert!(task.await.unwrap());
+        }
+        let areas = hasher.arenas.lock().unwrap().len();
+        assert!((1..=2).contains(&areas), "{areas} work areas for 2 permits");
     }
 
     #[test]
