@@ -45,6 +45,8 @@ pub struct Settings {
     pub default_client_id: String,
     /// Upper bound of concurrent argon2 computations (0: the number of cores).
     pub password_concurrency: usize,
+    /// Seconds a service client's record is cached for `client_credentials` (0: off).
+    pub client_cache_ttl: u64,
     /// Scheduled key rotation period in seconds; 0 (default) turns it off.
     pub rotate_every: i64,
     /// Margin in seconds added to the JWKS max-age before a next key may sign, and to the token
@@ -89,6 +91,7 @@ impl Default for Settings {
             user_scopes: vec!["openid".into(), "profile".into(), "email".into()],
             default_client_id: "stamp".into(),
             password_concurrency: 0,
+            client_cache_ttl: 1,
             rotate_every: 0,
             rotation_leeway: 60,
             key_poll_interval: 5,
@@ -186,6 +189,7 @@ pub struct Config {
     pub user_scopes: Vec<String>,
     pub default_client_id: String,
     pub password_concurrency: usize,
+    pub client_cache_ttl: u64,
     pub rotate_every: i64,
     pub rotation_leeway: i64,
     pub key_poll_interval: u64,
@@ -244,6 +248,7 @@ fn leak_setting_name(name: &str) -> &'static str {
         "user_scopes",
         "default_client_id",
         "password_concurrency",
+        "client_cache_ttl",
         "rotate_every",
         "rotation_leeway",
         "key_poll_interval",
@@ -395,6 +400,12 @@ impl Settings {
             16..=10_000_000,
             "must be 16 to 10000000 entries",
         )?;
+        in_range(
+            "client_cache_ttl",
+            self.client_cache_ttl,
+            0..=60,
+            "must be 0 (off) to 60 seconds",
+        )?;
         let password_concurrency = match self.password_concurrency {
             // One argon2 computation per core: two on one core run slower per CPU-second and use
             // twice the memory (measured with bench/load.sh).
@@ -414,6 +425,7 @@ impl Settings {
             user_scopes: self.user_scopes,
             default_client_id: self.default_client_id,
             password_concurrency,
+            client_cache_ttl: self.client_cache_ttl,
             rotate_every: self.rotate_every,
             rotation_leeway: self.rotation_leeway,
             key_poll_interval: self.key_poll_interval,

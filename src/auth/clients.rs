@@ -108,7 +108,16 @@ impl Authenticator {
         &self,
         credentials: &ClientCredentials,
     ) -> Result<Client, AuthError> {
-        let client = self.store.client_by_id(&credentials.client_id).await?;
+        let client = match self.clients.get(&credentials.client_id) {
+            Some(client) => Some(client),
+            None => {
+                let client = self.store.client_by_id(&credentials.client_id).await?;
+                if let Some(found) = &client {
+                    self.clients.put(found);
+                }
+                client
+            }
+        };
         let presented = TokenHash::of(&credentials.secret);
         let expected = client.as_ref().map_or(NO_CLIENT, |c| c.secret_hash);
         let matches: bool = presented.0.ct_eq(&expected.0).into();

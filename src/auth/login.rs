@@ -11,7 +11,7 @@ use crate::tokens::refresh::{RefreshPolicy, RefreshToken, Rejection};
 use crate::tokens::{IssuedToken, Subject, TokenError, TokenIssuer};
 
 use super::throttle::{Throttle, ThrottleKey};
-use super::{Password, PasswordHasher};
+use super::{ClientCache, Password, PasswordHasher};
 
 /// A login attempt, already parsed from the form or JSON body.
 #[derive(Debug)]
@@ -77,6 +77,8 @@ pub struct Authenticator {
     default_client_id: String,
     pub(super) refresh: RefreshPolicy,
     throttle: Throttle,
+    /// Service-client records, kept for `client_cache_ttl` seconds.
+    pub(super) clients: ClientCache,
 }
 
 impl Authenticator {
@@ -95,7 +97,13 @@ impl Authenticator {
             default_client_id: config.default_client_id.clone(),
             refresh: config.refresh,
             throttle: Throttle::new(config.throttle),
+            clients: ClientCache::new(config.client_cache_ttl),
         }
+    }
+
+    /// The client-record cache (to forget a client changed in this process).
+    pub fn client_cache(&self) -> &ClientCache {
+        &self.clients
     }
 
     /// The token issuer, for other grants.

@@ -2,6 +2,7 @@
 //! logout, revocation, introspection) and service clients.
 
 mod admin;
+mod client_cache;
 mod clients;
 mod login;
 mod password;
@@ -9,6 +10,7 @@ mod sessions;
 mod throttle;
 
 pub use admin::{ADMIN, Admin, NotAdmin};
+pub use client_cache::ClientCache;
 pub use clients::{ClientCredentials, ClientSecret};
 pub use login::{AuthError, Authenticator, IssuedRefresh, LoginRequest, Session};
 pub use password::{Password, PasswordError, PasswordHasher};

@@ -318,6 +318,8 @@ async fn cli_clients_add_prints_a_secret_once_that_authenticates() {
 
     let disable = stamp(app.dir.path(), &["clients", "disable", "billing"]);
     assert!(disable.status.success(), "{}", text(&disable.stderr));
+    // A change made by another process reaches this one within `client_cache_ttl` (1 s).
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let response = grant_basic(&app, "billing", &secret, "grant_type=client_credentials").await;
     assert_oauth_error(response, Status::Unauthorized, "invalid_client").await;
     assert!(
@@ -362,4 +364,76 @@ async fn cli_users_revoke_tokens_ends_the_users_sessions() {
             .iter()
             .any(|e| e.action == "users.revoke_tokens" && e.actor == "cli")
     );
+}
+
+#[rocket::async_test]
+async fn a_cached_client_still_needs_its_secret_and_the_cache_can_be_turned_off() {
+    use stamp::auth::ClientSecret;
+    use stamp::store::{ClientId, NewClient, Scope};
+
+    for ttl in [1u64, 0] {
+        let app = TestApp::spawn_with(|f| {
+            f.merge(rocket::figment::providers::Serialized::global(
+                "client_cache_ttl",
+                ttl,
+            ))
+        })
+        .await;
+        let secret = ClientSecret::generate();
+        let client = NewClient {
+            id: ClientId::parse("svc").unwrap(),
+            secret_hash: secret.hash(),
+            scopes: vec![Scope::parse("read").unwrap()],
+            alg: None,
+        };
+        app.app()
+            .store
+            .create_client(client, stamp::clock::now())
+            .await
+            .unwrap();
+        let ok = grant_basic(
+            &app,
+            "svc",
+            secret.expose(),
+            "grant_type=client_credentials",
+        )
+        .await;
+        assert_eq!(ok.status(), Status::Ok);
+        // Now cached (ttl 1): a wrong secret is still refused.
+        let wrong = grant_basic(
+            &app,
+            "svc",
+            "not-the-secret",
+            "grant_type=client_credentials",
+        )
+        .await;
+        assert_oauth_error(wrong, Status::Unauthorized, "invalid_client").await;
+        app.app()
+            .store
+            .set_client_disabled("svc", true, stamp::clock::now())
+            .await
+            .unwrap();
+        let after = grant_basic(
+            &app,
+            "svc",
+            secret.expose(),
+            "grant_type=client_credentials",
+        )
+        .await;
+        if ttl == 0 {
+            assert_oauth_error(after, Status::Unauthorized, "invalid_client").await;
+        } else {
+            // The cached record answers until it expires or is forgotten (bounded staleness).
+            assert_eq!(after.status(), Status::Ok);
+            app.app().auth.client_cache().forget("svc");
+            let forgotten = grant_basic(
+                &app,
+                "svc",
+                secret.expose(),
+                "grant_type=client_credentials",
+            )
+            .await;
+            assert_oauth_error(forgotten, Status::Unauthorized, "invalid_client").await;
+        }
+    }
 }
