@@ -115,7 +115,12 @@ pub async fn build(figment: Figment) -> Result<Rocket<Build>, StartError> {
     let config = Config::from_figment(&figment)?;
     let app = App::open(config, clock::now()).await?;
     rocket::info!("keys: {}", app.keys.describe_store());
+    // Rocket's default Shield adds three headers to every response, two of them for HTML pages
+    // (X-Frame-Options, Permissions-Policy). This server answers JSON only: keep `nosniff`, which
+    // matters for JSON, and save the per-response header work on the token and JWKS hot paths.
+    let shield = rocket::shield::Shield::new().enable(rocket::shield::NoSniff::default());
     Ok(rocket::custom(figment)
+        .attach(shield)
         .manage(app)
         .mount("/", routes::well_known::routes())
         .mount("/", routes::oauth::routes())
