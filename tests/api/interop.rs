@@ -578,3 +578,85 @@ fn run(cmd: &mut Command) -> Result<(), String> {
         String::from_utf8_lossy(&out.stderr)
     ))
 }
+
+/// `kill -9` during a stream of refresh grants loses no acknowledged rotation: every refresh
+/// token the server answered with `200` is in the database after the crash (SQLite with
+/// `synchronous = FULL`), and the restarted server answers it with a grant or, if an
+/// unacknowledged later refresh had already spent it, with reuse detection (never a 5xx).
+#[test]
+fn kill_9_during_refresh_grants_loses_no_acknowledged_rotation() {
+    let mut issuer = Issuer::new("ES256");
+    issuer.add_user("alice");
+    for delay_ms in [150u64, 400, 900] {
+        issuer.serve();
+        issuer.wait_ready();
+        let body = format!(
+            "grant_type=password&username=alice&password={}",
+            PASSWORD.replace(' ', "+")
+        );
+        let form = Some("application/x-www-form-urlencoded");
+        let (status, login) = http(issuer.port, "POST", "/oauth/token", form, &body).unwrap();
+        assert_eq!(status, 200, "{login}");
+        let first: Value = serde_json::from_str(&login).unwrap();
+        let port = issuer.port;
+        let mut token = first["refresh_token"].as_str().unwrap().to_string();
+        let refresher = std::thread::spawn(move || {
+            let mut acknowledged = 0;
+            // Bounded: stops at the first failed exchange (the kill) or after 100 000 grants.
+            for _ in 0..100_000 {
+                let body = format!("grant_type=refresh_token&refresh_token={token}");
+                match http(port, "POST", "/oauth/token", form, &body) {
+                    Ok((200, answer)) => {
+                        let json: Value = serde_json::from_str(&answer).unwrap();
+                        token = json["refresh_token"].as_str().unwrap().to_string();
+                        acknowledged += 1;
+                    }
+                    Ok((status, answer)) => panic!("refresh answered {status}: {answer}"),
+                    Err(_) => break,
+                }
+            }
+            (token, acknowledged)
+        });
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        let mut child = issuer.child.take().unwrap();
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        let (last, acknowledged) = refresher.join().unwrap();
+        assert!(
+            acknowledged > 0,
+            "no refresh completed within {delay_ms} ms"
+        );
+
+        let db = format!("sqlite://{}", issuer.dir.path().join("stamp.db").display());
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let record = runtime.block_on(async {
+            let store = stamp::store::open(&db).await.unwrap();
+            store
+                .refresh_record(&stamp::tokens::refresh::TokenHash::of(&last))
+                .await
+                .unwrap()
+        });
+        assert!(
+            record.is_some(),
+            "the last acknowledged refresh token ({acknowledged} grants in) was lost"
+        );
+
+        issuer.serve();
+        issuer.wait_ready();
+        let (status, answer) = http(
+            issuer.port,
+            "POST",
+            "/oauth/token",
+            form,
+            &format!("grant_type=refresh_token&refresh_token={last}"),
+        )
+        .unwrap();
+        assert!(
+            status == 200 || (status == 400 && answer.contains("invalid_grant")),
+            "after restart: {status} {answer}"
+        );
+        let mut child = issuer.child.take().unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+}
