@@ -130,6 +130,14 @@ pub enum StoreError {
     Database(String),
 }
 
+/// Maps an insert's failure: a unique-key violation means `what` already exists.
+fn insert_error(e: sqlx::Error, what: impl FnOnce() -> String) -> StoreError {
+    match &e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(what()),
+        _ => e.into(),
+    }
+}
+
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
         StoreError::Database(e.to_string())

@@ -11,7 +11,7 @@ use sqlx::{ConnectOptions, Connection, PgConnection, PgPool, Row};
 
 use super::{
     AuditEvent, Client, Family, NewClient, NewRefreshToken, NewUser, RefreshOutcome, RefreshRecord,
-    Store, StoreError, User, random_id, split_scope,
+    Store, StoreError, User, insert_error, random_id, split_scope,
 };
 use crate::keys::{Alg, PG_MIGRATOR};
 use crate::tokens::refresh::{RefreshPolicy, RefreshState, Rejection, TokenHash, Verdict, judge};
@@ -117,10 +117,6 @@ fn user_from_row(row: &PgRow) -> Result<User, StoreError> {
         token_version: row.try_get("token_version")?,
         created_at: row.try_get("created_at")?,
     })
-}
-
-fn is_unique_violation(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
 }
 
 /// Token, family and owner in one row (introspection, revocation).
@@ -238,7 +234,7 @@ impl Store for PgStore {
     async fn create_user(&self, user: NewUser, now: i64) -> Result<User, StoreError> {
         let roles: Vec<String> = user.roles.iter().map(|r| r.as_str().to_string()).collect();
         let id = random_id();
-        let result = sqlx::query(
+        sqlx::query(
             "INSERT INTO users (id, username, password_hash, roles, disabled, token_version, created_at, updated_at)
              VALUES ($1, $2, $3, $4, FALSE, 0, $5, $5)",
         )
@@ -248,17 +244,8 @@ impl Store for PgStore {
         .bind(&roles)
         .bind(now)
         .execute(&self.pool)
-        .await;
-        match result {
-            Ok(_) => {}
-            Err(e) if is_unique_violation(&e) => {
-                return Err(StoreError::Conflict(format!(
-                    "user {}",
-                    user.username.as_str()
-                )));
-            }
-            Err(e) => return Err(e.into()),
-        }
+        .await
+        .map_err(|e| insert_error(e, || format!("user {}", user.username.as_str())))?;
         Ok(User {
             id,
             username: user.username.as_str().to_string(),
@@ -526,7 +513,7 @@ impl Store for PgStore {
             .iter()
             .map(|s| s.as_str().to_string())
             .collect();
-        let result = sqlx::query(
+        sqlx::query(
             "INSERT INTO clients (id, secret_hash, scopes, alg, disabled, created_at, updated_at)
              VALUES ($1, $2, $3, $4, FALSE, $5, $5)",
         )
@@ -536,17 +523,8 @@ impl Store for PgStore {
         .bind(client.alg.map(|a| a.as_str()))
         .bind(now)
         .execute(&self.pool)
-        .await;
-        match result {
-            Ok(_) => {}
-            Err(e) if is_unique_violation(&e) => {
-                return Err(StoreError::Conflict(format!(
-                    "client {}",
-                    client.id.as_str()
-                )));
-            }
-            Err(e) => return Err(e.into()),
-        }
+        .await
+        .map_err(|e| insert_error(e, || format!("client {}", client.id.as_str())))?;
         Ok(Client {
             id: client.id.as_str().to_string(),
             secret_hash: client.secret_hash,

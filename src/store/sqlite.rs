@@ -11,7 +11,7 @@ use sqlx::{Row, SqlitePool};
 
 use super::{
     AuditEvent, Client, Family, NewClient, NewRefreshToken, NewUser, RefreshOutcome, RefreshRecord,
-    Store, StoreError, User, random_id, split_scope,
+    Store, StoreError, User, insert_error, random_id, split_scope,
 };
 use crate::keys::Alg;
 use crate::tokens::refresh::{RefreshPolicy, RefreshState, Rejection, TokenHash, Verdict, judge};
@@ -93,10 +93,6 @@ fn user_from_row(row: &SqliteRow) -> Result<User, StoreError> {
 
 const USER_COLUMNS: &str =
     "id, username, password_hash, roles, disabled, token_version, created_at";
-
-fn is_unique_violation(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
-}
 
 /// The deciding read of a refresh: token, family and owner in one row.
 const REFRESH_SELECT: &str = "SELECT t.family_id, t.token_version, t.issued_at, t.expires_at,
@@ -225,7 +221,7 @@ impl Store for SqliteStore {
         let roles_json =
             serde_json::to_string(&roles).map_err(|e| StoreError::Database(e.to_string()))?;
         let id = random_id();
-        let result = sqlx::query(
+        sqlx::query(
             "INSERT INTO users (id, username, password_hash, roles, disabled, token_version, created_at, updated_at)
              VALUES (?, ?, ?, ?, 0, 0, ?, ?)",
         )
@@ -236,17 +232,8 @@ impl Store for SqliteStore {
         .bind(now)
         .bind(now)
         .execute(&self.pool)
-        .await;
-        match result {
-            Ok(_) => {}
-            Err(e) if is_unique_violation(&e) => {
-                return Err(StoreError::Conflict(format!(
-                    "user {}",
-                    user.username.as_str()
-                )));
-            }
-            Err(e) => return Err(e.into()),
-        }
+        .await
+        .map_err(|e| insert_error(e, || format!("user {}", user.username.as_str())))?;
         Ok(User {
             id,
             username: user.username.as_str().to_string(),
@@ -514,7 +501,7 @@ impl Store for SqliteStore {
             .collect();
         let scopes_json =
             serde_json::to_string(&scopes).map_err(|e| StoreError::Database(e.to_string()))?;
-        let result = sqlx::query(
+        sqlx::query(
             "INSERT INTO clients (id, secret_hash, scopes, alg, disabled, created_at, updated_at)
              VALUES (?, ?, ?, ?, 0, ?, ?)",
         )
@@ -525,17 +512,8 @@ impl Store for SqliteStore {
         .bind(now)
         .bind(now)
         .execute(&self.pool)
-        .await;
-        match result {
-            Ok(_) => {}
-            Err(e) if is_unique_violation(&e) => {
-                return Err(StoreError::Conflict(format!(
-                    "client {}",
-                    client.id.as_str()
-                )));
-            }
-            Err(e) => return Err(e.into()),
-        }
+        .await
+        .map_err(|e| insert_error(e, || format!("client {}", client.id.as_str())))?;
         Ok(Client {
             id: client.id.as_str().to_string(),
             secret_hash: client.secret_hash,
