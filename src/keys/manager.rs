@@ -235,7 +235,9 @@ impl KeyManager {
         let Some(alg) = alg else {
             return Err(KeyError::UnknownKid(kid.to_string()));
         };
-        let (fresh_meta, fresh_key) = self.generate(alg, now).await?;
+        // Revocation is rare and urgent: the replacement key (only needed when an active or next
+        // key is revoked) is generated under the lock, so revoking a retired key, or one already
+        // revoked, costs no key generation.
         let _guard = self.write.lock().await;
         self.reload_locked().await?;
         let mut manifest = self.current().manifest().clone();
@@ -251,33 +253,34 @@ impl KeyManager {
         let was = entry.state;
         entry.state = KeyState::Revoked;
         entry.revoked_at = Some(now);
-        let mut fresh = Vec::new();
-        if was == KeyState::Active || was == KeyState::Next {
-            if was == KeyState::Active
-                && let Some(next) = manifest
-                    .keys
-                    .iter_mut()
-                    .find(|k| k.alg == alg && k.state == KeyState::Next)
-            {
-                next.state = KeyState::Active;
-                next.activated_at = Some(now);
-            }
-            let has_active = manifest
-                .keys
-                .iter()
-                .any(|k| k.alg == alg && k.state == KeyState::Active);
-            let meta = if has_active {
-                fresh_meta
-            } else {
-                KeyMeta {
-                    state: KeyState::Active,
-                    activated_at: Some(now),
-                    ..fresh_meta
-                }
-            };
-            manifest.keys.push(meta.clone());
-            fresh.push((meta, Arc::new(fresh_key)));
+        if was == KeyState::Retired {
+            return self.commit(manifest, Vec::new()).await;
         }
+        if was == KeyState::Active
+            && let Some(next) = manifest
+                .keys
+                .iter_mut()
+                .find(|k| k.alg == alg && k.state == KeyState::Next)
+        {
+            next.state = KeyState::Active;
+            next.activated_at = Some(now);
+        }
+        let has_active = manifest
+            .keys
+            .iter()
+            .any(|k| k.alg == alg && k.state == KeyState::Active);
+        let (fresh_meta, fresh_key) = self.generate(alg, now).await?;
+        let meta = if has_active {
+            fresh_meta
+        } else {
+            KeyMeta {
+                state: KeyState::Active,
+                activated_at: Some(now),
+                ..fresh_meta
+            }
+        };
+        manifest.keys.push(meta.clone());
+        let fresh = vec![(meta, Arc::new(fresh_key))];
         self.commit(manifest, fresh).await
     }
 

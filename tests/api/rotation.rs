@@ -436,3 +436,38 @@ async fn jwks_keeps_answering_while_an_rsa_4096_key_is_generated() {
         "only {served} JWKS requests answered during RSA-4096 generation"
     );
 }
+
+#[rocket::async_test]
+async fn revoking_a_retired_key_only_unpublishes_it() {
+    let app = TestApp::spawn_with(no_waits).await;
+    let now = stamp::clock::now();
+    let retired = app.active_kid(Alg::Es256);
+    let keys = &app.app().keys;
+    keys.rotate(
+        RotateOptions {
+            alg: Alg::Es256,
+            force: false,
+        },
+        now,
+    )
+    .await
+    .unwrap();
+    let active = app.active_kid(Alg::Es256);
+    let before = keys.current().manifest().keys.len();
+
+    keys.revoke(&retired, now).await.unwrap();
+    let manifest = keys.current().manifest().clone();
+    assert_eq!(
+        manifest.keys.len(),
+        before,
+        "no replacement key for a key that signs nothing"
+    );
+    let entry = manifest.keys.iter().find(|k| k.kid == retired).unwrap();
+    assert_eq!(entry.state, KeyState::Revoked);
+    assert_eq!(
+        app.active_kid(Alg::Es256),
+        active,
+        "the active key is untouched"
+    );
+    assert!(!app.published_kids().await.contains(&retired));
+}
