@@ -197,6 +197,16 @@ impl TestApp {
 
     /// Verifies `token` as a resource server would: JWK looked up by `kid` in the JWKS.
     pub async fn verify_with_jwks(&self, token: &str) -> Result<Value, String> {
+        self.verified_with_jwks(token)
+            .await
+            .map(|(_, claims)| claims)
+    }
+
+    /// [`TestApp::verify_with_jwks`], keeping the header too.
+    pub async fn verified_with_jwks(
+        &self,
+        token: &str,
+    ) -> Result<(jsonwebtoken::Header, Value), String> {
         let header = jsonwebtoken::decode_header(token).map_err(|e| e.to_string())?;
         let (_, jwks) = self.get_json("/.well-known/jwks.json").await;
         let set: jsonwebtoken::jwk::JwkSet =
@@ -209,8 +219,9 @@ impl TestApp {
         let mut validation = jsonwebtoken::Validation::new(header.alg);
         validation.set_issuer(&["http://127.0.0.1:8000"]);
         validation.set_audience(&["stamp"]);
+        validation.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
         jsonwebtoken::decode::<Value>(token, &key, &validation)
-            .map(|d| d.claims)
+            .map(|d| (d.header, d.claims))
             .map_err(|e| e.to_string())
     }
 }

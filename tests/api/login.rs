@@ -1,7 +1,6 @@
 //! Password login through `/oauth/token` and `/login`: the token's shape, every failure, and the
 //! error contract for malformed input.
 
-use jsonwebtoken::{DecodingKey, Validation};
 use rocket::figment::providers::Serialized;
 use rocket::http::{ContentType, Status};
 use serde_json::{Value, json};
@@ -10,19 +9,7 @@ use crate::helpers::{PASSWORD, TestApp, assert_oauth_error};
 
 /// Verifies `token` the way a resource server would: with the JWK from the JWKS named by `kid`.
 async fn verify_with_jwks(app: &TestApp, token: &str) -> (jsonwebtoken::Header, Value) {
-    let header = jsonwebtoken::decode_header(token).unwrap();
-    let (_, jwks) = app.get_json("/.well-known/jwks.json").await;
-    let set: jsonwebtoken::jwk::JwkSet = serde_json::from_value(jwks).unwrap();
-    let jwk = set
-        .find(header.kid.as_deref().unwrap())
-        .expect("kid is published");
-    let key = DecodingKey::from_jwk(jwk).unwrap();
-    let mut validation = Validation::new(header.alg);
-    validation.set_issuer(&["http://127.0.0.1:8000"]);
-    validation.set_audience(&["stamp"]);
-    validation.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
-    let data = jsonwebtoken::decode::<Value>(token, &key, &validation).expect("token verifies");
-    (data.header, data.claims)
+    app.verified_with_jwks(token).await.expect("token verifies")
 }
 
 fn active_kid(app: &TestApp, alg: stamp::keys::Alg) -> String {
