@@ -26,6 +26,8 @@ use crate::store::{PgStore, Store, StoreError};
 /// Everything the handlers share, built once at start.
 pub struct App {
     pub config: Config,
+    /// Where every handler and background job reads the time (manual in tests).
+    pub clock: clock::Clock,
     pub keys: Arc<KeyManager>,
     pub store: Arc<dyn Store>,
     pub passwords: PasswordHasher,
@@ -59,7 +61,8 @@ pub enum StartError {
 
 impl App {
     /// Opens the database and the key store (creating keys on first start) for `config`.
-    pub async fn open(config: Config, now: i64) -> Result<App, StartError> {
+    pub async fn open(config: Config, clock: clock::Clock) -> Result<App, StartError> {
+        let now = clock.now();
         let (store, key_store, key_events) = open_stores(&config).await?;
         let keys = Arc::new(
             KeyManager::open(key_store, config.signing_alg, config.lifecycle(), now).await?,
@@ -70,6 +73,7 @@ impl App {
         let jwks_cache_control = format!("public, max-age={}", config.jwks_max_age).into();
         Ok(App {
             config,
+            clock,
             keys,
             store,
             passwords,
@@ -112,8 +116,17 @@ pub async fn open_key_store(config: &Config) -> Result<Arc<dyn KeyStore>, StartE
 /// the stores, loads or creates keys, and mounts every route. Errors come back as values, so the
 /// binary prints one line and library users decide for themselves.
 pub async fn build(figment: Figment) -> Result<Rocket<Build>, StartError> {
+    build_with_clock(figment, clock::Clock::system()).await
+}
+
+/// [`build`] with the clock the app reads its time from: tests pass [`clock::Clock::manual`] and
+/// move time instead of sleeping.
+pub async fn build_with_clock(
+    figment: Figment,
+    clock: clock::Clock,
+) -> Result<Rocket<Build>, StartError> {
     let config = Config::from_figment(&figment)?;
-    let app = App::open(config, clock::now()).await?;
+    let app = App::open(config, clock).await?;
     rocket::info!("keys: {}", app.keys.describe_store());
     // Rocket's default Shield adds three headers to every response, two of them for HTML pages
     // (X-Frame-Options, Permissions-Policy). This server answers JSON only: keep `nosniff`, which
@@ -145,6 +158,7 @@ fn key_upkeep() -> rocket::fairing::AdHoc {
                 return;
             };
             let keys = app.keys.clone();
+            let clock = app.clock.clone();
             let period = std::time::Duration::from_secs(app.config.key_poll_interval);
             let mut shutdown = rocket.shutdown();
             tokio::spawn(async move {
@@ -154,7 +168,7 @@ fn key_upkeep() -> rocket::fairing::AdHoc {
                     tokio::select! {
                         _ = &mut shutdown => break,
                         _ = interval.tick() => {
-                            if let Err(e) = keys.tick(clock::now()).await {
+                            if let Err(e) = keys.tick(clock.now()).await {
                                 rocket::error!("key upkeep failed: {e}");
                             }
                         }
