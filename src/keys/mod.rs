@@ -1,6 +1,5 @@
 //! Signing keys: generation, JWK encoding and thumbprints, the published key set, key stores.
 
-mod alg;
 mod file_store;
 mod jwk;
 mod manager;
@@ -10,7 +9,8 @@ mod set;
 mod signer;
 mod store;
 
-pub use alg::Alg;
+/// The allowlist of signing algorithms, shared with the verifier.
+pub use stamp_verify::Alg;
 pub use file_store::FileKeyStore;
 pub use jwk::{PublicJwk, thumbprint};
 pub use manager::{KeyError, KeyManager, Lifecycle, RotateOptions};
