@@ -9,8 +9,6 @@ mod set;
 mod signer;
 mod store;
 
-/// The allowlist of signing algorithms, shared with the verifier.
-pub use stamp_verify::Alg;
 pub use file_store::FileKeyStore;
 pub use jwk::{PublicJwk, thumbprint};
 pub use manager::{KeyError, KeyManager, Lifecycle, RotateOptions};
@@ -18,4 +16,6 @@ pub use material::PrivateKey;
 pub use pg_store::{Kek, PG_MIGRATOR, PgKeyStore, follow_changes};
 pub use set::{KeySet, LoadedKey};
 pub use signer::{SignError, Signer};
+/// The allowlist of signing algorithms, shared with the verifier.
+pub use stamp_verify::Alg;
 pub use store::{KeyMeta, KeyState, KeyStore, KeyStoreError, Manifest, StoredKey};

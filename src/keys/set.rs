@@ -64,11 +64,12 @@ impl KeySet {
                 origin: origin.clone(),
                 reason: e.to_string(),
             })?;
-            let signer = Signer::new(&private, &meta.kid, ACCESS_TOKEN_TYP)
-                .map_err(|e| KeyError::Corrupt {
+            let signer = Signer::new(&private, &meta.kid, ACCESS_TOKEN_TYP).map_err(|e| {
+                KeyError::Corrupt {
                     origin: origin.clone(),
                     reason: e.to_string(),
-                })?;
+                }
+            })?;
             self_test(meta.alg, &encoding, &signer, &decoding)
                 .map_err(|reason| KeyError::SelfTest { origin, reason })?;
             loaded.push(LoadedKey {
