@@ -14,7 +14,7 @@ pub use alg::Alg;
 pub use file_store::FileKeyStore;
 pub use jwk::{PublicJwk, thumbprint};
 pub use manager::{KeyError, KeyManager, Lifecycle, RotateOptions};
-pub use material::PrivateKey;
+pub use material::{MaterialError, PrivateKey};
 pub use pg_store::{Kek, PG_MIGRATOR, PgKeyStore, follow_changes};
 pub use set::{KeySet, LoadedKey};
 pub use signer::{SignError, Signer};
