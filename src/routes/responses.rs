@@ -64,6 +64,19 @@ impl<'r> Responder<'r, 'static> for TokenResponse {
     }
 }
 
+/// Wraps a response with `Cache-Control: no-store` (RFC 7662 answers describe live state).
+pub struct NoStore<R>(pub R);
+
+impl<'r, R: rocket::response::Responder<'r, 'static>> rocket::response::Responder<'r, 'static>
+    for NoStore<R>
+{
+    fn respond_to(self, req: &'r Request<'_>) -> rocket::response::Result<'static> {
+        rocket::Response::build_from(self.0.respond_to(req)?)
+            .raw_header("Cache-Control", "no-store")
+            .ok()
+    }
+}
+
 /// Maps a form-parsing failure to 413 (too large) or 400 with the first problem named.
 pub fn form_error(errors: form::Errors<'_>) -> ApiError {
     if errors.status() == Status::PayloadTooLarge {
