@@ -325,6 +325,161 @@ fn dedup<T: PartialEq>(values: Vec<T>) -> Vec<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::keys::{FileKeyStore, Lifecycle};
+    use crate::store::SqliteStore;
+
+    const START: i64 = 1_700_000_000;
+
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        clock: Clock,
+        admin: AdminService,
+        keys: KeyManager,
+    }
+
+    async fn fixture() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("stamp.db").display());
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&url).await.unwrap());
+        let key_store = Arc::new(FileKeyStore::open(dir.path().join("keys")).unwrap());
+        let lifecycle = Lifecycle {
+            rsa_bits: 2048,
+            jwks_max_age: 300,
+            max_token_ttl: 900,
+            leeway: 60,
+            rotate_every: 0,
+        };
+        let keys = KeyManager::open(key_store, Alg::Es256, lifecycle, START)
+            .await
+            .unwrap();
+        let clock = Clock::manual(START);
+        let admin = AdminService::new(store, clock.clone(), AuditFailure::Fail);
+        Fixture {
+            _dir: dir,
+            clock,
+            admin,
+            keys,
+        }
+    }
+
+    #[tokio::test]
+    async fn every_change_is_audited_once_with_its_actor_and_time() {
+        let f = fixture().await;
+        let cli = Actor::Cli;
+        let alice = f
+            .admin
+            .create_user(
+                &cli,
+                &PasswordHasher::new(1).await.unwrap(),
+                NewAccount {
+                    username: Username::parse("alice").unwrap(),
+                    roles: vec![Role::parse("ops").unwrap(), Role::parse("ops").unwrap()],
+                    password: Password::new_checked("a long password".into()).unwrap(),
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(alice.roles, ["ops"], "duplicate roles are dropped");
+        f.clock.advance(10);
+        let root = Actor::User { id: "u1".into() };
+        f.admin
+            .revoke_user_tokens(&root, UserRef::Id(&alice.id))
+            .await
+            .unwrap();
+        let name = Username::parse("alice").unwrap();
+        f.admin.disable_user(&cli, &name).await.unwrap();
+        let (client, secret) = f
+            .admin
+            .add_client(
+                &cli,
+                NewServiceClient {
+                    id: ClientId::parse("cron").unwrap(),
+                    scopes: vec![Scope::parse("admin").unwrap()],
+                    alg: None,
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(client.secret_hash, secret.hash());
+        let cron = Actor::Client { id: "cron".into() };
+        f.admin.disable_client(&cron, "cron").await.unwrap();
+        let options = RotateOptions {
+            alg: Alg::Es256,
+            force: true,
+        };
+        let set = f.admin.rotate_keys(&cron, &f.keys, options).await.unwrap();
+        let active = set.active(Alg::Es256).unwrap().meta.kid.clone();
+        let retired = f
+            .admin
+            .list_keys(&f.keys)
+            .manifest()
+            .keys
+            .iter()
+            .find(|k| k.kid != active && k.state.is_published())
+            .map(|k| k.kid.clone())
+            .unwrap();
+        f.admin.revoke_key(&cli, &f.keys, &retired).await.unwrap();
+
+        let mut log = f.admin.recent_audit(100).await.unwrap();
+        log.reverse();
+        let seen: Vec<(&str, String, i64)> = log
+            .iter()
+            .map(|e| (e.action.as_str(), e.actor.clone(), e.at))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("users.add", "cli".to_string(), START),
+                ("users.revoke_tokens", "user:u1".into(), START + 10),
+                ("users.disable", "cli".into(), START + 10),
+                ("clients.add", "cli".into(), START + 10),
+                ("clients.disable", "client:cron".into(), START + 10),
+                ("keys.rotate", "client:cron".into(), START + 10),
+                ("keys.revoke", "cli".into(), START + 10),
+            ]
+        );
+        assert_eq!(log[1].detail.as_deref(), Some("token_version=1"));
+        assert_eq!(log[5].target.as_deref(), Some(active.as_str()));
+        assert_eq!(log[5].detail.as_deref(), Some("alg=ES256 force=true"));
+        assert_eq!(log[6].target.as_deref(), Some(retired.as_str()));
+    }
+
+    #[tokio::test]
+    async fn an_early_rotation_says_how_long_to_wait_and_is_not_audited() {
+        let f = fixture().await;
+        f.clock.advance(100);
+        let options = RotateOptions {
+            alg: Alg::Es256,
+            force: false,
+        };
+        let Err(err) = f.admin.rotate_keys(&Actor::Cli, &f.keys, options).await else {
+            panic!("a rotation right after start is too early");
+        };
+        let AdminError::RotationTooEarly {
+            retry_after,
+            source: KeyError::TooEarly { allowed_at, .. },
+        } = err
+        else {
+            panic!("{err:?}");
+        };
+        assert_eq!(
+            retry_after,
+            u64::try_from(allowed_at - START - 100).unwrap()
+        );
+        assert!(f.admin.recent_audit(10).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn revoking_the_tokens_of_an_unknown_name_names_it() {
+        let f = fixture().await;
+        let nobody = Username::parse("nobody").unwrap();
+        let err = f
+            .admin
+            .revoke_user_tokens(&Actor::Cli, UserRef::Name(&nobody))
+            .await
+            .unwrap_err();
+        assert_eq!(err.to_string(), "no user nobody");
+    }
 
     #[test]
     fn duplicates_are_dropped_and_order_is_kept() {
