@@ -1,5 +1,6 @@
 //! The one HTTP error type: OAuth 2.0 JSON errors (`{"error","error_description"}`, RFC 6749
-//! §5.2) with the right status, and JSON catchers so that no path answers with HTML.
+//! §5.2) with the right status, and JSON catchers so that no path answers with HTML. Domain errors
+//! (auth, admin, keys, store) map to it here; 5xx log their cause chain and answer an opaque body.
 
 use rocket::http::{ContentType, Header, Status};
 use rocket::request::Request;
@@ -203,6 +204,10 @@ impl From<KeyError> for ApiError {
             ),
             KeyError::NotPublished { .. } => {
                 ApiError::new(Status::Conflict, "invalid_request", e.to_string())
+            }
+            // Normally mapped from `AdminError::RotationTooEarly`, which knows the `Retry-After`.
+            KeyError::TooEarly { .. } => {
+                ApiError::new(Status::Conflict, "rotation_too_early", e.to_string())
             }
             // Another replica (or `stamp keys`) committed a change in between: nothing was
             // applied here; the caller may look at the new key set and retry.
