@@ -12,11 +12,11 @@ mod signer;
 mod store;
 
 pub use alg::Alg;
+pub use events::follow_changes;
 pub use file_store::FileKeyStore;
 pub use jwk::{PublicJwk, thumbprint};
 pub use manager::{KeyError, KeyManager, Lifecycle, RotateOptions};
 pub use material::{MaterialError, PrivateKey};
-pub use events::follow_changes;
 pub use pg_store::{Kek, KeyChange, KeyChanges, PgKeyStore};
 pub use set::{KeySet, LoadedKey};
 pub use signer::{SignError, Signer};

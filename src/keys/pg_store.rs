@@ -13,6 +13,7 @@ use std::fmt;
 
 use async_trait::async_trait;
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use aws_lc_rs::error::Unspecified;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use sqlx::postgres::PgListener;
@@ -49,17 +50,15 @@ impl Kek {
         Ok(Kek(LessSafeKey::new(key)))
     }
 
-    fn seal(&self, kid: &str, plaintext: &[u8]) -> Result<([u8; NONCE_LEN], Vec<u8>), String> {
+    fn seal(&self, kid: &str, plaintext: &[u8]) -> Result<([u8; NONCE_LEN], Vec<u8>), Unspecified> {
         let mut nonce = [0u8; NONCE_LEN];
-        aws_lc_rs::rand::fill(&mut nonce).map_err(|e| e.to_string())?;
+        aws_lc_rs::rand::fill(&mut nonce)?;
         let mut data = plaintext.to_vec();
-        self.0
-            .seal_in_place_append_tag(
-                Nonce::assume_unique_for_key(nonce),
-                Aad::from(kid.as_bytes()),
-                &mut data,
-            )
-            .map_err(|e| e.to_string())?;
+        self.0.seal_in_place_append_tag(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::from(kid.as_bytes()),
+            &mut data,
+        )?;
         Ok((nonce, data))
     }
 
@@ -227,7 +226,13 @@ impl KeyStore for PgKeyStore {
                 .iter()
                 .find(|m| &m.kid == kid)
                 .ok_or_else(|| io(kid, "not in the manifest"))?;
-            let (nonce, ciphertext) = self.kek.seal(kid, pem.as_bytes()).map_err(|e| io(kid, e))?;
+            let (nonce, ciphertext) =
+                self.kek
+                    .seal(kid, pem.as_bytes())
+                    .map_err(|source| KeyStoreError::Encrypt {
+                        kid: kid.clone(),
+                        source,
+                    })?;
             sqlx::query("INSERT INTO signing_keys (kid, alg, nonce, ciphertext, created_at) VALUES ($1, $2, $3, $4, $5)")
                 .bind(kid)
                 .bind(meta.alg.as_str())

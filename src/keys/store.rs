@@ -112,6 +112,13 @@ pub enum KeyStoreError {
         #[source]
         source: sqlx::migrate::MigrateError,
     },
+    /// A private key could not be encrypted under the key-encryption key.
+    #[error("cannot encrypt key {kid}: {source}")]
+    Encrypt {
+        kid: String,
+        #[source]
+        source: aws_lc_rs::error::Unspecified,
+    },
     /// The named file or record does not hold what the store wrote.
     #[error("{origin} is corrupt: {reason}")]
     Corrupt { origin: String, reason: String },

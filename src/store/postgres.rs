@@ -82,7 +82,6 @@ pub(super) fn redact(url: &str) -> String {
     }
 }
 
-
 impl Dialect for Postgres {
     type List = Vec<String>;
 

@@ -12,8 +12,8 @@ use sqlx::sqlite::{
 };
 use sqlx::{Pool, Sqlite, Transaction};
 
-use super::sql::{Dialect, RECORD_SELECT, SqlStore};
 use super::StoreError;
+use super::sql::{Dialect, RECORD_SELECT, SqlStore};
 
 /// SQLite-backed [`super::Store`].
 pub type SqliteStore = SqlStore<Sqlite>;

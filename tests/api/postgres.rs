@@ -18,9 +18,8 @@ use stamp::keys::{
     Alg, Kek, KeyError, KeyManager, KeyStoreError, Lifecycle, PgKeyStore, RotateOptions,
 };
 use stamp::store::{
-    AuditEvent, AuditStore, ClientId, ClientStore, Family, HealthCheck, NewClient,
-    NewRefreshToken, NewUser, PgStore, RefreshOutcome, Role, Scope, SessionStore, StoreError,
-    UserStore, Username,
+    AuditEvent, AuditStore, ClientId, ClientStore, Family, HealthCheck, NewClient, NewRefreshToken,
+    NewUser, PgStore, RefreshOutcome, Role, Scope, SessionStore, StoreError, UserStore, Username,
 };
 use stamp::tokens::refresh::{RefreshPolicy, RefreshToken, Rejection, TokenHash};
 
@@ -333,9 +332,8 @@ async fn a_database_migrated_before_the_split_opens_unchanged_and_back() {
         .await
         .unwrap();
     before.run(&pool).await.unwrap();
-    let applied = || {
-        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM _sqlx_migrations").fetch_one(&pool)
-    };
+    let applied =
+        || sqlx::query_scalar::<_, i64>("SELECT count(*) FROM _sqlx_migrations").fetch_one(&pool);
     assert_eq!(applied().await.unwrap(), 2);
     PgKeyStore::migrate(&pool).await.unwrap();
     PgStore::from_pool(pool.clone()).await.unwrap();
