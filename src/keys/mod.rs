@@ -1,6 +1,7 @@
 //! Signing keys: generation, JWK encoding and thumbprints, the published key set, key stores.
 
 mod alg;
+mod events;
 mod file_store;
 mod jwk;
 mod manager;
@@ -11,11 +12,12 @@ mod signer;
 mod store;
 
 pub use alg::Alg;
+pub use events::follow_changes;
 pub use file_store::FileKeyStore;
 pub use jwk::{PublicJwk, thumbprint};
 pub use manager::{KeyError, KeyManager, Lifecycle, RotateOptions};
 pub use material::{MaterialError, PrivateKey};
-pub use pg_store::{Kek, PG_MIGRATOR, PgKeyStore, follow_changes};
+pub use pg_store::{Kek, KeyChange, KeyChanges, PgKeyStore};
 pub use set::{KeySet, LoadedKey};
 pub use signer::{SignError, Signer};
 pub use store::{KeyMeta, KeyState, KeyStore, KeyStoreError, Manifest, StoredKey};
