@@ -118,7 +118,9 @@ fn jwks(c: &mut Criterion) {
     // The handler's own work, without HTTP: what `routes::well_known::jwks` does per request.
     let app = runtime.block_on(async {
         let config = Config::from_figment(&figment).unwrap();
-        App::open(config, stamp::clock::Clock::system()).await.unwrap()
+        App::open(config, stamp::clock::Clock::system())
+            .await
+            .unwrap()
     });
     let if_none_match = Some("\"a-stale-etag\"");
     group.bench_function("handler work (snapshot, etag compare, Arc clone)", |b| {

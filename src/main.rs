@@ -5,6 +5,7 @@ use std::io::{BufRead, IsTerminal};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use secrecy::ExposeSecret;
 
 use stamp::auth::{ClientSecret, Password, PasswordHasher};
 use stamp::config::{self, Config};
@@ -195,7 +196,7 @@ fn load_config() -> Result<Config, CliError> {
 
 async fn users(command: UsersCommand) -> Result<(), CliError> {
     let config = load_config()?;
-    let db = store::open(&config.database_url).await?;
+    let db = store::open(config.database_url.expose_secret()).await?;
     let now = clock::now();
     match command {
         UsersCommand::Add {
@@ -279,7 +280,7 @@ async fn users(command: UsersCommand) -> Result<(), CliError> {
 
 async fn clients(command: ClientsCommand) -> Result<(), CliError> {
     let config = load_config()?;
-    let db = store::open(&config.database_url).await?;
+    let db = store::open(config.database_url.expose_secret()).await?;
     let now = clock::now();
     match command {
         ClientsCommand::Add { id, scopes, alg } => {
@@ -389,7 +390,7 @@ async fn keys(command: KeysCommand) -> Result<(), CliError> {
     let config = load_config()?;
     let store = stamp::open_key_store(&config).await?;
     let now = clock::now();
-    let manager = KeyManager::open(store, config.signing_alg, config.lifecycle(), now)
+    let manager = KeyManager::open(store, config.keys.signing_alg, config.keys.lifecycle, now)
         .await
         .map_err(StartError::from)?;
     let (action, target, set) = match command {
@@ -399,7 +400,7 @@ async fn keys(command: KeysCommand) -> Result<(), CliError> {
                 Some(name) => name
                     .parse::<Alg>()
                     .map_err(|e| CliError::Usage(e.to_string()))?,
-                None => config.signing_alg,
+                None => config.keys.signing_alg,
             };
             let set = manager
                 .rotate(RotateOptions { alg, force }, now)
@@ -417,7 +418,7 @@ async fn keys(command: KeysCommand) -> Result<(), CliError> {
         }
     };
     if let Some(action) = action {
-        let db = store::open(&config.database_url).await?;
+        let db = store::open(config.database_url.expose_secret()).await?;
         let event = AuditEvent {
             at: now,
             actor: "cli".into(),

@@ -15,7 +15,7 @@ pub use file_store::FileKeyStore;
 pub use jwk::{PublicJwk, thumbprint};
 pub use manager::{KeyError, KeyManager, Lifecycle, RotateOptions};
 pub use material::PrivateKey;
-pub use pg_store::{Kek, PG_MIGRATOR, PgKeyStore, follow_changes};
+pub use pg_store::{Kek, KekError, PG_MIGRATOR, PgKeyStore, follow_changes};
 pub use set::{KeySet, LoadedKey};
 pub use signer::{SignError, Signer};
 pub use store::{KeyMeta, KeyState, KeyStore, KeyStoreError, Manifest, StoredKey};

@@ -50,7 +50,7 @@ async fn login(
     let session = app.auth.password_grant(request, clock::now()).await;
     app.metrics.grant(crate::metrics::Grant::Password, &session);
     let session = session?;
-    let cookie_mode = body.cookie || app.config.cookie_mode;
+    let cookie_mode = body.cookie || app.config.cookies.mode;
     Ok(session::respond(app, jar, session, cookie_mode))
 }
 

@@ -6,6 +6,7 @@ use std::net::IpAddr;
 use rocket::form::{self, Form, FromForm};
 use rocket::http::CookieJar;
 use rocket::{Route, State, post, routes};
+use secrecy::SecretString;
 
 use crate::App;
 use crate::auth::{LoginRequest, Password, RefreshRequest};
@@ -78,7 +79,7 @@ async fn token(
                 },
             };
             let request = RefreshRequest {
-                refresh_token: &refresh_token,
+                refresh_token: SecretString::from(refresh_token),
                 scope: form.scope.as_deref(),
                 client_id: form.client_id.as_deref(),
             };

@@ -8,6 +8,7 @@ use rocket::request::{FromRequest, Outcome, Request};
 use rocket::serde::json::{self, Json};
 use rocket::time::Duration;
 use rocket::{Route, State, post, routes};
+use secrecy::ExposeSecret;
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
@@ -58,10 +59,10 @@ pub fn respond(
     if !cookie_mode {
         return session.into();
     }
-    let secure = app.config.cookie_secure;
+    let secure = app.config.cookies.secure;
     jar.add(session_cookie(
         ACCESS_COOKIE,
-        session.access.access_token.clone(),
+        session.access.access_token.expose_secret().to_string(),
         "/",
         session.access.expires_in,
         secure,
@@ -86,7 +87,7 @@ pub fn respond(
 
 /// Expires every session cookie.
 pub fn clear_cookies(app: &App, jar: &CookieJar<'_>) {
-    let secure = app.config.cookie_secure;
+    let secure = app.config.cookies.secure;
     for (name, path) in [
         (ACCESS_COOKIE, "/"),
         (REFRESH_COOKIE, TOKEN_PATH),
