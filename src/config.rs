@@ -1,6 +1,6 @@
 //! Typed settings, read from `Rocket.toml` and `ROCKET_*` variables through Rocket's figment.
 //!
-//! Every setting is declared once, in the [`settings!`] list below: its name (which is also its
+//! Every setting is declared once, in the `settings!` list below: its name (which is also its
 //! key in `Rocket.toml` and, upper-cased, its `ROCKET_*` variable: a public contract), its type,
 //! its default, its documentation and the rule its value must follow on its own. The macro
 //! derives from that one list the raw [`Settings`] struct (serde, `#[serde(default)]`), its
@@ -39,7 +39,7 @@ use crate::tokens::refresh::RefreshPolicy;
 
 /// Declares every setting once; see the module documentation. Each entry is
 /// `doc; name: Type = default` with an optional `, check = RULE` where `RULE` is a
-/// `Fn(&'static str, &Type) -> Result<(), ConfigError>` (see [`within`], [`one_of`]).
+/// `Fn(&'static str, &Type) -> Result<(), ConfigError>` (see `within`, `one_of`).
 macro_rules! settings {
     ($(
         $(#[$meta:meta])*
@@ -110,7 +110,7 @@ settings! {
     /// Seconds a service client's record is cached for `client_credentials` (0: off).
     client_cache_ttl: u64 = 1, check = within(0..=60, SECONDS);
     /// Scheduled key rotation period in seconds; 0 (default) turns it off.
-    rotate_every: i64 = 0, check = within(0..=i64::MAX, SECONDS);
+    rotate_every: i64 = 0, check = not_negative;
     /// Margin in seconds added to the JWKS max-age before a next key may sign, and to the token
     /// lifetime before a retired key is removed (clock skew, propagation to replicas).
     rotation_leeway: i64 = 60, check = within(0..=86_400, SECONDS);
@@ -707,6 +707,17 @@ fn not_blank(setting: &'static str, value: &str) -> Result<(), ConfigError> {
     Err(ConfigError::Rule {
         setting,
         rule: "must not be empty",
+    })
+}
+
+/// A period that is 0 (off) or a number of seconds.
+fn not_negative(setting: &'static str, value: &i64) -> Result<(), ConfigError> {
+    if *value >= 0 {
+        return Ok(());
+    }
+    Err(ConfigError::Rule {
+        setting,
+        rule: "must be 0 (off) or a number of seconds",
     })
 }
 
