@@ -567,7 +567,8 @@ fn check_config_file(figment: &Figment) -> Result<(), ConfigError> {
     Err(ConfigError::MissingConfigFile { path })
 }
 
-/// Refuses the first key of the merged figment that neither we nor Rocket know.
+/// Refuses the first key of the merged figment (the selected profile over `[default]` and
+/// `[global]`) that neither we nor Rocket know.
 fn check_known_keys(figment: &Figment) -> Result<(), ConfigError> {
     let values: Dict = figment.extract().map_err(|e| ConfigError::Extract {
         setting: "configuration",
@@ -824,6 +825,19 @@ mod tests {
         let figment = rocket::Config::figment().merge(Serialized::global("log_level", "off"));
         let keys: Dict = figment.extract().unwrap();
         assert!(keys.keys().all(|key| is_known(key)), "{keys:?}");
+    }
+
+    #[test]
+    fn rocket_toml_repeats_the_declared_defaults() {
+        use rocket::figment::providers::{Format, Toml};
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/Rocket.toml");
+        let shipped: Settings = Figment::from(Toml::file(path).nested()).extract().unwrap();
+        let declared = Settings::default();
+        assert_eq!(format!("{shipped:?}"), format!("{declared:?}"));
+        assert_eq!(
+            shipped.database_url.expose_secret(),
+            declared.database_url.expose_secret()
+        );
     }
 
     #[test]
