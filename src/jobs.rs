@@ -40,7 +40,7 @@ fn key_upkeep() -> AdHoc {
             };
             let keys = app.keys.clone();
             let clock = app.clock.clone();
-            let period = Duration::from_secs(app.config.key_poll_interval);
+            let period = Duration::from_secs(app.config.keys.poll_interval);
             every(period, rocket.shutdown(), move || {
                 let keys = keys.clone();
                 let now = clock.now();

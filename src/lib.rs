@@ -19,6 +19,7 @@ use std::sync::Arc;
 
 use rocket::figment::Figment;
 use rocket::{Build, Rocket};
+use secrecy::ExposeSecret;
 
 use crate::admin::{AdminService, AuditFailure};
 use crate::auth::{Authenticator, PasswordError, PasswordHasher};
@@ -70,7 +71,13 @@ impl App {
         let now = clock.now();
         let (store, key_store, key_events) = open_stores(&config).await?;
         let keys = Arc::new(
-            KeyManager::open(key_store, config.signing_alg, config.lifecycle(), now).await?,
+            KeyManager::open(
+                key_store,
+                config.keys.signing_alg,
+                config.keys.lifecycle,
+                now,
+            )
+            .await?,
         );
         let passwords = PasswordHasher::new(config.password_concurrency).await?;
         let auth = Authenticator::new(
@@ -105,24 +112,24 @@ impl App {
 pub async fn open_stores(
     config: &Config,
 ) -> Result<(Arc<dyn Store>, Arc<dyn KeyStore>, Option<sqlx::PgPool>), StartError> {
-    let Some(kek) = config.key_store.kek()? else {
-        let store = store::open(&config.database_url).await?;
-        return Ok((store, Arc::new(FileKeyStore::open(&config.keys_dir)?), None));
+    let Some(kek) = config.keys.store.kek() else {
+        let store = store::open(config.database_url.expose_secret()).await?;
+        return Ok((store, Arc::new(FileKeyStore::open(&config.keys.dir)?), None));
     };
-    let store = PgStore::open(&config.database_url).await?;
+    let store = PgStore::open(config.database_url.expose_secret()).await?;
     let pool = store.pool().clone();
-    let key_store = Arc::new(PgKeyStore::new(pool.clone(), kek));
+    let key_store = Arc::new(PgKeyStore::new(pool.clone(), kek.clone()));
     Ok((Arc::new(store), key_store, Some(pool)))
 }
 
 /// The key store alone, as the `stamp keys` commands use it: the file store, or the database
 /// key store on a pool of its own.
 pub async fn open_key_store(config: &Config) -> Result<Arc<dyn KeyStore>, StartError> {
-    let Some(kek) = config.key_store.kek()? else {
-        return Ok(Arc::new(FileKeyStore::open(&config.keys_dir)?));
+    let Some(kek) = config.keys.store.kek() else {
+        return Ok(Arc::new(FileKeyStore::open(&config.keys.dir)?));
     };
-    let store = PgStore::open(&config.database_url).await?;
-    Ok(Arc::new(PgKeyStore::new(store.pool().clone(), kek)))
+    let store = PgStore::open(config.database_url.expose_secret()).await?;
+    Ok(Arc::new(PgKeyStore::new(store.pool().clone(), kek.clone())))
 }
 
 /// Builds the issuer from a figment (normally [`config::figment`]): validates the settings, opens

@@ -5,6 +5,7 @@ use std::io::{BufRead, IsTerminal};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use secrecy::ExposeSecret;
 
 use stamp::StartError;
 use stamp::admin::{
@@ -202,7 +203,7 @@ fn load_config() -> Result<Config, CliError> {
 /// The admin service on the configured database, as the `cli` actor sees it: the process edge,
 /// so the system clock, and an audit write that fails is reported (the exit status says so).
 async fn admin_service(config: &Config) -> Result<AdminService, CliError> {
-    let db = store::open(&config.database_url).await?;
+    let db = store::open(config.database_url.expose_secret()).await?;
     Ok(AdminService::new(db, Clock::system(), AuditFailure::Fail))
 }
 
@@ -353,9 +354,14 @@ async fn keys(command: KeysCommand) -> Result<(), CliError> {
     let config = load_config()?;
     let store = stamp::open_key_store(&config).await?;
     let clock = Clock::system();
-    let manager = KeyManager::open(store, config.signing_alg, config.lifecycle(), clock.now())
-        .await
-        .map_err(StartError::from)?;
+    let manager = KeyManager::open(
+        store,
+        config.keys.signing_alg,
+        config.keys.lifecycle,
+        clock.now(),
+    )
+    .await
+    .map_err(StartError::from)?;
     let admin = admin_service(&config).await?;
     let set = match command {
         KeysCommand::List => admin.list_keys(&manager),
@@ -364,7 +370,7 @@ async fn keys(command: KeysCommand) -> Result<(), CliError> {
                 Some(name) => name
                     .parse::<Alg>()
                     .map_err(|e| CliError::Usage(e.to_string()))?,
-                None => config.signing_alg,
+                None => config.keys.signing_alg,
             };
             admin
                 .rotate_keys(&Actor::Cli, &manager, RotateOptions { alg, force })

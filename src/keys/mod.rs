@@ -17,7 +17,7 @@ pub use file_store::FileKeyStore;
 pub use jwk::{PublicJwk, thumbprint};
 pub use manager::{KeyError, KeyManager, Lifecycle, RotateOptions};
 pub use material::{MaterialError, PrivateKey};
-pub use pg_store::{Kek, KeyChange, KeyChanges, PgKeyStore};
+pub use pg_store::{Kek, KekError, KeyChange, KeyChanges, PgKeyStore};
 pub use set::{KeySet, LoadedKey};
 pub use signer::{SignError, Signer};
 pub use store::{KeyMeta, KeyState, KeyStore, KeyStoreError, Manifest, StoredKey};

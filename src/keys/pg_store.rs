@@ -10,6 +10,7 @@
 //! other's versions.
 
 use std::fmt;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
@@ -23,8 +24,28 @@ use zeroize::Zeroizing;
 
 use super::store::{KeyStore, KeyStoreError, Manifest, StoredKey};
 
-/// The key-encryption key: 32 bytes, never logged.
-pub struct Kek(LessSafeKey);
+/// The key-encryption key: 32 bytes, never logged. Parsed once (at configuration); clones share
+/// the key.
+#[derive(Clone)]
+pub struct Kek(Arc<LessSafeKey>);
+
+/// Why a key-encryption key cannot be used. The messages never show the key.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum KekError {
+    /// The text is not standard base64.
+    #[error("the key-encryption key is not base64")]
+    NotBase64(#[source] base64::DecodeError),
+    /// The decoded key is not 32 bytes long.
+    #[error("the key-encryption key has {len} bytes, not 32")]
+    WrongLength {
+        /// Its length in bytes.
+        len: usize,
+    },
+    /// AES-256-GCM refused the key.
+    #[error("the key-encryption key was refused by AES-256-GCM")]
+    Refused(#[source] aws_lc_rs::error::Unspecified),
+}
 
 impl fmt::Debug for Kek {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -34,20 +55,13 @@ impl fmt::Debug for Kek {
 
 impl Kek {
     /// From standard base64 of exactly 32 random bytes (`openssl rand -base64 32`).
-    pub fn from_base64(text: &str) -> Result<Kek, String> {
-        let bytes = Zeroizing::new(
-            STANDARD
-                .decode(text.trim())
-                .map_err(|_| "the key-encryption key is not base64".to_string())?,
-        );
+    pub fn from_base64(text: &str) -> Result<Kek, KekError> {
+        let bytes = Zeroizing::new(STANDARD.decode(text.trim()).map_err(KekError::NotBase64)?);
         if bytes.len() != 32 {
-            return Err(format!(
-                "the key-encryption key has {} bytes, not 32",
-                bytes.len()
-            ));
+            return Err(KekError::WrongLength { len: bytes.len() });
         }
-        let key = UnboundKey::new(&AES_256_GCM, &bytes).map_err(|e| e.to_string())?;
-        Ok(Kek(LessSafeKey::new(key)))
+        let key = UnboundKey::new(&AES_256_GCM, &bytes).map_err(KekError::Refused)?;
+        Ok(Kek(Arc::new(LessSafeKey::new(key))))
     }
 
     fn seal(&self, kid: &str, plaintext: &[u8]) -> Result<([u8; NONCE_LEN], Vec<u8>), Unspecified> {

@@ -124,7 +124,7 @@ fn list_keys(app: &State<App>, _admin: Admin) -> Json<KeyList> {
 async fn rotate(app: &State<App>, admin: Admin, data: Data<'_>) -> Result<Json<KeyList>, ApiError> {
     let body: RotateBody = optional_json(data).await?;
     let alg = match body.alg.as_deref() {
-        None => app.config.signing_alg,
+        None => app.config.keys.signing_alg,
         Some(name) => name.parse::<Alg>().map_err(|e| {
             ApiError::new(
                 Status::UnprocessableEntity,

@@ -3,6 +3,7 @@
 
 use rocket::http::{Cookie, CookieJar, SameSite};
 use rocket::time::Duration;
+use secrecy::ExposeSecret;
 
 use crate::App;
 use crate::auth::Session;
@@ -47,10 +48,10 @@ pub fn respond(
     if !cookie_mode {
         return session.into();
     }
-    let secure = app.config.cookie_secure;
+    let secure = app.config.cookies.secure;
     jar.add(session_cookie(
         ACCESS_COOKIE,
-        session.access.access_token.clone(),
+        session.access.access_token.expose_secret().to_string(),
         "/",
         session.access.expires_in,
         secure,
@@ -75,7 +76,7 @@ pub fn respond(
 
 /// Expires every session cookie.
 pub fn clear(app: &App, jar: &CookieJar<'_>) {
-    let secure = app.config.cookie_secure;
+    let secure = app.config.cookies.secure;
     for (name, path) in [
         (ACCESS_COOKIE, "/"),
         (REFRESH_COOKIE, TOKEN_PATH),

@@ -34,10 +34,10 @@ async fn ready(app: &State<App>) -> Result<Json<Value>, ApiError> {
         .await
         .map_err(|e| unavailable(format!("database: {e}")))?;
     let keys = app.keys.snapshot();
-    if keys.active(app.config.signing_alg).is_none() {
+    if keys.active(app.config.keys.signing_alg).is_none() {
         return Err(unavailable(format!(
             "no active {} key",
-            app.config.signing_alg
+            app.config.keys.signing_alg
         )));
     }
     Ok(Json(

@@ -57,7 +57,7 @@ async fn login(
     let session = app.auth.password_grant(request, app.clock.now()).await;
     app.metrics.grant(crate::metrics::Grant::Password, &session);
     let session = session?;
-    let cookie_mode = body.cookie || app.config.cookie_mode;
+    let cookie_mode = body.cookie || app.config.cookies.mode;
     Ok(cookies::respond(app, jar, session, cookie_mode))
 }
 

@@ -7,6 +7,7 @@ use rocket::fairing::AdHoc;
 use rocket::form::{self, Form, FromForm};
 use rocket::http::CookieJar;
 use rocket::{State, post, routes};
+use secrecy::SecretString;
 
 use crate::App;
 use crate::auth::{LoginRequest, Password, RefreshRequest};
@@ -86,7 +87,7 @@ async fn token(
                 },
             };
             let request = RefreshRequest {
-                refresh_token: &refresh_token,
+                refresh_token: SecretString::from(refresh_token),
                 scope: form.scope.as_deref(),
                 client_id: form.client_id.as_deref(),
             };

@@ -79,7 +79,7 @@ fn jwks(app: &State<App>, if_none_match: IfNoneMatch<'_>) -> Cached {
     app.metrics.jwks(fresh);
     // With the rotation schedule on, max-age is shortened so no cache outlives the next
     // promotion; otherwise the pre-formatted header is reused.
-    let cache_control = if app.config.rotate_every > 0 {
+    let cache_control = if app.config.keys.lifecycle.rotate_every > 0 {
         format!("public, max-age={}", app.keys.jwks_max_age(app.clock.now())).into()
     } else {
         app.jwks_cache_control.clone()

@@ -6,6 +6,7 @@ pub mod refresh;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rand::Rng;
+use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
@@ -40,10 +41,10 @@ pub struct Subject {
     pub roles: Vec<String>,
 }
 
-/// A signed token and what the token response reports about it.
+/// A signed token and what the token response reports about it. `Debug` hides the token.
 #[derive(Clone, Debug)]
 pub struct IssuedToken {
-    pub access_token: String,
+    pub access_token: SecretString,
     pub expires_in: i64,
     pub claims: AccessClaims,
     pub kid: String,
@@ -73,7 +74,7 @@ impl TokenIssuer {
             issuer: config.issuer.clone(),
             audience: config.audience.clone(),
             ttl: config.access_token_ttl,
-            alg: config.signing_alg,
+            alg: config.keys.signing_alg,
         }
     }
 
@@ -120,7 +121,7 @@ impl TokenIssuer {
             .sign(&claims)
             .map_err(|e| TokenError::Sign(e.to_string()))?;
         Ok(IssuedToken {
-            access_token,
+            access_token: SecretString::from(access_token),
             expires_in: self.ttl,
             claims,
             kid: key.meta.kid.clone(),
@@ -221,6 +222,8 @@ impl TokenIssuer {
 
 #[cfg(test)]
 mod tests {
+    use secrecy::ExposeSecret;
+
     use std::sync::Arc;
 
     use jsonwebtoken::Header;
@@ -272,14 +275,20 @@ mod tests {
         let keys = key_set(Alg::Es256);
         let now = clock_now();
         let token = issuer().issue(&keys, subject(), now).unwrap();
-        let claims = issuer().verify(&keys, &token.access_token, now).unwrap();
+        let claims = issuer()
+            .verify(&keys, token.access_token.expose_secret(), now)
+            .unwrap();
         assert_eq!(claims.scope.as_deref(), Some("admin"));
         assert_eq!(
-            issuer().verify(&keys, &token.access_token, now + 60 + LEEWAY as i64),
+            issuer().verify(
+                &keys,
+                token.access_token.expose_secret(),
+                now + 60 + LEEWAY as i64
+            ),
             Err(VerifyError::Expired)
         );
         assert_eq!(
-            issuer().verify(&keys, &token.access_token, now - 10),
+            issuer().verify(&keys, token.access_token.expose_secret(), now - 10),
             Err(VerifyError::NotYetValid)
         );
     }
@@ -288,7 +297,12 @@ mod tests {
     fn other_issuers_and_audiences_are_refused() {
         let keys = key_set(Alg::Es256);
         let now = clock_now();
-        let token = issuer().issue(&keys, subject(), now).unwrap().access_token;
+        let token = issuer()
+            .issue(&keys, subject(), now)
+            .unwrap()
+            .access_token
+            .expose_secret()
+            .to_string();
         let other_iss = TokenIssuer {
             issuer: "https://evil.test".into(),
             ..issuer()
@@ -313,7 +327,9 @@ mod tests {
         let token = issuer()
             .issue(&key_set(Alg::Es256), subject(), now)
             .unwrap()
-            .access_token;
+            .access_token
+            .expose_secret()
+            .to_string();
         assert_eq!(
             issuer().verify(&key_set(Alg::Es256), &token, now),
             Err(VerifyError::UnknownKey)
@@ -324,7 +340,12 @@ mod tests {
     fn forged_and_confused_tokens_are_refused() {
         let keys = key_set(Alg::Es256);
         let now = clock_now();
-        let token = issuer().issue(&keys, subject(), now).unwrap().access_token;
+        let token = issuer()
+            .issue(&keys, subject(), now)
+            .unwrap()
+            .access_token
+            .expose_secret()
+            .to_string();
         let kid = keys.keys()[0].meta.kid.clone();
         // alg "none"
         let none = format!(
