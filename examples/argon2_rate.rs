@@ -13,7 +13,7 @@
 
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
@@ -63,7 +63,7 @@ fn main() -> ExitCode {
     let done = AtomicBool::new(false);
     let verified = AtomicU64::new(0);
     let failed = AtomicU64::new(0);
-    let start = Instant::now();
+    let start = stamp::clock::instant();
     std::thread::scope(|scope| {
         for _ in 0..threads {
             scope.spawn(|| {

@@ -1,5 +1,6 @@
 //! The one HTTP error type: OAuth 2.0 JSON errors (`{"error","error_description"}`, RFC 6749
-//! §5.2) with the right status, and JSON catchers so that no path answers with HTML.
+//! §5.2) with the right status, and JSON catchers so that no path answers with HTML. Domain errors
+//! (auth, admin, keys, store) map to it here; 5xx log their cause chain and answer an opaque body.
 
 use rocket::http::{ContentType, Header, Status};
 use rocket::request::Request;
@@ -7,7 +8,9 @@ use rocket::response::{self, Responder, Response};
 use rocket::{Catcher, catch, catchers};
 use serde::Serialize;
 
+use crate::admin::AdminError;
 use crate::auth::AuthError;
+use crate::keys::{KeyError, KeyStoreError};
 use crate::store::StoreError;
 use crate::tokens::TokenError;
 
@@ -161,9 +164,81 @@ impl From<AuthError> for ApiError {
                 ApiError::invalid_grant(why.to_string())
             }
             AuthError::InvalidClient(msg) => ApiError::invalid_client(msg),
-            AuthError::Internal(msg) => ApiError::internal(msg),
+            // The cause goes to the log; the caller learns only that the server failed.
+            e @ AuthError::Keys { .. } => ApiError::internal(error_chain(&e)),
         }
     }
+}
+
+impl From<AdminError> for ApiError {
+    fn from(e: AdminError) -> ApiError {
+        match e {
+            AdminError::NoSuchUser { username } => ApiError::new(
+                Status::NotFound,
+                "not_found",
+                format!("user {username} not found"),
+            ),
+            AdminError::RotationTooEarly {
+                retry_after,
+                source,
+            } => {
+                let mut err =
+                    ApiError::new(Status::Conflict, "rotation_too_early", source.to_string());
+                err.retry_after = Some(retry_after);
+                err
+            }
+            AdminError::Keys(e) => e.into(),
+            AdminError::Store(e) => e.into(),
+            other => ApiError::internal(error_chain(&other)),
+        }
+    }
+}
+
+impl From<KeyError> for ApiError {
+    fn from(e: KeyError) -> ApiError {
+        match e {
+            KeyError::UnknownKid(kid) => ApiError::new(
+                Status::NotFound,
+                "not_found",
+                format!("no key with kid {kid}"),
+            ),
+            KeyError::NotPublished { .. } => {
+                ApiError::new(Status::Conflict, "invalid_request", e.to_string())
+            }
+            // Normally mapped from `AdminError::RotationTooEarly`, which knows the `Retry-After`.
+            KeyError::TooEarly { .. } => {
+                ApiError::new(Status::Conflict, "rotation_too_early", e.to_string())
+            }
+            // Another replica (or `stamp keys`) committed a change in between: nothing was
+            // applied here; the caller may look at the new key set and retry.
+            KeyError::Store(KeyStoreError::Stale { .. }) => {
+                let mut err = ApiError::new(
+                    Status::Conflict,
+                    "key_set_changed",
+                    "the key set was changed concurrently (another replica or the CLI); nothing was applied, retry",
+                );
+                err.retry_after = Some(1);
+                err
+            }
+            other => ApiError::internal(error_chain(&other)),
+        }
+    }
+}
+
+/// An error and its causes on one line (`outer: inner: innermost`), for the log.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut line = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        // `#[error(transparent)]` and `{source}` messages already end with their cause.
+        if !line.ends_with(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+        source = cause.source();
+    }
+    line
 }
 
 impl From<StoreError> for ApiError {

@@ -2,10 +2,12 @@
 //! [`build`]) and is also the library a Rust service uses to work with the issuer's tokens.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod error;
+pub mod jobs;
 pub mod keys;
 pub mod metrics;
 pub mod routes;
@@ -19,7 +21,9 @@ use std::sync::Arc;
 
 use rocket::figment::Figment;
 use rocket::{Build, Rocket};
+use secrecy::ExposeSecret;
 
+use crate::admin::{AdminService, AuditFailure};
 use crate::auth::{Authenticator, PasswordError, PasswordHasher};
 use crate::config::{Config, ConfigError};
 use crate::keys::{FileKeyStore, KeyError, KeyManager, KeyStore, KeyStoreError, PgKeyStore};
@@ -34,6 +38,8 @@ pub struct App {
     pub store: Arc<dyn Store>,
     pub passwords: PasswordHasher,
     pub auth: Authenticator,
+    /// Every admin action, performed and audited once.
+    pub admin: AdminService,
     /// The discovery document, serialised once.
     pub discovery: Arc<[u8]>,
     /// `public, max-age=N` for the JWKS and discovery.
@@ -67,10 +73,23 @@ impl App {
         let now = clock.now();
         let (store, key_store, key_events) = open_stores(&config).await?;
         let keys = Arc::new(
-            KeyManager::open(key_store, config.signing_alg, config.lifecycle(), now).await?,
+            KeyManager::open(
+                key_store,
+                config.keys.signing_alg,
+                config.keys.lifecycle,
+                now,
+            )
+            .await?,
         );
         let passwords = PasswordHasher::new(config.password_concurrency).await?;
-        let auth = Authenticator::new(&config, store.clone(), keys.clone(), passwords.clone());
+        let auth = Authenticator::new(
+            &config,
+            store.clone(),
+            keys.clone(),
+            passwords.clone(),
+            clock.clone(),
+        );
+        let admin = AdminService::new(store.clone(), clock.clone(), AuditFailure::Log);
         let discovery = routes::well_known::discovery_document(&config.issuer).into();
         let jwks_cache_control = format!("public, max-age={}", config.jwks_max_age).into();
         Ok(App {
@@ -80,6 +99,7 @@ impl App {
             store,
             passwords,
             auth,
+            admin,
             discovery,
             jwks_cache_control,
             key_events,
@@ -94,28 +114,29 @@ impl App {
 pub async fn open_stores(
     config: &Config,
 ) -> Result<(Arc<dyn Store>, Arc<dyn KeyStore>, Option<sqlx::PgPool>), StartError> {
-    let Some(kek) = config.key_store.kek()? else {
-        let store = store::open(&config.database_url).await?;
-        return Ok((store, Arc::new(FileKeyStore::open(&config.keys_dir)?), None));
+    let Some(kek) = config.keys.store.kek() else {
+        let store = store::open(config.database_url.expose_secret()).await?;
+        return Ok((store, Arc::new(FileKeyStore::open(&config.keys.dir)?), None));
     };
-    let store = PgStore::open(&config.database_url).await?;
+    let store = PgStore::open(config.database_url.expose_secret()).await?;
     let pool = store.pool().clone();
-    let key_store = Arc::new(PgKeyStore::new(pool.clone(), kek));
+    let key_store = Arc::new(PgKeyStore::new(pool.clone(), kek.clone()));
     Ok((Arc::new(store), key_store, Some(pool)))
 }
 
 /// The key store alone, as the `stamp keys` commands use it: the file store, or the database
 /// key store on a pool of its own.
 pub async fn open_key_store(config: &Config) -> Result<Arc<dyn KeyStore>, StartError> {
-    let Some(kek) = config.key_store.kek()? else {
-        return Ok(Arc::new(FileKeyStore::open(&config.keys_dir)?));
+    let Some(kek) = config.keys.store.kek() else {
+        return Ok(Arc::new(FileKeyStore::open(&config.keys.dir)?));
     };
-    let store = PgStore::open(&config.database_url).await?;
-    Ok(Arc::new(PgKeyStore::new(store.pool().clone(), kek)))
+    let store = PgStore::open(config.database_url.expose_secret()).await?;
+    Ok(Arc::new(PgKeyStore::new(store.pool().clone(), kek.clone())))
 }
 
 /// Builds the issuer from a figment (normally [`config::figment`]): validates the settings, opens
-/// the stores, loads or creates keys, and mounts every route. Errors come back as values, so the
+/// the stores, loads or creates keys, and attaches one stage per feature (each mounts its
+/// routes) and the background jobs ([`jobs`]). Errors come back as values, so the
 /// binary prints one line and library users decide for themselves.
 pub async fn build(figment: Figment) -> Result<Rocket<Build>, StartError> {
     build_with_clock(figment, clock::Clock::system()).await
@@ -137,70 +158,13 @@ pub async fn build_with_clock(
     Ok(rocket::custom(figment)
         .attach(shield)
         .manage(app)
-        .mount("/", routes::well_known::routes())
-        .mount("/", routes::oauth::routes())
-        .mount("/", routes::login::routes())
-        .mount("/", routes::health::routes())
-        .mount("/", routes::admin::routes())
-        .mount("/", routes::session::routes())
-        .mount("/", routes::admin_users::routes())
-        .attach(key_upkeep())
-        .attach(key_events())
-        .attach(routes::session::upkeep())
+        .attach(routes::well_known::stage())
+        .attach(routes::oauth::stage())
+        .attach(routes::login::stage())
+        .attach(routes::session::stage())
+        .attach(routes::health::stage())
+        .attach(routes::admin::stage())
+        .attach(routes::admin_users::stage())
+        .attach(jobs::stage())
         .register("/", error::catchers()))
-}
-
-/// Background key upkeep (DESIGN.md, "Key lifecycle"): every `key_poll_interval` seconds, pick up
-/// key-set changes made elsewhere, remove retired keys whose tokens have expired, and run the
-/// rotation schedule. Stops with the server.
-fn key_upkeep() -> rocket::fairing::AdHoc {
-    rocket::fairing::AdHoc::on_liftoff("key upkeep", |rocket| {
-        Box::pin(async move {
-            let Some(app) = rocket.state::<App>() else {
-                return;
-            };
-            let keys = app.keys.clone();
-            let clock = app.clock.clone();
-            let period = std::time::Duration::from_secs(app.config.key_poll_interval);
-            let mut shutdown = rocket.shutdown();
-            tokio::spawn(async move {
-                let mut interval = tokio::time::interval(period);
-                interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                loop {
-                    tokio::select! {
-                        _ = &mut shutdown => break,
-                        _ = interval.tick() => {
-                            if let Err(e) = keys.tick(clock.now()).await {
-                                rocket::error!("key upkeep failed: {e}");
-                            }
-                        }
-                    }
-                }
-            });
-        })
-    })
-}
-
-/// Replicas on the database key store: `LISTEN stamp_keys` and reload as soon as another replica
-/// commits a key-set change (DESIGN.md, "Replicas"). Notifications missed while the connection
-/// is down are covered by the polling of [`key_upkeep`].
-fn key_events() -> rocket::fairing::AdHoc {
-    rocket::fairing::AdHoc::on_liftoff("key change listener", |rocket| {
-        Box::pin(async move {
-            let Some(app) = rocket.state::<App>() else {
-                return;
-            };
-            let Some(pool) = app.key_events.clone() else {
-                return;
-            };
-            let keys = app.keys.clone();
-            let mut shutdown = rocket.shutdown();
-            tokio::spawn(async move {
-                tokio::select! {
-                    _ = &mut shutdown => {}
-                    _ = crate::keys::follow_changes(&keys, &pool) => {}
-                }
-            });
-        })
-    })
 }

@@ -5,13 +5,18 @@ use std::io::{BufRead, IsTerminal};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use secrecy::ExposeSecret;
 
-use stamp::auth::{ClientSecret, Password, PasswordHasher};
+use stamp::StartError;
+use stamp::admin::{
+    ADMIN, Actor, AdminError, AdminService, AuditFailure, NewAccount, NewServiceClient, UserRef,
+};
+use stamp::auth::{Password, PasswordHasher};
+use stamp::clock::Clock;
 use stamp::config::{self, Config};
 use stamp::keys::{Alg, KeyManager, RotateOptions};
-use stamp::store::{self, AuditEvent, ClientId, NewClient, NewUser, Role, Scope, Username};
+use stamp::store::{self, ClientId, Role, Scope, Username};
 use stamp::tokens::dangerous;
-use stamp::{StartError, clock};
 
 #[derive(Parser)]
 #[command(
@@ -129,6 +134,8 @@ enum TokenCommand {
 enum CliError {
     #[error(transparent)]
     Start(#[from] StartError),
+    #[error(transparent)]
+    Admin(#[from] AdminError),
     #[error("{0}")]
     Usage(String),
 }
@@ -193,42 +200,38 @@ fn load_config() -> Result<Config, CliError> {
     Ok(Config::from_figment(&config::figment()).map_err(StartError::from)?)
 }
 
+/// The admin service on the configured database, as the `cli` actor sees it: the process edge,
+/// so the system clock, and an audit write that fails is reported (the exit status says so).
+async fn admin_service(config: &Config) -> Result<AdminService, CliError> {
+    let db = store::open(config.database_url.expose_secret()).await?;
+    Ok(AdminService::new(db, Clock::system(), AuditFailure::Fail))
+}
+
 async fn users(command: UsersCommand) -> Result<(), CliError> {
     let config = load_config()?;
-    let db = store::open(&config.database_url).await?;
-    let now = clock::now();
+    let admin = admin_service(&config).await?;
     match command {
         UsersCommand::Add {
             name,
-            admin,
+            admin: is_admin,
             roles,
             password_stdin,
         } => {
             let username = Username::parse(&name).map_err(CliError::Usage)?;
-            let mut parsed = Vec::new();
-            for role in roles
+            let roles = roles
                 .iter()
                 .map(String::as_str)
-                .chain(admin.then_some("admin"))
-            {
-                let role = Role::parse(role).map_err(CliError::Usage)?;
-                if !parsed.contains(&role) {
-                    parsed.push(role);
-                }
-            }
+                .chain(is_admin.then_some(ADMIN))
+                .map(|role| Role::parse(role).map_err(CliError::Usage))
+                .collect::<Result<Vec<_>, _>>()?;
             let password = read_new_password(password_stdin)?;
             let hasher = PasswordHasher::new(1).await.map_err(StartError::from)?;
-            let password_hash = hasher.hash(password).await.map_err(StartError::from)?;
-            let user = db
-                .create_user(
-                    NewUser {
-                        username,
-                        password_hash,
-                        roles: parsed,
-                    },
-                    now,
-                )
-                .await?;
+            let account = NewAccount {
+                username,
+                roles,
+                password,
+            };
+            let user = admin.create_user(&Actor::Cli, &hasher, account).await?;
             println!(
                 "created user {} (id {}, roles [{}])",
                 user.username,
@@ -238,7 +241,7 @@ async fn users(command: UsersCommand) -> Result<(), CliError> {
         }
         UsersCommand::List => {
             println!("{:<24} {:<32} {:<9} roles", "id", "username", "state");
-            for user in db.list_users().await? {
+            for user in admin.list_users().await? {
                 let state = if user.disabled { "disabled" } else { "enabled" };
                 println!(
                     "{:<24} {:<32} {:<9} {}",
@@ -251,23 +254,14 @@ async fn users(command: UsersCommand) -> Result<(), CliError> {
         }
         UsersCommand::Disable { name } => {
             let username = Username::parse(&name).map_err(CliError::Usage)?;
-            let user = db.set_disabled(username.as_str(), true, now).await?;
+            let user = admin.disable_user(&Actor::Cli, &username).await?;
             println!("disabled user {}", user.username);
         }
         UsersCommand::RevokeTokens { name } => {
             let username = Username::parse(&name).map_err(CliError::Usage)?;
-            let Some(user) = db.user_by_username(username.as_str()).await? else {
-                return Err(CliError::Usage(format!("no user {}", username.as_str())));
-            };
-            let user = db.revoke_user_tokens(&user.id, now).await?;
-            let event = AuditEvent {
-                at: now,
-                actor: "cli".into(),
-                action: "users.revoke_tokens".into(),
-                target: Some(user.id.clone()),
-                detail: Some(format!("token_version={}", user.token_version)),
-            };
-            db.record_audit(&event).await?;
+            let user = admin
+                .revoke_user_tokens(&Actor::Cli, UserRef::Name(&username))
+                .await?;
             println!(
                 "revoked every refresh token of {} (token version {})",
                 user.username, user.token_version
@@ -279,42 +273,21 @@ async fn users(command: UsersCommand) -> Result<(), CliError> {
 
 async fn clients(command: ClientsCommand) -> Result<(), CliError> {
     let config = load_config()?;
-    let db = store::open(&config.database_url).await?;
-    let now = clock::now();
+    let admin = admin_service(&config).await?;
     match command {
         ClientsCommand::Add { id, scopes, alg } => {
             let id = ClientId::parse(&id).map_err(CliError::Usage)?;
-            let mut parsed: Vec<Scope> = Vec::new();
-            for scope in &scopes {
-                let scope = Scope::parse(scope).map_err(CliError::Usage)?;
-                if !parsed.contains(&scope) {
-                    parsed.push(scope);
-                }
-            }
+            let scopes = scopes
+                .iter()
+                .map(|scope| Scope::parse(scope).map_err(CliError::Usage))
+                .collect::<Result<Vec<_>, _>>()?;
             let alg = alg
                 .map(|a| a.parse::<Alg>())
                 .transpose()
                 .map_err(|e| CliError::Usage(format!("{e} (use ES256 or RS256)")))?;
-            let secret = ClientSecret::generate();
-            let client = db
-                .create_client(
-                    NewClient {
-                        id,
-                        secret_hash: secret.hash(),
-                        scopes: parsed,
-                        alg,
-                    },
-                    now,
-                )
+            let (client, secret) = admin
+                .add_client(&Actor::Cli, NewServiceClient { id, scopes, alg })
                 .await?;
-            let event = AuditEvent {
-                at: now,
-                actor: "cli".into(),
-                action: "clients.add".into(),
-                target: Some(client.id.clone()),
-                detail: Some(format!("scopes={}", client.scopes.join(" "))),
-            };
-            db.record_audit(&event).await?;
             eprintln!(
                 "created client {} (scopes [{}]); its secret follows and is shown only this once:",
                 client.id,
@@ -324,7 +297,7 @@ async fn clients(command: ClientsCommand) -> Result<(), CliError> {
         }
         ClientsCommand::List => {
             println!("{:<32} {:<9} {:<6} scopes", "id", "state", "alg");
-            for client in db.list_clients().await? {
+            for client in admin.list_clients().await? {
                 let state = if client.disabled {
                     "disabled"
                 } else {
@@ -341,15 +314,7 @@ async fn clients(command: ClientsCommand) -> Result<(), CliError> {
             }
         }
         ClientsCommand::Disable { id } => {
-            let client = db.set_client_disabled(&id, true, now).await?;
-            let event = AuditEvent {
-                at: now,
-                actor: "cli".into(),
-                action: "clients.disable".into(),
-                target: Some(client.id.clone()),
-                detail: None,
-            };
-            db.record_audit(&event).await?;
+            let client = admin.disable_client(&Actor::Cli, &id).await?;
             println!("disabled client {}", client.id);
         }
     }
@@ -388,45 +353,31 @@ fn read_new_password(from_stdin: bool) -> Result<Password, CliError> {
 async fn keys(command: KeysCommand) -> Result<(), CliError> {
     let config = load_config()?;
     let store = stamp::open_key_store(&config).await?;
-    let now = clock::now();
-    let manager = KeyManager::open(store, config.signing_alg, config.lifecycle(), now)
-        .await
-        .map_err(StartError::from)?;
-    let (action, target, set) = match command {
-        KeysCommand::List => (None, None, manager.current()),
+    let clock = Clock::system();
+    let manager = KeyManager::open(
+        store,
+        config.keys.signing_alg,
+        config.keys.lifecycle,
+        clock.now(),
+    )
+    .await
+    .map_err(StartError::from)?;
+    let admin = admin_service(&config).await?;
+    let set = match command {
+        KeysCommand::List => admin.list_keys(&manager),
         KeysCommand::Rotate { alg, force } => {
             let alg = match alg {
                 Some(name) => name
                     .parse::<Alg>()
                     .map_err(|e| CliError::Usage(e.to_string()))?,
-                None => config.signing_alg,
+                None => config.keys.signing_alg,
             };
-            let set = manager
-                .rotate(RotateOptions { alg, force }, now)
-                .await
-                .map_err(|e| CliError::Usage(e.to_string()))?;
-            let active = set.active(alg).map(|k| k.meta.kid.clone());
-            (Some("keys.rotate"), active, set)
+            admin
+                .rotate_keys(&Actor::Cli, &manager, RotateOptions { alg, force })
+                .await?
         }
-        KeysCommand::Revoke { kid } => {
-            let set = manager
-                .revoke(&kid, now)
-                .await
-                .map_err(|e| CliError::Usage(e.to_string()))?;
-            (Some("keys.revoke"), Some(kid), set)
-        }
+        KeysCommand::Revoke { kid } => admin.revoke_key(&Actor::Cli, &manager, &kid).await?,
     };
-    if let Some(action) = action {
-        let db = store::open(&config.database_url).await?;
-        let event = AuditEvent {
-            at: now,
-            actor: "cli".into(),
-            action: action.into(),
-            target,
-            detail: None,
-        };
-        db.record_audit(&event).await?;
-    }
     println!(
         "{:<44} {:<6} {:<8} {:<11} removal",
         "kid", "alg", "state", "created"
@@ -465,7 +416,7 @@ async fn verify_token(issuer: &str, audience: Option<String>, token: &str) -> Re
     let verifier = stamp::verify::Verifier::for_issuer(issuer, &audience)
         .map_err(|e| CliError::Usage(format!("invalid token: {e}")))?;
     let claims = verifier
-        .verify(token.trim(), clock::now())
+        .verify(token.trim(), Clock::system().now())
         .await
         .map_err(|e| CliError::Usage(format!("invalid token: {e}")))?;
     eprintln!("valid: signature, issuer, audience {audience:?}, typ, exp and nbf checked");

@@ -6,57 +6,71 @@
 //! map is bounded, and a change made elsewhere (the CLI in another process, another replica)
 //! takes effect within the TTL. The secret is still checked on every request, against the cached
 //! SHA-256 hash, in constant time.
+//!
+//! Ages are measured on the app's [`Clock`] (milliseconds), so tests move time instead of
+//! sleeping.
 
 use std::collections::HashMap;
 use std::sync::RwLock;
-use std::time::{Duration, Instant};
 
+use crate::clock::Clock;
 use crate::store::Client;
 
 /// Most cached clients; past that, expired entries are dropped and new ones not cached.
 const CAPACITY: usize = 4096;
 
-/// Client records by id, each kept for `ttl`.
+/// Client records by id, each kept for `ttl_ms` milliseconds after it was read.
 pub struct ClientCache {
-    ttl: Duration,
-    entries: RwLock<HashMap<String, (Client, Instant)>>,
+    ttl_ms: i64,
+    clock: Clock,
+    /// Each record with the time it was read, in milliseconds of `clock`.
+    entries: RwLock<HashMap<String, (Client, i64)>>,
 }
 
 impl ClientCache {
-    /// A cache keeping records for `ttl_secs` seconds; 0 turns it off.
-    pub fn new(ttl_secs: u64) -> ClientCache {
+    /// A cache keeping records for `ttl_secs` seconds of `clock`; 0 turns it off.
+    pub fn new(ttl_secs: u64, clock: Clock) -> ClientCache {
         ClientCache {
-            ttl: Duration::from_secs(ttl_secs),
+            ttl_ms: i64::try_from(ttl_secs)
+                .unwrap_or(i64::MAX)
+                .saturating_mul(1000),
+            clock,
             entries: RwLock::new(HashMap::new()),
         }
     }
 
     /// The cached record of `id`, if fresh.
     pub fn get(&self, id: &str) -> Option<Client> {
-        if self.ttl.is_zero() {
+        if self.ttl_ms == 0 {
             return None;
         }
         let entries = self.entries.read().ok()?;
         let (client, at) = entries.get(id)?;
-        (at.elapsed() < self.ttl).then(|| client.clone())
+        self.is_fresh(*at, self.clock.now_millis())
+            .then(|| client.clone())
     }
 
     /// Remembers a record read from the store.
     pub fn put(&self, client: &Client) {
-        if self.ttl.is_zero() {
+        if self.ttl_ms == 0 {
             return;
         }
+        let now = self.clock.now_millis();
         let Ok(mut entries) = self.entries.write() else {
             return;
         };
         if entries.len() >= CAPACITY && !entries.contains_key(&client.id) {
-            let ttl = self.ttl;
-            entries.retain(|_, (_, at)| at.elapsed() < ttl);
+            entries.retain(|_, (_, at)| self.is_fresh(*at, now));
             if entries.len() >= CAPACITY {
                 return;
             }
         }
-        entries.insert(client.id.clone(), (client.clone(), Instant::now()));
+        entries.insert(client.id.clone(), (client.clone(), now));
+    }
+
+    /// Whether a record read at `at` is still fresh at `now` (a clock set back counts as fresh).
+    fn is_fresh(&self, at: i64, now: i64) -> bool {
+        now.saturating_sub(at) < self.ttl_ms
     }
 
     /// Forgets `id` (after a change made in this process).
@@ -85,26 +99,28 @@ mod tests {
 
     #[test]
     fn records_expire_and_can_be_forgotten() {
-        let cache = ClientCache::new(1);
+        let clock = Clock::manual(1_000);
+        let cache = ClientCache::new(1, clock.clone());
         cache.put(&client("a"));
         assert_eq!(cache.get("a").map(|c| c.id), Some("a".into()));
         cache.forget("a");
         assert!(cache.get("a").is_none());
         cache.put(&client("b"));
-        std::thread::sleep(Duration::from_millis(1100));
+        assert!(cache.get("b").is_some(), "fresh within the TTL");
+        clock.advance(1);
         assert!(cache.get("b").is_none(), "expired after the TTL");
     }
 
     #[test]
     fn a_zero_ttl_caches_nothing() {
-        let cache = ClientCache::new(0);
+        let cache = ClientCache::new(0, Clock::manual(0));
         cache.put(&client("a"));
         assert!(cache.get("a").is_none());
     }
 
     #[test]
     fn the_map_is_bounded() {
-        let cache = ClientCache::new(60);
+        let cache = ClientCache::new(60, Clock::manual(0));
         for i in 0..CAPACITY + 10 {
             cache.put(&client(&format!("c{i}")));
         }

@@ -77,25 +77,27 @@ impl ClientCredentials {
     }
 }
 
-/// `application/x-www-form-urlencoded` decoding of one value (`+` is a space).
+/// `application/x-www-form-urlencoded` decoding of one value (RFC 6749 §2.3.1, Appendix B:
+/// `+` is a space, `%XX` a byte, the result UTF-8), by the `form_urlencoded` crate.
+///
+/// That crate is lenient as browsers are: it keeps a broken escape (`%zz`) literally and replaces
+/// invalid UTF-8. Credentials must be exactly what the client meant, so both are refused here.
 fn form_decode(raw: &str) -> Option<String> {
-    let bytes = raw.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hex = bytes.get(i + 1..i + 3)?;
-                let hex = std::str::from_utf8(hex).ok()?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 2;
-            }
-            b => out.push(b),
-        }
-        i += 1;
+    let escapes_ok = raw.split('%').skip(1).all(|rest| {
+        rest.as_bytes()
+            .get(..2)
+            .is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit))
+    });
+    if !escapes_ok {
+        return None;
     }
-    String::from_utf8(out).ok()
+    // One `name=value` pair: a literal `&` in the value (not a separator here) is escaped first.
+    let pair = format!("v={}", raw.replace('&', "%26"));
+    let (_, value) = form_urlencoded::parse(pair.as_bytes()).next()?;
+    if value.contains(char::REPLACEMENT_CHARACTER) && !raw.contains(char::REPLACEMENT_CHARACTER) {
+        return None;
+    }
+    Some(value.into_owned())
 }
 
 /// A fixed hash compared against when the client id is unknown, so both cases do the same work.
@@ -161,7 +163,7 @@ impl Authenticator {
             self.keys
                 .ensure_keys(alg, now)
                 .await
-                .map_err(|e| AuthError::Internal(e.to_string()))?;
+                .map_err(|source| AuthError::Keys { alg, source })?;
         }
         Ok(self
             .tokens
@@ -209,5 +211,16 @@ mod tests {
                 .unwrap()
                 .is_err()
         );
+    }
+
+    #[test]
+    fn form_decoding_follows_rfc_6749_and_refuses_what_is_not_exact() {
+        assert_eq!(form_decode("a+b%20c%2B").as_deref(), Some("a b c+"));
+        assert_eq!(form_decode("x=y&z").as_deref(), Some("x=y&z"));
+        assert_eq!(form_decode("%C3%A9t%C3%A9").as_deref(), Some("été"));
+        assert_eq!(form_decode(""), Some(String::new()));
+        assert_eq!(form_decode("50%"), None, "truncated escape");
+        assert_eq!(form_decode("%4"), None, "truncated escape");
+        assert_eq!(form_decode("%FF"), None, "not UTF-8");
     }
 }

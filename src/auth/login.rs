@@ -4,8 +4,9 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use crate::clock::Clock;
 use crate::config::Config;
-use crate::keys::KeyManager;
+use crate::keys::{Alg, KeyError, KeyManager};
 use crate::store::{Family, NewRefreshToken, Store, StoreError, Username, random_id};
 use crate::tokens::refresh::{RefreshPolicy, RefreshToken, Rejection};
 use crate::tokens::{IssuedToken, Subject, TokenError, TokenIssuer};
@@ -40,17 +41,24 @@ pub struct IssuedRefresh {
     pub expires_in: i64,
 }
 
-/// Why a login failed. Every credential failure is the one `InvalidGrant`, by design.
+/// Why a grant, a client authentication or a session call failed. Every credential failure
+/// is the one `InvalidGrant`, by design.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum AuthError {
+    /// Wrong password, unknown user or disabled user (RFC 6749 §5.2 `invalid_grant`).
     #[error("invalid username or password")]
     InvalidGrant,
+    /// A requested scope the caller may not have (RFC 6749 §5.2 `invalid_scope`).
     #[error("scope {0:?} is not allowed")]
     InvalidScope(String),
+    /// A malformed request; the text says what is wrong.
     #[error("{0}")]
     InvalidRequest(String),
+    /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A token could not be signed.
     #[error(transparent)]
     Token(#[from] TokenError),
     /// Too many failed logins: try again in `retry_after` seconds.
@@ -62,9 +70,14 @@ pub enum AuthError {
     /// Client authentication failed (RFC 6749 §5.2 `invalid_client`).
     #[error("{0}")]
     InvalidClient(String),
-    /// A failure of the issuer's own machinery (keys), not of the request.
-    #[error("{0}")]
-    Internal(String),
+    /// The key set could not provide a signing key for `alg` (a failure of the issuer's own
+    /// machinery, not of the request).
+    #[error("no signing key for {alg}: {source}")]
+    Keys {
+        alg: Alg,
+        #[source]
+        source: KeyError,
+    },
 }
 
 /// The password-grant service.
@@ -87,6 +100,7 @@ impl Authenticator {
         store: Arc<dyn Store>,
         keys: Arc<KeyManager>,
         passwords: PasswordHasher,
+        clock: Clock,
     ) -> Self {
         Authenticator {
             store,
@@ -97,7 +111,7 @@ impl Authenticator {
             default_client_id: config.default_client_id.clone(),
             refresh: config.refresh,
             throttle: Throttle::new(config.throttle),
-            clients: ClientCache::new(config.client_cache_ttl),
+            clients: ClientCache::new(config.client_cache_ttl, clock),
         }
     }
 

@@ -1,7 +1,7 @@
 //! Authentication: password hashing, the password grant, login throttling, sessions (refresh,
-//! logout, revocation, introspection) and service clients.
+//! logout, revocation, introspection) and service clients. Who may administer the issuer is
+//! decided in [`crate::admin`].
 
-mod admin;
 mod client_cache;
 mod clients;
 mod login;
@@ -9,7 +9,6 @@ mod password;
 mod sessions;
 mod throttle;
 
-pub use admin::{ADMIN, Admin, NotAdmin};
 pub use client_cache::ClientCache;
 pub use clients::{ClientCredentials, ClientSecret};
 pub use login::{AuthError, Authenticator, IssuedRefresh, LoginRequest, Session};

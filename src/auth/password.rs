@@ -32,16 +32,10 @@ impl Password {
     pub fn new_checked(raw: String) -> Result<Password, PasswordError> {
         let len = raw.len();
         if len < Self::MIN_LEN {
-            return Err(PasswordError::Policy(format!(
-                "a password needs at least {} characters",
-                Self::MIN_LEN
-            )));
+            return Err(PasswordError::TooShort { min: Self::MIN_LEN });
         }
         if len > Self::MAX_LEN {
-            return Err(PasswordError::Policy(format!(
-                "a password has at most {} bytes",
-                Self::MAX_LEN
-            )));
+            return Err(PasswordError::TooLong { max: Self::MAX_LEN });
         }
         Ok(Password(Zeroizing::new(raw)))
     }
@@ -62,13 +56,25 @@ impl fmt::Debug for Password {
     }
 }
 
-/// A hashing failure.
+/// A new password that breaks the length policy, or a hashing failure.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum PasswordError {
-    #[error("{0}")]
-    Policy(String),
+    /// Shorter than [`Password::MIN_LEN`].
+    #[error("a password needs at least {min} characters")]
+    TooShort { min: usize },
+    /// Longer than [`Password::MAX_LEN`] bytes.
+    #[error("a password has at most {max} bytes")]
+    TooLong { max: usize },
+    /// argon2 refused to hash.
     #[error("password hashing failed: {0}")]
-    Hash(String),
+    Hash(#[source] argon2::password_hash::Error),
+    /// The blocking task that hashed panicked or was cancelled.
+    #[error("password hashing failed: {0}")]
+    Task(#[source] tokio::task::JoinError),
+    /// The hasher's permits were closed (the hasher is shutting down).
+    #[error("password hashing failed: {0}")]
+    Closed(#[source] tokio::sync::AcquireError),
 }
 
 /// Hashes and verifies passwords with argon2id, at most `limit` at a time.
@@ -95,7 +101,7 @@ fn hash_blocking(password: &[u8]) -> Result<String, PasswordError> {
     argon2()
         .hash_password(password, &salt)
         .map(|h| h.to_string())
-        .map_err(|e| PasswordError::Hash(e.to_string()))
+        .map_err(PasswordError::Hash)
 }
 
 /// Verifies in `arena` when the stored hash uses this issuer's parameters (the usual case), else
@@ -154,7 +160,7 @@ impl PasswordHasher {
         let dummy = super::super::store::random_id();
         let dummy_hash = tokio::task::spawn_blocking(move || hash_blocking(dummy.as_bytes()))
             .await
-            .map_err(|e| PasswordError::Hash(e.to_string()))??;
+            .map_err(PasswordError::Task)??;
         Ok(PasswordHasher {
             permits: Arc::new(Semaphore::new(limit.max(1))),
             dummy_hash: dummy_hash.into(),
@@ -168,10 +174,10 @@ impl PasswordHasher {
             .permits
             .acquire()
             .await
-            .map_err(|e| PasswordError::Hash(e.to_string()))?;
+            .map_err(PasswordError::Closed)?;
         tokio::task::spawn_blocking(move || hash_blocking(password.bytes()))
             .await
-            .map_err(|e| PasswordError::Hash(e.to_string()))?
+            .map_err(PasswordError::Task)?
     }
 
     /// Checks `password` against `hash`, or against the dummy hash when there is no user, so

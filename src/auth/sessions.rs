@@ -1,6 +1,7 @@
 //! Sessions after login: the refresh grant (rotation, reuse detection), logout, RFC 7009
 //! revocation and RFC 7662 introspection.
 
+use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 
 use crate::store::{Client, RefreshOutcome, split_scope};
@@ -9,10 +10,10 @@ use crate::tokens::{AccessClaims, Subject};
 
 use super::login::{AuthError, Authenticator, IssuedRefresh, Session};
 
-/// A refresh-token request, parsed from the form (or cookie).
+/// A refresh-token request, parsed from the form (or cookie). `Debug` hides the token.
 #[derive(Debug)]
 pub struct RefreshRequest<'a> {
-    pub refresh_token: &'a str,
+    pub refresh_token: SecretString,
     /// RFC 6749 §6: a narrower scope than the original grant, if asked.
     pub scope: Option<&'a str>,
     /// The client the token must have been issued to, if the caller says.
@@ -91,7 +92,7 @@ impl Authenticator {
         request: RefreshRequest<'_>,
         now: i64,
     ) -> Result<Session, AuthError> {
-        let presented = TokenHash::of(request.refresh_token);
+        let presented = TokenHash::of(request.refresh_token.expose_secret());
         // Client binding and scope never change within a family, so they can be checked before
         // the deciding transaction, without spending a token on a request that must fail.
         let Some(record) = self.store.refresh_record(&presented).await? else {

@@ -10,7 +10,8 @@ use arc_swap::ArcSwap;
 use zeroize::Zeroizing;
 
 use super::{
-    Alg, KeyMeta, KeySet, KeyState, KeyStore, KeyStoreError, Manifest, PrivateKey, thumbprint,
+    Alg, KeyMeta, KeySet, KeyState, KeyStore, KeyStoreError, Manifest, MaterialError, PrivateKey,
+    thumbprint,
 };
 
 /// A key-set failure.
@@ -23,8 +24,23 @@ pub enum KeyError {
     Corrupt { origin: String, reason: String },
     #[error("{origin} failed its sign-then-verify self-test: {reason}")]
     SelfTest { origin: String, reason: String },
-    #[error("key generation failed: {0}")]
-    Generate(String),
+    /// The cryptographic library could not make a key.
+    #[error("generating an {alg} key failed")]
+    Generate {
+        alg: Alg,
+        #[source]
+        source: MaterialError,
+    },
+    /// A freshly made key could not be written as PKCS#8 PEM.
+    #[error("encoding key {kid} as PKCS#8 failed")]
+    Encode {
+        kid: String,
+        #[source]
+        source: MaterialError,
+    },
+    /// A blocking task (key generation, key-set parsing) panicked or was cancelled.
+    #[error("a key worker task failed")]
+    Worker(#[source] tokio::task::JoinError),
     #[error("no key with kid {0}")]
     UnknownKid(String),
     #[error("no {0} key is active")]
@@ -284,13 +300,14 @@ impl KeyManager {
         self.commit(manifest, fresh).await
     }
 
-    /// Moves retired keys whose last token has expired to `removed`. Returns whether anything
-    /// changed (the JWKS then gets a new ETag).
+    /// Moves retired keys whose last token has expired to `removed`, and forgets removed or
+    /// revoked keys older than the history window. Returns whether anything changed.
     pub async fn sweep(&self, now: i64) -> Result<bool, KeyError> {
         let due = |m: &Manifest| {
-            m.keys
-                .iter()
-                .any(|k| k.state == KeyState::Retired && k.remove_after.is_some_and(|t| t <= now))
+            m.keys.iter().any(|k| {
+                (k.state == KeyState::Retired && k.remove_after.is_some_and(|t| t <= now))
+                    || history_expired(k, now)
+            })
         };
         if !due(self.current().manifest()) {
             return Ok(false);
@@ -375,8 +392,8 @@ impl KeyManager {
         let bits = self.lifecycle.rsa_bits;
         let key = tokio::task::spawn_blocking(move || PrivateKey::generate(alg, bits))
             .await
-            .map_err(|e| KeyError::Generate(e.to_string()))?
-            .map_err(|e| KeyError::Generate(e.to_string()))?;
+            .map_err(KeyError::Worker)?
+            .map_err(|source| KeyError::Generate { alg, source })?;
         let meta = KeyMeta {
             kid: thumbprint(&key.public_jwk()),
             alg,
@@ -400,9 +417,10 @@ impl KeyManager {
         manifest.generation += 1;
         let mut pems: Vec<(String, Zeroizing<String>)> = Vec::with_capacity(fresh.len());
         for (meta, key) in &fresh {
-            let pem = key
-                .to_pkcs8_pem()
-                .map_err(|e| KeyError::Generate(e.to_string()))?;
+            let pem = key.to_pkcs8_pem().map_err(|source| KeyError::Encode {
+                kid: meta.kid.clone(),
+                source,
+            })?;
             pems.push((meta.kid.clone(), pem));
         }
         // Build the snapshot before committing: a key set that fails its self-test is never stored.
@@ -421,7 +439,7 @@ impl KeyManager {
         let snapshot_manifest = manifest.clone();
         let set = tokio::task::spawn_blocking(move || KeySet::build(snapshot_manifest, keys))
             .await
-            .map_err(|e| KeyError::Generate(e.to_string()))??;
+            .map_err(KeyError::Worker)??;
         self.store.commit(&manifest, &pems).await?;
         let set = Arc::new(set);
         self.current.store(set.clone());
@@ -429,7 +447,13 @@ impl KeyManager {
     }
 }
 
-/// Marks retired keys past their `remove_after` as removed; returns whether any was.
+/// How long a `removed` or `revoked` key stays listed in the manifest (and so in `/admin/keys`
+/// and the metrics) after it left the JWKS: 30 days. Past that its entry is dropped, so the
+/// manifest does not grow with every rotation; the audit log keeps the history.
+pub const KEY_HISTORY_SECS: i64 = 30 * 24 * 3600;
+
+/// Marks retired keys past their `remove_after` as removed, and drops removed or revoked keys
+/// that left the JWKS more than [`KEY_HISTORY_SECS`] ago; returns whether anything changed.
 fn sweep(manifest: &mut Manifest, now: i64) -> bool {
     let mut changed = false;
     for key in manifest.keys.iter_mut() {
@@ -439,7 +463,19 @@ fn sweep(manifest: &mut Manifest, now: i64) -> bool {
             changed = true;
         }
     }
-    changed
+    let before = manifest.keys.len();
+    manifest.keys.retain(|key| !history_expired(key, now));
+    changed || manifest.keys.len() != before
+}
+
+/// Whether `key` left the JWKS longer than the history window ago.
+fn history_expired(key: &KeyMeta, now: i64) -> bool {
+    let left_at = match key.state {
+        KeyState::Removed => key.removed_at,
+        KeyState::Revoked => key.revoked_at,
+        _ => return false,
+    };
+    left_at.is_some_and(|t| t.saturating_add(KEY_HISTORY_SECS) <= now)
 }
 
 /// Reads and parses the stored key set (an empty set for an empty store).
@@ -465,7 +501,7 @@ async fn load_set(store: &dyn KeyStore) -> Result<KeySet, KeyError> {
     }
     tokio::task::spawn_blocking(move || KeySet::build(manifest, parsed))
         .await
-        .map_err(|e| KeyError::Generate(e.to_string()))?
+        .map_err(KeyError::Worker)?
 }
 
 #[cfg(test)]
@@ -503,5 +539,33 @@ mod tests {
         assert_eq!(manifest.keys[1].state, KeyState::Retired);
         assert_eq!(manifest.keys[2].state, KeyState::Active);
         assert!(!sweep(&mut manifest, 100), "nothing more to do");
+    }
+
+    #[test]
+    fn removed_and_revoked_keys_are_forgotten_after_the_history_window() {
+        let mut revoked = meta("revoked", KeyState::Revoked, None);
+        revoked.revoked_at = Some(50);
+        let mut manifest = Manifest {
+            format: Manifest::FORMAT,
+            generation: 1,
+            keys: vec![
+                meta("due", KeyState::Retired, Some(100)),
+                revoked,
+                meta("active", KeyState::Active, None),
+            ],
+        };
+        assert!(sweep(&mut manifest, 100));
+        assert_eq!(manifest.keys.len(), 3, "still within the history window");
+        assert!(!sweep(&mut manifest, 50 + KEY_HISTORY_SECS - 1));
+        assert!(sweep(&mut manifest, 50 + KEY_HISTORY_SECS));
+        let kids: Vec<&str> = manifest.keys.iter().map(|k| k.kid.as_str()).collect();
+        assert_eq!(
+            kids,
+            ["due", "active"],
+            "the revoked key is forgotten first"
+        );
+        assert!(sweep(&mut manifest, 100 + KEY_HISTORY_SECS));
+        let kids: Vec<&str> = manifest.keys.iter().map(|k| k.kid.as_str()).collect();
+        assert_eq!(kids, ["active"]);
     }
 }

@@ -21,15 +21,50 @@ pub enum PrivateKey {
     Ec(p256::SecretKey),
 }
 
+/// The underlying library error. `rsa`, `p256` and their `pkcs8`/`pkcs1` layers each have their
+/// own error type; they are kept whole (as the source) rather than flattened into text.
+pub type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
+
 /// Why key material could not be made or read.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum MaterialError {
-    #[error("key generation failed: {0}")]
-    Generate(String),
-    #[error("not a PKCS#8 {alg} private key: {reason}")]
-    Parse { alg: Alg, reason: String },
-    #[error("key encoding failed: {0}")]
-    Encode(String),
+    /// The RNG or the key-generation routine failed.
+    #[error("{alg} key generation failed")]
+    Generate {
+        alg: Alg,
+        #[source]
+        source: Cause,
+    },
+    /// The PEM text is not a valid PKCS#8 private key of that algorithm (or fails RSA's
+    /// consistency checks).
+    #[error("not a PKCS#8 {alg} private key")]
+    Parse {
+        alg: Alg,
+        #[source]
+        source: Cause,
+    },
+    /// The key could not be written in the requested encoding.
+    #[error("{alg} key encoding failed")]
+    Encode {
+        alg: Alg,
+        #[source]
+        source: Cause,
+    },
+}
+
+impl MaterialError {
+    fn generate(alg: Alg) -> impl FnOnce(Cause) -> MaterialError {
+        move |source| MaterialError::Generate { alg, source }
+    }
+
+    fn parse(alg: Alg) -> impl FnOnce(Cause) -> MaterialError {
+        move |source| MaterialError::Parse { alg, source }
+    }
+
+    fn encode(alg: Alg) -> impl FnOnce(Cause) -> MaterialError {
+        move |source| MaterialError::Encode { alg, source }
+    }
 }
 
 impl fmt::Debug for PrivateKey {
@@ -45,24 +80,24 @@ impl PrivateKey {
         match alg {
             Alg::Es256 => p256::SecretKey::try_generate_from_rng(&mut SysRng)
                 .map(PrivateKey::Ec)
-                .map_err(|e| MaterialError::Generate(e.to_string())),
+                .map_err(|e| MaterialError::generate(alg)(e.into())),
             Alg::Rs256 => rsa::PrivateKey::new(&mut SysRng, rsa_bits)
                 .map(|k| PrivateKey::Rsa(Box::new(k)))
-                .map_err(|e| MaterialError::Generate(e.to_string())),
+                .map_err(|e| MaterialError::generate(alg)(e.into())),
         }
     }
 
     /// Reads a PKCS#8 PEM private key of the given algorithm.
     pub fn from_pkcs8_pem(alg: Alg, pem: &str) -> Result<PrivateKey, MaterialError> {
-        let parse_err = |reason: String| MaterialError::Parse { alg, reason };
         match alg {
             Alg::Es256 => p256::SecretKey::from_pkcs8_pem(pem)
                 .map(PrivateKey::Ec)
-                .map_err(|e| parse_err(e.to_string())),
+                .map_err(|e| MaterialError::parse(alg)(e.into())),
             Alg::Rs256 => {
-                let key =
-                    rsa::PrivateKey::from_pkcs8_pem(pem).map_err(|e| parse_err(e.to_string()))?;
-                key.validate().map_err(|e| parse_err(e.to_string()))?;
+                let key = rsa::PrivateKey::from_pkcs8_pem(pem)
+                    .map_err(|e| MaterialError::parse(alg)(e.into()))?;
+                key.validate()
+                    .map_err(|e| MaterialError::parse(alg)(e.into()))?;
                 Ok(PrivateKey::Rsa(Box::new(key)))
             }
         }
@@ -82,7 +117,7 @@ impl PrivateKey {
             PrivateKey::Rsa(k) => k.to_pkcs8_pem(LineEnding::LF),
             PrivateKey::Ec(k) => k.to_pkcs8_pem(LineEnding::LF),
         };
-        pem.map_err(|e| MaterialError::Encode(e.to_string()))
+        pem.map_err(|e| MaterialError::encode(self.alg())(e.into()))
     }
 
     /// The public half as a JWK.
@@ -115,7 +150,7 @@ impl PrivateKey {
             PrivateKey::Ec(k) => k.to_pkcs8_der(),
         };
         doc.map(|d| Zeroizing::new(d.as_bytes().to_vec()))
-            .map_err(|e| MaterialError::Encode(e.to_string()))
+            .map_err(|e| MaterialError::encode(self.alg())(e.into()))
     }
 
     /// The signing key for jsonwebtoken's aws-lc-rs backend (PKCS#1 DER for RSA, PKCS#8 DER
@@ -125,13 +160,13 @@ impl PrivateKey {
             PrivateKey::Rsa(k) => {
                 let der = k
                     .to_pkcs1_der()
-                    .map_err(|e| MaterialError::Encode(e.to_string()))?;
+                    .map_err(|e| MaterialError::encode(self.alg())(e.into()))?;
                 Ok(jsonwebtoken::EncodingKey::from_rsa_der(der.as_bytes()))
             }
             PrivateKey::Ec(k) => {
                 let der = k
                     .to_pkcs8_der()
-                    .map_err(|e| MaterialError::Encode(e.to_string()))?;
+                    .map_err(|e| MaterialError::encode(self.alg())(e.into()))?;
                 Ok(jsonwebtoken::EncodingKey::from_ec_der(der.as_bytes()))
             }
         }

@@ -1,5 +1,6 @@
 //! Signing keys: generation, JWK encoding and thumbprints, the published key set, key stores.
 
+mod events;
 mod file_store;
 mod jwk;
 mod manager;
@@ -9,11 +10,12 @@ mod set;
 mod signer;
 mod store;
 
+pub use events::follow_changes;
 pub use file_store::FileKeyStore;
 pub use jwk::{PublicJwk, thumbprint};
 pub use manager::{KeyError, KeyManager, Lifecycle, RotateOptions};
-pub use material::PrivateKey;
-pub use pg_store::{Kek, PG_MIGRATOR, PgKeyStore, follow_changes};
+pub use material::{MaterialError, PrivateKey};
+pub use pg_store::{Kek, KekError, KeyChange, KeyChanges, PgKeyStore};
 pub use set::{KeySet, LoadedKey};
 pub use signer::{SignError, Signer};
 /// The allowlist of signing algorithms, shared with the verifier.

@@ -2,26 +2,50 @@
 //! rest with AES-256-GCM under a key-encryption key (KEK) the operator provides, with the `kid`
 //! as associated data, so a ciphertext moved to another row does not decrypt. A commit is one
 //! transaction that locks the manifest row, checks its generation, writes the new keys and the
-//! manifest, and sends `NOTIFY stamp_keys` for replicas that listen.
+//! manifest, and sends `NOTIFY stamp_keys` for replicas that listen ([`KeyChanges`] receives
+//! them; reloading the [`super::KeyManager`] on a change is the keys layer's `follow_changes`).
+//!
+//! This module owns the key tables' migrations (`migrations/postgres/keys`); they share sqlx's
+//! migration history with the store's (see `store/postgres.rs`), so each migrator ignores the
+//! other's versions.
 
 use std::fmt;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use aws_lc_rs::error::Unspecified;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use sqlx::postgres::PgListener;
 use sqlx::{PgPool, Row};
+use tokio::sync::OnceCell;
 use zeroize::Zeroizing;
 
-use super::KeyManager;
 use super::store::{KeyStore, KeyStoreError, Manifest, StoredKey};
 
-/// Migrations of the PostgreSQL schema.
-pub static PG_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+/// The key-encryption key: 32 bytes, never logged. Parsed once (at configuration); clones share
+/// the key.
+#[derive(Clone)]
+pub struct Kek(Arc<LessSafeKey>);
 
-/// The key-encryption key: 32 bytes, never logged.
-pub struct Kek(LessSafeKey);
+/// Why a key-encryption key cannot be used. The messages never show the key.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum KekError {
+    /// The text is not standard base64.
+    #[error("the key-encryption key is not base64")]
+    NotBase64(#[source] base64::DecodeError),
+    /// The decoded key is not 32 bytes long.
+    #[error("the key-encryption key has {len} bytes, not 32")]
+    WrongLength {
+        /// Its length in bytes.
+        len: usize,
+    },
+    /// AES-256-GCM refused the key.
+    #[error("the key-encryption key was refused by AES-256-GCM")]
+    Refused(#[source] aws_lc_rs::error::Unspecified),
+}
 
 impl fmt::Debug for Kek {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -31,33 +55,24 @@ impl fmt::Debug for Kek {
 
 impl Kek {
     /// From standard base64 of exactly 32 random bytes (`openssl rand -base64 32`).
-    pub fn from_base64(text: &str) -> Result<Kek, String> {
-        let bytes = Zeroizing::new(
-            STANDARD
-                .decode(text.trim())
-                .map_err(|_| "the key-encryption key is not base64".to_string())?,
-        );
+    pub fn from_base64(text: &str) -> Result<Kek, KekError> {
+        let bytes = Zeroizing::new(STANDARD.decode(text.trim()).map_err(KekError::NotBase64)?);
         if bytes.len() != 32 {
-            return Err(format!(
-                "the key-encryption key has {} bytes, not 32",
-                bytes.len()
-            ));
+            return Err(KekError::WrongLength { len: bytes.len() });
         }
-        let key = UnboundKey::new(&AES_256_GCM, &bytes).map_err(|e| e.to_string())?;
-        Ok(Kek(LessSafeKey::new(key)))
+        let key = UnboundKey::new(&AES_256_GCM, &bytes).map_err(KekError::Refused)?;
+        Ok(Kek(Arc::new(LessSafeKey::new(key))))
     }
 
-    fn seal(&self, kid: &str, plaintext: &[u8]) -> Result<([u8; NONCE_LEN], Vec<u8>), String> {
+    fn seal(&self, kid: &str, plaintext: &[u8]) -> Result<([u8; NONCE_LEN], Vec<u8>), Unspecified> {
         let mut nonce = [0u8; NONCE_LEN];
-        aws_lc_rs::rand::fill(&mut nonce).map_err(|e| e.to_string())?;
+        aws_lc_rs::rand::fill(&mut nonce)?;
         let mut data = plaintext.to_vec();
-        self.0
-            .seal_in_place_append_tag(
-                Nonce::assume_unique_for_key(nonce),
-                Aad::from(kid.as_bytes()),
-                &mut data,
-            )
-            .map_err(|e| e.to_string())?;
+        self.0.seal_in_place_append_tag(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::from(kid.as_bytes()),
+            &mut data,
+        )?;
         Ok((nonce, data))
     }
 
@@ -85,6 +100,8 @@ impl Kek {
 pub struct PgKeyStore {
     pool: PgPool,
     kek: Kek,
+    /// Set once the key tables' migrations have run on `pool`.
+    migrated: OnceCell<()>,
 }
 
 fn io(origin: &str, e: impl fmt::Display) -> KeyStoreError {
@@ -94,28 +111,61 @@ fn io(origin: &str, e: impl fmt::Display) -> KeyStoreError {
     }
 }
 
+/// A failed statement on the row or table `origin`.
+fn db(origin: &str, source: sqlx::Error) -> KeyStoreError {
+    KeyStoreError::Database {
+        origin: origin.to_string(),
+        source,
+    }
+}
+
 impl PgKeyStore {
-    /// A store on `pool` (already migrated with [`PG_MIGRATOR`]).
+    /// A store on `pool`. Its tables are created or migrated on first use (or by
+    /// [`PgKeyStore::migrate`]).
     pub fn new(pool: PgPool, kek: Kek) -> PgKeyStore {
-        PgKeyStore { pool, kek }
+        PgKeyStore {
+            pool,
+            kek,
+            migrated: OnceCell::new(),
+        }
+    }
+
+    /// Brings the key tables on `pool` up to date (concurrent replicas are serialised by sqlx's
+    /// advisory lock); the store's versions in the same history are left to it.
+    pub async fn migrate(pool: &PgPool) -> Result<(), KeyStoreError> {
+        let mut migrator = sqlx::migrate!("./migrations/postgres/keys");
+        migrator.set_ignore_missing(true);
+        migrator
+            .run(pool)
+            .await
+            .map_err(|source| KeyStoreError::Migrate { source })
+    }
+
+    /// Runs [`PgKeyStore::migrate`] once per store, before the first statement.
+    async fn ready(&self) -> Result<(), KeyStoreError> {
+        self.migrated
+            .get_or_try_init(|| PgKeyStore::migrate(&self.pool))
+            .await
+            .map(|_| ())
     }
 }
 
 #[async_trait]
 impl KeyStore for PgKeyStore {
     async fn load(&self) -> Result<Option<(Manifest, Vec<StoredKey>)>, KeyStoreError> {
-        let mut tx = self.pool.begin().await.map_err(|e| io("key_manifest", e))?;
+        self.ready().await?;
+        let mut tx = self.pool.begin().await.map_err(|e| db("key_manifest", e))?;
         // One snapshot for the manifest and its keys.
         sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             .execute(&mut *tx)
             .await
-            .map_err(|e| io("key_manifest", e))?;
+            .map_err(|e| db("key_manifest", e))?;
         let row = sqlx::query("SELECT manifest FROM key_manifest")
             .fetch_optional(&mut *tx)
             .await
-            .map_err(|e| io("key_manifest", e))?;
+            .map_err(|e| db("key_manifest", e))?;
         let Some(row) = row else { return Ok(None) };
-        let json: serde_json::Value = row.try_get("manifest").map_err(|e| io("key_manifest", e))?;
+        let json: serde_json::Value = row.try_get("manifest").map_err(|e| db("key_manifest", e))?;
         let manifest: Manifest =
             serde_json::from_value(json).map_err(|e| KeyStoreError::Corrupt {
                 origin: "key_manifest".into(),
@@ -128,10 +178,10 @@ impl KeyStore for PgKeyStore {
                 .bind(&meta.kid)
                 .fetch_optional(&mut *tx)
                 .await
-                .map_err(|e| io(&origin, e))?
+                .map_err(|e| db(&origin, e))?
                 .ok_or_else(|| io(&origin, "missing"))?;
-            let nonce: Vec<u8> = row.try_get("nonce").map_err(|e| io(&origin, e))?;
-            let ciphertext: Vec<u8> = row.try_get("ciphertext").map_err(|e| io(&origin, e))?;
+            let nonce: Vec<u8> = row.try_get("nonce").map_err(|e| db(&origin, e))?;
+            let ciphertext: Vec<u8> = row.try_get("ciphertext").map_err(|e| db(&origin, e))?;
             let pem = self
                 .kek
                 .open(&meta.kid, &nonce, &ciphertext)
@@ -145,19 +195,20 @@ impl KeyStore for PgKeyStore {
                 origin,
             });
         }
-        tx.commit().await.map_err(|e| io("key_manifest", e))?;
+        tx.commit().await.map_err(|e| db("key_manifest", e))?;
         Ok(Some((manifest, keys)))
     }
 
     async fn generation(&self) -> Result<u64, KeyStoreError> {
+        self.ready().await?;
         let row = sqlx::query("SELECT generation FROM key_manifest")
             .fetch_optional(&self.pool)
             .await
-            .map_err(|e| io("key_manifest", e))?;
+            .map_err(|e| db("key_manifest", e))?;
         match row {
             Some(row) => Ok(row
                 .try_get::<i64, _>("generation")
-                .map_err(|e| io("key_manifest", e))? as u64),
+                .map_err(|e| db("key_manifest", e))? as u64),
             None => Ok(0),
         }
     }
@@ -167,16 +218,17 @@ impl KeyStore for PgKeyStore {
         manifest: &Manifest,
         new_keys: &[(String, Zeroizing<String>)],
     ) -> Result<(), KeyStoreError> {
-        let mut tx = self.pool.begin().await.map_err(|e| io("key_manifest", e))?;
+        self.ready().await?;
+        let mut tx = self.pool.begin().await.map_err(|e| db("key_manifest", e))?;
         // The manifest row lock serialises writers across replicas; an empty store is serialised
         // by the primary key of the first insert.
         let stored = sqlx::query("SELECT generation FROM key_manifest FOR UPDATE")
             .fetch_optional(&mut *tx)
             .await
-            .map_err(|e| io("key_manifest", e))?
+            .map_err(|e| db("key_manifest", e))?
             .map(|row| row.try_get::<i64, _>("generation"))
             .transpose()
-            .map_err(|e| io("key_manifest", e))?
+            .map_err(|e| db("key_manifest", e))?
             .unwrap_or(0) as u64;
         let expected = manifest.generation.saturating_sub(1);
         if stored != expected {
@@ -188,7 +240,13 @@ impl KeyStore for PgKeyStore {
                 .iter()
                 .find(|m| &m.kid == kid)
                 .ok_or_else(|| io(kid, "not in the manifest"))?;
-            let (nonce, ciphertext) = self.kek.seal(kid, pem.as_bytes()).map_err(|e| io(kid, e))?;
+            let (nonce, ciphertext) =
+                self.kek
+                    .seal(kid, pem.as_bytes())
+                    .map_err(|source| KeyStoreError::Encrypt {
+                        kid: kid.clone(),
+                        source,
+                    })?;
             sqlx::query("INSERT INTO signing_keys (kid, alg, nonce, ciphertext, created_at) VALUES ($1, $2, $3, $4, $5)")
                 .bind(kid)
                 .bind(meta.alg.as_str())
@@ -197,7 +255,7 @@ impl KeyStore for PgKeyStore {
                 .bind(meta.created_at)
                 .execute(&mut *tx)
                 .await
-                .map_err(|e| io(kid, e))?;
+                .map_err(|e| db(kid, e))?;
         }
         let json = serde_json::to_value(manifest).map_err(|e| io("key_manifest", e))?;
         let written = sqlx::query(
@@ -212,7 +270,7 @@ impl KeyStore for PgKeyStore {
         .await
         .map_err(|e| match &e {
             sqlx::Error::Database(db) if db.is_unique_violation() => KeyStoreError::Stale { stored: expected + 1, expected },
-            _ => io("key_manifest", e),
+            _ => db("key_manifest", e),
         })?;
         if written.rows_affected() != 1 {
             return Err(KeyStoreError::Stale {
@@ -232,19 +290,19 @@ impl KeyStore for PgKeyStore {
                 .bind(&gone)
                 .execute(&mut *tx)
                 .await
-                .map_err(|e| io("signing_keys", e))?;
+                .map_err(|e| db("signing_keys", e))?;
         }
         sqlx::query("SELECT pg_notify('stamp_keys', $1)")
             .bind(manifest.generation.to_string())
             .execute(&mut *tx)
             .await
-            .map_err(|e| io("key_manifest", e))?;
+            .map_err(|e| db("key_manifest", e))?;
         tx.commit().await.map_err(|e| match &e {
             sqlx::Error::Database(db) if db.is_unique_violation() => KeyStoreError::Stale {
                 stored: expected + 1,
                 expected,
             },
-            _ => io("key_manifest", e),
+            _ => db("key_manifest", e),
         })
     }
 
@@ -256,50 +314,75 @@ impl KeyStore for PgKeyStore {
 /// The channel a commit notifies, with the new generation as payload.
 const CHANNEL: &str = "stamp_keys";
 
-/// Reloads `keys` as soon as any replica commits a key-set change (`LISTEN stamp_keys`). Runs
-/// until dropped. A lost connection is re-established, with a reload after each (re)connection
-/// because notifications sent meanwhile are gone; the polling upkeep remains the fallback.
-pub async fn follow_changes(keys: &KeyManager, pool: &PgPool) {
-    const PAUSE: std::time::Duration = std::time::Duration::from_secs(2);
-    loop {
-        let mut listener = match PgListener::connect_with(pool).await {
-            Ok(listener) => listener,
-            Err(e) => {
-                log::warn!("key change listener: cannot connect: {e}");
-                tokio::time::sleep(PAUSE).await;
-                continue;
-            }
-        };
-        if let Err(e) = listener.listen(CHANNEL).await {
-            log::warn!("key change listener: LISTEN failed: {e}");
-            tokio::time::sleep(PAUSE).await;
-            continue;
+/// How long to wait before listening again after a failure.
+const PAUSE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// What [`KeyChanges::next`] saw.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyChange {
+    /// A replica committed a key-set change.
+    Committed,
+    /// The listener (re)connected: changes committed meanwhile were not notified, so the caller
+    /// must check the store itself.
+    Resync,
+}
+
+/// The key store's change notifications (`LISTEN stamp_keys`) from every replica's commits. A
+/// lost connection is re-established (after a pause, with a warning), and reported as
+/// [`KeyChange::Resync`] because notifications sent meanwhile are gone.
+pub struct KeyChanges {
+    pool: PgPool,
+    listener: Option<PgListener>,
+}
+
+impl KeyChanges {
+    /// Changes committed to the key store on `pool`; listening starts with the first
+    /// [`KeyChanges::next`], which reports [`KeyChange::Resync`].
+    pub fn new(pool: &PgPool) -> KeyChanges {
+        KeyChanges {
+            pool: pool.clone(),
+            listener: None,
         }
-        reload(keys).await;
+    }
+
+    /// Waits for the next change (or reconnection). Never fails: the polling upkeep remains the
+    /// fallback while the database cannot be reached.
+    pub async fn next(&mut self) -> KeyChange {
         loop {
+            let Some(listener) = self.listener.as_mut() else {
+                match listen(&self.pool).await {
+                    Ok(listener) => {
+                        self.listener = Some(listener);
+                        return KeyChange::Resync;
+                    }
+                    Err(e) => {
+                        log::warn!("key change listener: cannot listen: {e}");
+                        tokio::time::sleep(PAUSE).await;
+                        continue;
+                    }
+                }
+            };
             match listener.try_recv().await {
-                Ok(Some(_)) => reload(keys).await,
+                Ok(Some(_)) => return KeyChange::Committed,
                 // The connection was lost; the next try_recv reconnects and listens again.
                 Ok(None) => {
                     tokio::time::sleep(PAUSE).await;
-                    reload(keys).await;
+                    return KeyChange::Resync;
                 }
                 Err(e) => {
                     log::warn!("key change listener: {e}");
                     tokio::time::sleep(PAUSE).await;
-                    break;
+                    self.listener = None;
                 }
             }
         }
     }
 }
 
-async fn reload(keys: &KeyManager) {
-    match keys.reload_if_changed().await {
-        Ok(true) => log::info!("key set reloaded after a change by another replica"),
-        Ok(false) => {}
-        Err(e) => log::warn!("key change listener: reload failed: {e}"),
-    }
+async fn listen(pool: &PgPool) -> Result<PgListener, sqlx::Error> {
+    let mut listener = PgListener::connect_with(pool).await?;
+    listener.listen(CHANNEL).await?;
+    Ok(listener)
 }
 
 #[cfg(test)]

@@ -96,10 +96,33 @@ pub struct StoredKey {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum KeyStoreError {
+    /// Reading or writing the named file or record failed.
     #[error("{origin}: {reason}")]
     Io { origin: String, reason: String },
+    /// A statement on the named table or row of the database key store failed.
+    #[error("{origin}: {source}")]
+    Database {
+        origin: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    /// The database key store's tables could not be brought up to date.
+    #[error("key store migration failed: {source}")]
+    Migrate {
+        #[source]
+        source: sqlx::migrate::MigrateError,
+    },
+    /// A private key could not be encrypted under the key-encryption key.
+    #[error("cannot encrypt key {kid}: {source}")]
+    Encrypt {
+        kid: String,
+        #[source]
+        source: aws_lc_rs::error::Unspecified,
+    },
+    /// The named file or record does not hold what the store wrote.
     #[error("{origin} is corrupt: {reason}")]
     Corrupt { origin: String, reason: String },
+    /// `keys_dir` cannot be used.
     #[error("invalid setting `keys_dir`: {path} is not a writable directory: {reason}")]
     Unwritable { path: String, reason: String },
     /// Someone else (another process, a replica) changed the key set since it was read.

@@ -1,18 +1,25 @@
-//! The key lifecycle admin API: list, rotate, revoke; and the audit log. Every change is
-//! audited with who did it.
+//! The key lifecycle admin API: list, rotate, revoke; and the audit log. The changes are made
+//! and audited by [`crate::admin::AdminService`].
 
 use rocket::data::{Data, ToByteUnit};
+use rocket::fairing::AdHoc;
 use rocket::http::Status;
 use rocket::serde::json::Json;
-use rocket::{Route, State, get, post, routes};
+use rocket::{State, get, post, routes};
 use serde::{Deserialize, Serialize};
 
 use crate::App;
-use crate::auth::Admin;
-use crate::clock;
+use crate::admin::Admin;
 use crate::error::ApiError;
-use crate::keys::{Alg, KeyError, KeySet, KeyState, KeyStoreError, RotateOptions};
+use crate::keys::{Alg, KeySet, KeyState, RotateOptions};
 use crate::store::AuditEvent;
+
+/// The key and audit admin API.
+pub fn stage() -> AdHoc {
+    AdHoc::on_ignite("admin: keys and audit", |rocket| async {
+        rocket.mount("/", routes![list_keys, rotate, revoke, audit_log])
+    })
+}
 
 /// One key as the admin API shows it: states and times, never key material.
 #[derive(Serialize)]
@@ -68,38 +75,6 @@ impl KeyList {
     }
 }
 
-impl From<KeyError> for ApiError {
-    fn from(e: KeyError) -> ApiError {
-        match e {
-            KeyError::UnknownKid(kid) => ApiError::new(
-                Status::NotFound,
-                "not_found",
-                format!("no key with kid {kid}"),
-            ),
-            KeyError::NotPublished { .. } => {
-                ApiError::new(Status::Conflict, "invalid_request", e.to_string())
-            }
-            KeyError::TooEarly { allowed_at, .. } => {
-                let mut err = ApiError::new(Status::Conflict, "rotation_too_early", e.to_string());
-                err.retry_after = Some((allowed_at - clock::now()).max(1) as u64);
-                err
-            }
-            // Another replica (or `stamp keys`) committed a change in between: nothing was
-            // applied here; the caller may look at the new key set and retry.
-            KeyError::Store(KeyStoreError::Stale { .. }) => {
-                let mut err = ApiError::new(
-                    Status::Conflict,
-                    "key_set_changed",
-                    "the key set was changed concurrently (another replica or the CLI); nothing was applied, retry",
-                );
-                err.retry_after = Some(1);
-                err
-            }
-            other => ApiError::internal(other),
-        }
-    }
-}
-
 #[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RotateBody {
@@ -140,36 +115,16 @@ async fn optional_json<T: Default + for<'de> Deserialize<'de>>(
     })
 }
 
-async fn audit(
-    app: &App,
-    admin: &Admin,
-    action: &str,
-    target: Option<String>,
-    detail: Option<String>,
-) {
-    let event = AuditEvent {
-        at: clock::now(),
-        actor: admin.actor.clone(),
-        action: action.into(),
-        target,
-        detail,
-    };
-    // The change is already committed; a failed audit write is logged, not reported as failure.
-    if let Err(e) = app.store.record_audit(&event).await {
-        rocket::error!("audit log write failed for {action}: {e}");
-    }
-}
-
 #[get("/admin/keys")]
 fn list_keys(app: &State<App>, _admin: Admin) -> Json<KeyList> {
-    Json(KeyList::of(&app.keys.current()))
+    Json(KeyList::of(&app.admin.list_keys(&app.keys)))
 }
 
 #[post("/admin/keys/rotate", data = "<data>")]
 async fn rotate(app: &State<App>, admin: Admin, data: Data<'_>) -> Result<Json<KeyList>, ApiError> {
     let body: RotateBody = optional_json(data).await?;
     let alg = match body.alg.as_deref() {
-        None => app.config.signing_alg,
+        None => app.config.keys.signing_alg,
         Some(name) => name.parse::<Alg>().map_err(|e| {
             ApiError::new(
                 Status::UnprocessableEntity,
@@ -178,32 +133,20 @@ async fn rotate(app: &State<App>, admin: Admin, data: Data<'_>) -> Result<Json<K
             )
         })?,
     };
+    let options = RotateOptions {
+        alg,
+        force: body.force,
+    };
     let set = app
-        .keys
-        .rotate(
-            RotateOptions {
-                alg,
-                force: body.force,
-            },
-            clock::now(),
-        )
+        .admin
+        .rotate_keys(&admin.actor, &app.keys, options)
         .await?;
-    let active = set.active(alg).map(|k| k.meta.kid.clone());
-    audit(
-        app,
-        &admin,
-        "keys.rotate",
-        active,
-        Some(format!("alg={alg} force={}", body.force)),
-    )
-    .await;
     Ok(Json(KeyList::of(&set)))
 }
 
 #[post("/admin/keys/<kid>/revoke")]
 async fn revoke(app: &State<App>, admin: Admin, kid: &str) -> Result<Json<KeyList>, ApiError> {
-    let set = app.keys.revoke(kid, clock::now()).await?;
-    audit(app, &admin, "keys.revoke", Some(kid.to_string()), None).await;
+    let set = app.admin.revoke_key(&admin.actor, &app.keys, kid).await?;
     Ok(Json(KeyList::of(&set)))
 }
 
@@ -223,9 +166,5 @@ async fn audit_log(
                 ApiError::invalid_request("`limit` must be a whole number from 1 to 1000")
             })?,
     };
-    Ok(Json(app.store.recent_audit(limit).await?))
-}
-
-pub fn routes() -> Vec<Route> {
-    routes![list_keys, rotate, revoke, audit_log]
+    Ok(Json(app.admin.recent_audit(limit).await?))
 }

@@ -1,14 +1,20 @@
 //! `POST /admin/users/{id}/revoke-tokens`: "log out everywhere" for one user.
 
+use rocket::fairing::AdHoc;
 use rocket::serde::json::Json;
-use rocket::{Route, State, post, routes};
+use rocket::{State, post, routes};
 use serde::Serialize;
 
 use crate::App;
-use crate::auth::Admin;
-use crate::clock;
+use crate::admin::{Admin, UserRef};
 use crate::error::ApiError;
-use crate::store::AuditEvent;
+
+/// The user admin API.
+pub fn stage() -> AdHoc {
+    AdHoc::on_ignite("admin: users", |rocket| async {
+        rocket.mount("/", routes![revoke_tokens])
+    })
+}
 
 #[derive(Serialize)]
 struct Revoked {
@@ -25,26 +31,13 @@ async fn revoke_tokens(
     admin: Admin,
     id: &str,
 ) -> Result<Json<Revoked>, ApiError> {
-    let now = clock::now();
-    let user = app.store.revoke_user_tokens(id, now).await?;
-    let event = AuditEvent {
-        at: now,
-        actor: admin.actor,
-        action: "users.revoke_tokens".into(),
-        target: Some(user.id.clone()),
-        detail: Some(format!("token_version={}", user.token_version)),
-    };
-    // The revocation is committed; a failed audit write is logged, not reported as failure.
-    if let Err(e) = app.store.record_audit(&event).await {
-        rocket::error!("audit log write failed for users.revoke_tokens: {e}");
-    }
+    let user = app
+        .admin
+        .revoke_user_tokens(&admin.actor, UserRef::Id(id))
+        .await?;
     Ok(Json(Revoked {
         id: user.id,
         username: user.username,
         token_version: user.token_version,
     }))
-}
-
-pub fn routes() -> Vec<Route> {
-    routes![revoke_tokens]
 }

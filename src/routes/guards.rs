@@ -1,11 +1,11 @@
-//! Request guards: bearer-token authentication of the admin API.
+//! Request guards: the bearer token of a request, and bearer-token authentication of the admin
+//! API.
 
 use rocket::http::Status;
 use rocket::request::{FromRequest, Outcome, Request};
 
 use crate::App;
-use crate::auth::{ADMIN, Admin};
-use crate::clock;
+use crate::admin::Admin;
 use crate::error::ApiError;
 
 /// The bearer token of `Authorization: Bearer <token>` (RFC 6750 §2.1; the scheme is
@@ -19,6 +19,18 @@ pub fn bearer_token<'r>(req: &'r Request<'_>) -> Option<&'r str> {
         .filter(|t| !t.is_empty())
 }
 
+/// The bearer token of the request, if any.
+pub struct Bearer<'r>(pub Option<&'r str>);
+
+#[rocket::async_trait]
+impl<'r> FromRequest<'r> for Bearer<'r> {
+    type Error = std::convert::Infallible;
+
+    async fn from_request(req: &'r Request<'_>) -> Outcome<Self, Self::Error> {
+        Outcome::Success(Bearer(bearer_token(req)))
+    }
+}
+
 fn challenge(status: Status, error: &'static str, description: &str) -> ApiError {
     let mut err = ApiError::new(status, error, description);
     err.www_authenticate = Some(if error == "invalid_request" {
@@ -27,20 +39,6 @@ fn challenge(status: Status, error: &'static str, description: &str) -> ApiError
         format!(r#"Bearer realm="stamp", error="{error}", error_description="{description}""#)
     });
     err
-}
-
-/// Whether the account behind an admin token still exists, is enabled, and still holds the right.
-async fn still_admin(
-    app: &App,
-    admin: &Admin,
-    claims: &crate::tokens::AccessClaims,
-) -> Result<bool, crate::store::StoreError> {
-    if admin.actor.starts_with("client:") {
-        let client = app.store.client_by_id(&claims.client_id).await?;
-        return Ok(client.is_some_and(|c| !c.disabled && c.scopes.iter().any(|s| s == ADMIN)));
-    }
-    let user = app.store.user_by_id(&claims.sub).await?;
-    Ok(user.is_some_and(|u| !u.disabled && u.roles.iter().any(|r| r == ADMIN)))
 }
 
 #[rocket::async_trait]
@@ -64,7 +62,7 @@ impl<'r> FromRequest<'r> for Admin {
         let claims = match app
             .auth
             .tokens()
-            .verify(&app.keys.snapshot(), token, clock::now())
+            .verify(&app.keys.snapshot(), token, app.clock.now())
         {
             Ok(claims) => claims,
             // The summary names the failed check without echoing anything from the token into
@@ -90,7 +88,7 @@ impl<'r> FromRequest<'r> for Admin {
             Err(e) => return ApiError::internal(e).fail_guard(req),
         }
         match Admin::authorize(&claims) {
-            Ok(admin) => match still_admin(app, &admin, &claims).await {
+            Ok(admin) => match app.admin.still_admin(&admin).await {
                 Ok(true) => Outcome::Success(admin),
                 Ok(false) => challenge(
                     Status::Unauthorized,

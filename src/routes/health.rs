@@ -1,10 +1,18 @@
 //! Liveness and readiness probes.
 
+use rocket::fairing::AdHoc;
 use rocket::serde::json::{Json, Value, json};
-use rocket::{Route, State, get, routes};
+use rocket::{State, get, routes};
 
 use crate::App;
 use crate::error::ApiError;
+
+/// The probes and `/metrics`.
+pub fn stage() -> AdHoc {
+    AdHoc::on_ignite("health", |rocket| async {
+        rocket.mount("/", routes![live, ready, metrics])
+    })
+}
 
 #[get("/health/live")]
 fn live() -> Json<Value> {
@@ -26,10 +34,10 @@ async fn ready(app: &State<App>) -> Result<Json<Value>, ApiError> {
         .await
         .map_err(|e| unavailable(format!("database: {e}")))?;
     let keys = app.keys.snapshot();
-    if keys.active(app.config.signing_alg).is_none() {
+    if keys.active(app.config.keys.signing_alg).is_none() {
         return Err(unavailable(format!(
             "no active {} key",
-            app.config.signing_alg
+            app.config.keys.signing_alg
         )));
     }
     Ok(Json(
@@ -41,14 +49,8 @@ async fn ready(app: &State<App>) -> Result<Json<Value>, ApiError> {
 /// at the network level like any metrics endpoint.
 #[get("/metrics")]
 fn metrics(app: &State<App>) -> (rocket::http::ContentType, String) {
-    let text = app
-        .metrics
-        .render(&app.keys.snapshot(), crate::clock::now());
+    let text = app.metrics.render(&app.keys.snapshot(), app.clock.now());
     let content_type =
         rocket::http::ContentType::new("text", "plain").with_params(("version", "0.0.4"));
     (content_type, text)
-}
-
-pub fn routes() -> Vec<Route> {
-    routes![live, ready, metrics]
 }

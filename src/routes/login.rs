@@ -3,17 +3,24 @@
 
 use std::net::IpAddr;
 
+use rocket::fairing::AdHoc;
 use rocket::http::CookieJar;
 use rocket::serde::json::{self, Json};
-use rocket::{Route, State, post, routes};
+use rocket::{State, post, routes};
 use serde::Deserialize;
 
 use crate::App;
 use crate::auth::{LoginRequest, Password};
-use crate::clock;
 use crate::error::ApiError;
 
-use super::{TokenResponse, json_error, session};
+use super::{TokenResponse, cookies, json_error};
+
+/// The JSON login endpoint.
+pub fn stage() -> AdHoc {
+    AdHoc::on_ignite("login", |rocket| async {
+        rocket.mount("/", routes![login, login_wrong_type])
+    })
+}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -47,19 +54,15 @@ async fn login(
         client_id: body.client_id,
         address,
     };
-    let session = app.auth.password_grant(request, clock::now()).await;
+    let session = app.auth.password_grant(request, app.clock.now()).await;
     app.metrics.grant(crate::metrics::Grant::Password, &session);
     let session = session?;
-    let cookie_mode = body.cookie || app.config.cookie_mode;
-    Ok(session::respond(app, jar, session, cookie_mode))
+    let cookie_mode = body.cookie || app.config.cookies.mode;
+    Ok(cookies::respond(app, jar, session, cookie_mode))
 }
 
 /// Any other content type: 415, not a 404 for a route that exists.
 #[post("/login", rank = 2)]
 fn login_wrong_type() -> ApiError {
     ApiError::unsupported_media_type("application/json")
-}
-
-pub fn routes() -> Vec<Route> {
-    routes![login, login_wrong_type]
 }

@@ -1,8 +1,16 @@
 //! Thin HTTP handlers: parse, call the domain, map the result. Nothing here knows how keys are
 //! stored or tokens are built.
+//!
+//! Each endpoint family is one file with a `stage()` that mounts its routes; `crate::build`
+//! attaches the stages, and background jobs are started by [`crate::jobs`]. Helpers more than one
+//! family uses have one owner: [`cookies`] (cookie mode), [`client_auth`] (client
+//! authentication), [`guards`] (bearer tokens, the admin guard) and `responses` (response shapes,
+//! body-parsing errors).
 
 pub mod admin;
 pub mod admin_users;
+pub mod client_auth;
+pub mod cookies;
 pub mod guards;
 pub mod health;
 pub mod login;
@@ -12,4 +20,4 @@ pub mod well_known;
 
 mod responses;
 
-pub use responses::{TokenResponse, form_error, json_error};
+pub use responses::{NoStore, TokenResponse, form_error, json_error};

@@ -3,18 +3,27 @@
 
 use std::net::IpAddr;
 
+use rocket::fairing::AdHoc;
 use rocket::form::{self, Form, FromForm};
 use rocket::http::CookieJar;
-use rocket::{Route, State, post, routes};
+use rocket::{State, post, routes};
+use secrecy::SecretString;
 
 use crate::App;
 use crate::auth::{LoginRequest, Password, RefreshRequest};
-use crate::clock;
 use crate::error::ApiError;
 use crate::metrics::Grant;
 
-use super::session::{self, BasicAuth, REFRESH_COOKIE};
+use super::client_auth::{BasicAuth, authenticate};
+use super::cookies::{self, REFRESH_COOKIE};
 use super::{TokenResponse, form_error};
+
+/// The token endpoint.
+pub fn stage() -> AdHoc {
+    AdHoc::on_ignite("token endpoint", |rocket| async {
+        rocket.mount("/", routes![token])
+    })
+}
 
 /// Every parameter any grant takes; each grant checks the ones it needs.
 #[derive(FromForm)]
@@ -50,7 +59,7 @@ async fn token(
     let form = form.map_err(form_error)?.into_inner();
     let grant_type = required(form.grant_type, "grant_type")?;
     let cookie_flag = form.cookie.unwrap_or(false);
-    let now = clock::now();
+    let now = app.clock.now();
     match grant_type.as_str() {
         "password" => {
             let request = LoginRequest {
@@ -62,7 +71,7 @@ async fn token(
             };
             let session = app.auth.password_grant(request, now).await;
             app.metrics.grant(Grant::Password, &session);
-            Ok(session::respond(app, jar, session?, cookie_flag))
+            Ok(cookies::respond(app, jar, session?, cookie_flag))
         }
         "refresh_token" => {
             // From the form, or else from the cookie set in cookie mode (which then stays on).
@@ -78,7 +87,7 @@ async fn token(
                 },
             };
             let request = RefreshRequest {
-                refresh_token: &refresh_token,
+                refresh_token: SecretString::from(refresh_token),
                 scope: form.scope.as_deref(),
                 client_id: form.client_id.as_deref(),
             };
@@ -89,12 +98,12 @@ async fn token(
                 Err(e) => {
                     // A cookie that can no longer refresh is of no use to the browser.
                     if from_cookie {
-                        session::clear_cookies(app, jar);
+                        cookies::clear(app, jar);
                     }
                     return Err(e.into());
                 }
             };
-            Ok(session::respond(
+            Ok(cookies::respond(
                 app,
                 jar,
                 session,
@@ -102,7 +111,7 @@ async fn token(
             ))
         }
         "client_credentials" => {
-            let client = session::authenticate(
+            let client = authenticate(
                 app,
                 &basic,
                 form.client_id.as_deref(),
@@ -118,8 +127,4 @@ async fn token(
         }
         other => Err(ApiError::unsupported_grant_type(other)),
     }
-}
-
-pub fn routes() -> Vec<Route> {
-    routes![token]
 }

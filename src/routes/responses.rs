@@ -5,22 +5,30 @@ use rocket::http::{Header, Status};
 use rocket::request::Request;
 use rocket::response::{self, Responder, Response};
 use rocket::serde::json;
-use serde::Serialize;
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Serialize, Serializer};
 
 use crate::auth::Session;
 use crate::error::ApiError;
 use crate::tokens::IssuedToken;
 
 /// RFC 6749 §5.1 successful token response, sent with `Cache-Control: no-store`. In cookie mode
-/// the tokens travel only in `HttpOnly` cookies and are left out of the body.
+/// the tokens travel only in `HttpOnly` cookies and are left out of the body. The tokens are
+/// secrets: `Debug` hides them, and only the JSON body (where they are meant to go) shows them.
 #[derive(Debug, Serialize)]
 pub struct TokenResponse {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub access_token: Option<String>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "serialize_exposed"
+    )]
+    pub access_token: Option<SecretString>,
     pub token_type: &'static str,
     pub expires_in: i64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub refresh_token: Option<String>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "serialize_exposed"
+    )]
+    pub refresh_token: Option<SecretString>,
     /// Seconds until the refresh token expires.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refresh_expires_in: Option<i64>,
@@ -44,7 +52,10 @@ impl From<IssuedToken> for TokenResponse {
 impl From<Session> for TokenResponse {
     fn from(session: Session) -> TokenResponse {
         let (refresh_token, refresh_expires_in) = match session.refresh {
-            Some(r) => (Some(r.token.expose().to_string()), Some(r.expires_in)),
+            Some(r) => (
+                Some(SecretString::from(r.token.expose())),
+                Some(r.expires_in),
+            ),
             None => (None, None),
         };
         TokenResponse {
@@ -61,6 +72,30 @@ impl<'r> Responder<'r, 'static> for TokenResponse {
             .header(Header::new("Cache-Control", "no-store"))
             .header(Header::new("Pragma", "no-cache"))
             .ok()
+    }
+}
+
+/// Wraps a response with `Cache-Control: no-store` (RFC 7662 answers describe live state).
+pub struct NoStore<R>(pub R);
+
+impl<'r, R: rocket::response::Responder<'r, 'static>> rocket::response::Responder<'r, 'static>
+    for NoStore<R>
+{
+    fn respond_to(self, req: &'r Request<'_>) -> rocket::response::Result<'static> {
+        rocket::Response::build_from(self.0.respond_to(req)?)
+            .raw_header("Cache-Control", "no-store")
+            .ok()
+    }
+}
+
+/// Writes a secret token into the response body: the one place its text is meant to appear.
+fn serialize_exposed<S: Serializer>(
+    secret: &Option<SecretString>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match secret {
+        Some(secret) => serializer.serialize_some(secret.expose_secret()),
+        None => serializer.serialize_none(),
     }
 }
 

@@ -1,168 +1,30 @@
 //! Session endpoints: `POST /logout`, RFC 7009 `POST /oauth/revoke`, RFC 7662
-//! `POST /oauth/introspect`; the session cookies; client authentication from the request.
+//! `POST /oauth/introspect`.
 
 use rocket::fairing::AdHoc;
 use rocket::form::{self, Form, FromForm};
-use rocket::http::{Cookie, CookieJar, SameSite, Status};
-use rocket::request::{FromRequest, Outcome, Request};
+use rocket::http::{CookieJar, Status};
 use rocket::serde::json::{self, Json};
-use rocket::time::Duration;
-use rocket::{Route, State, post, routes};
+use rocket::{State, post, routes};
 use serde::Deserialize;
-use zeroize::Zeroizing;
 
 use crate::App;
-use crate::auth::{ClientCredentials, Introspection, Session, TokenHint};
-use crate::clock;
+use crate::auth::{Introspection, TokenHint};
 use crate::error::ApiError;
-use crate::store::Client;
 
-use super::guards::bearer_token;
-use super::{TokenResponse, form_error, json_error};
+use super::client_auth::{BasicAuth, authenticate};
+use super::cookies::{self, ACCESS_COOKIE, LOGOUT_COOKIE, REFRESH_COOKIE};
+use super::guards::Bearer;
+use super::{NoStore, form_error, json_error};
 
-/// The access-token cookie: sent with every request to the issuer's site (`Path=/`).
-pub const ACCESS_COOKIE: &str = "stamp_access";
-/// The refresh-token cookie, sent only to the token endpoint.
-pub const REFRESH_COOKIE: &str = "stamp_refresh";
-/// The same refresh token, sent only to the logout endpoint. A cookie has one `Path`, so the
-/// two endpoints get one cookie each rather than one cookie scoped to `/`.
-pub const LOGOUT_COOKIE: &str = "stamp_logout";
-
-const TOKEN_PATH: &str = "/oauth/token";
-const LOGOUT_PATH: &str = "/logout";
-
-fn session_cookie(
-    name: &'static str,
-    value: String,
-    path: &'static str,
-    max_age: i64,
-    secure: bool,
-) -> Cookie<'static> {
-    Cookie::build((name, value))
-        .path(path)
-        .http_only(true)
-        .secure(secure)
-        .same_site(SameSite::Strict)
-        .max_age(Duration::seconds(max_age))
-        .build()
-}
-
-/// Answers a grant: in cookie mode the tokens go into `HttpOnly` cookies (`Max-Age` = their
-/// lifetimes in seconds) and are left out of the body; otherwise the usual JSON.
-pub fn respond(
-    app: &App,
-    jar: &CookieJar<'_>,
-    session: Session,
-    cookie_mode: bool,
-) -> TokenResponse {
-    if !cookie_mode {
-        return session.into();
-    }
-    let secure = app.config.cookie_secure;
-    jar.add(session_cookie(
-        ACCESS_COOKIE,
-        session.access.access_token.clone(),
-        "/",
-        session.access.expires_in,
-        secure,
-    ));
-    if let Some(refresh) = &session.refresh {
-        for (name, path) in [(REFRESH_COOKIE, TOKEN_PATH), (LOGOUT_COOKIE, LOGOUT_PATH)] {
-            jar.add(session_cookie(
-                name,
-                refresh.token.expose().to_string(),
-                path,
-                refresh.expires_in,
-                secure,
-            ));
-        }
-    }
-    TokenResponse {
-        access_token: None,
-        refresh_token: None,
-        ..session.into()
-    }
-}
-
-/// Expires every session cookie.
-pub fn clear_cookies(app: &App, jar: &CookieJar<'_>) {
-    let secure = app.config.cookie_secure;
-    for (name, path) in [
-        (ACCESS_COOKIE, "/"),
-        (REFRESH_COOKIE, TOKEN_PATH),
-        (LOGOUT_COOKIE, LOGOUT_PATH),
-    ] {
-        jar.remove(
-            Cookie::build(name)
-                .path(path)
-                .http_only(true)
-                .secure(secure)
-                .same_site(SameSite::Strict),
-        );
-    }
-}
-
-/// The raw `Authorization` header, if its scheme is Basic (client authentication).
-pub struct BasicAuth<'r>(pub Option<&'r str>);
-
-#[rocket::async_trait]
-impl<'r> FromRequest<'r> for BasicAuth<'r> {
-    type Error = std::convert::Infallible;
-
-    async fn from_request(req: &'r Request<'_>) -> Outcome<Self, Self::Error> {
-        let header = req.headers().get_one("Authorization").filter(|h| {
-            h.trim_start()
-                .get(..6)
-                .is_some_and(|s| s.eq_ignore_ascii_case("basic "))
-        });
-        Outcome::Success(BasicAuth(header))
-    }
-}
-
-/// Picks the one client authentication method used (RFC 6749 §2.3: never more than one):
-/// `client_secret_basic` from the header or `client_secret_post` from the form.
-pub fn client_credentials(
-    basic: &BasicAuth<'_>,
-    form_id: Option<&str>,
-    form_secret: Option<&str>,
-) -> Result<ClientCredentials, ApiError> {
-    if let Some(header) = basic.0 {
-        if form_secret.is_some() {
-            return Err(ApiError::invalid_request(
-                "use one client authentication method, not both Basic and client_secret",
-            ));
-        }
-        let credentials = match ClientCredentials::from_basic(header) {
-            Some(parsed) => parsed?,
-            None => return Err(ApiError::invalid_client("malformed Basic credentials")),
-        };
-        if form_id.is_some_and(|id| id != credentials.client_id) {
-            return Err(ApiError::invalid_request(
-                "client_id differs from the authenticated client",
-            ));
-        }
-        return Ok(credentials);
-    }
-    match (form_id, form_secret) {
-        (Some(id), Some(secret)) if !id.is_empty() => Ok(ClientCredentials {
-            client_id: id.to_string(),
-            secret: Zeroizing::new(secret.to_string()),
-        }),
-        _ => Err(ApiError::invalid_client(
-            "client authentication is required",
-        )),
-    }
-}
-
-/// Authenticates the calling client.
-pub async fn authenticate(
-    app: &App,
-    basic: &BasicAuth<'_>,
-    form_id: Option<&str>,
-    form_secret: Option<&str>,
-) -> Result<Client, ApiError> {
-    let credentials = client_credentials(basic, form_id, form_secret)?;
-    Ok(app.auth.authenticate_client(&credentials).await?)
+/// The session endpoints (sessions are pruned by [`crate::jobs`]).
+pub fn stage() -> AdHoc {
+    AdHoc::on_ignite("sessions", |rocket| async {
+        rocket.mount(
+            "/",
+            routes![logout_form, logout_json, logout_bare, revoke, introspect],
+        )
+    })
 }
 
 #[derive(FromForm, Deserialize)]
@@ -191,22 +53,10 @@ async fn logout(
         ));
     }
     app.auth
-        .logout(refresh.as_deref(), access.as_deref(), clock::now())
+        .logout(refresh.as_deref(), access.as_deref(), app.clock.now())
         .await?;
-    clear_cookies(app, jar);
+    cookies::clear(app, jar);
     Ok(Status::NoContent)
-}
-
-/// The bearer token of the request, if any.
-pub struct Bearer<'r>(Option<&'r str>);
-
-#[rocket::async_trait]
-impl<'r> FromRequest<'r> for Bearer<'r> {
-    type Error = std::convert::Infallible;
-
-    async fn from_request(req: &'r Request<'_>) -> Outcome<Self, Self::Error> {
-        Outcome::Success(Bearer(bearer_token(req)))
-    }
 }
 
 #[post("/logout", format = "form", data = "<form>")]
@@ -290,7 +140,7 @@ async fn revoke(
     .await?;
     let token = token_param(&form)?;
     app.auth
-        .revoke(&client, token, hint(&form), clock::now())
+        .revoke(&client, token, hint(&form), app.clock.now())
         .await?;
     Ok(Status::Ok)
 }
@@ -311,52 +161,6 @@ async fn introspect(
     .await?;
     let token = token_param(&form)?;
     Ok(NoStore(Json(
-        app.auth.introspect(token, clock::now()).await?,
+        app.auth.introspect(token, app.clock.now()).await?,
     )))
-}
-
-/// Wraps a response with `Cache-Control: no-store` (RFC 7662 answers describe live state).
-pub struct NoStore<R>(pub R);
-
-impl<'r, R: rocket::response::Responder<'r, 'static>> rocket::response::Responder<'r, 'static>
-    for NoStore<R>
-{
-    fn respond_to(self, req: &'r Request<'_>) -> rocket::response::Result<'static> {
-        rocket::Response::build_from(self.0.respond_to(req)?)
-            .raw_header("Cache-Control", "no-store")
-            .ok()
-    }
-}
-
-/// Background pruning: once an hour, delete expired refresh tokens, families past their
-/// absolute lifetime and expired denylist entries, so the tables stay as large as the live
-/// sessions. Stops with the server.
-pub fn upkeep() -> AdHoc {
-    AdHoc::on_liftoff("session upkeep", |rocket| {
-        Box::pin(async move {
-            let Some(app) = rocket.state::<App>() else {
-                return;
-            };
-            let store = app.store.clone();
-            let mut shutdown = rocket.shutdown();
-            tokio::spawn(async move {
-                let mut interval = tokio::time::interval(std::time::Duration::from_secs(3600));
-                interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                loop {
-                    tokio::select! {
-                        _ = &mut shutdown => break,
-                        _ = interval.tick() => {
-                            if let Err(e) = store.prune_expired(clock::now()).await {
-                                rocket::error!("session pruning failed: {e}");
-                            }
-                        }
-                    }
-                }
-            });
-        })
-    })
-}
-
-pub fn routes() -> Vec<Route> {
-    routes![logout_form, logout_json, logout_bare, revoke, introspect]
 }

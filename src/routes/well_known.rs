@@ -6,12 +6,23 @@
 use std::io::Cursor;
 use std::sync::Arc;
 
+use rocket::fairing::AdHoc;
 use rocket::http::{ContentType, Header, Status};
 use rocket::request::{FromRequest, Outcome, Request};
 use rocket::response::{self, Responder, Response};
-use rocket::{Route, State, get, routes};
+use rocket::{State, get, routes};
 
 use crate::App;
+
+/// The JWKS and the discovery documents.
+pub fn stage() -> AdHoc {
+    AdHoc::on_ignite("well-known", |rocket| async {
+        rocket.mount(
+            "/",
+            routes![jwks, openid_configuration, oauth_authorization_server],
+        )
+    })
+}
 
 /// The `If-None-Match` request header, if any.
 pub struct IfNoneMatch<'r>(Option<&'r str>);
@@ -68,12 +79,8 @@ fn jwks(app: &State<App>, if_none_match: IfNoneMatch<'_>) -> Cached {
     app.metrics.jwks(fresh);
     // With the rotation schedule on, max-age is shortened so no cache outlives the next
     // promotion; otherwise the pre-formatted header is reused.
-    let cache_control = if app.config.rotate_every > 0 {
-        format!(
-            "public, max-age={}",
-            app.keys.jwks_max_age(crate::clock::now())
-        )
-        .into()
+    let cache_control = if app.config.keys.lifecycle.rotate_every > 0 {
+        format!("public, max-age={}", app.keys.jwks_max_age(app.clock.now())).into()
     } else {
         app.jwks_cache_control.clone()
     };
@@ -118,10 +125,6 @@ pub fn discovery_document(issuer: &str) -> Vec<u8> {
         "scopes_supported": [],
     });
     serde_json::to_vec(&doc).unwrap_or_default()
-}
-
-pub fn routes() -> Vec<Route> {
-    routes![jwks, openid_configuration, oauth_authorization_server]
 }
 
 #[cfg(test)]

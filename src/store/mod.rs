@@ -1,8 +1,13 @@
-//! Persistent state (users today; clients, refresh tokens, denylist and audit as they come), behind
-//! a trait so that the PostgreSQL backend is one more implementation.
+//! Persistent state: users, refresh-token families and the access-token denylist, service
+//! clients, and the audit log. One trait per concern ([`UserStore`], [`SessionStore`],
+//! [`ClientStore`], [`AuditStore`], [`HealthCheck`]), gathered in [`Store`], which the app holds as
+//! `Arc<dyn Store>`. Both backends are one implementation, [`SqlStore`] (see `sql.rs`), with the
+//! SQL that must differ in a [`Dialect`] per database.
 
+mod error;
 mod postgres;
 mod sessions;
+mod sql;
 mod sqlite;
 
 use std::sync::Arc;
@@ -10,11 +15,14 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::Serialize;
 
+pub use error::StoreError;
+use error::insert_error;
 pub use postgres::PgStore;
 pub use sessions::{
     Client, ClientId, Family, NewClient, NewRefreshToken, RefreshOutcome, RefreshRecord, Scope,
     split_scope,
 };
+pub use sql::{Dialect, SqlStore};
 pub use sqlite::SqliteStore;
 
 use crate::tokens::refresh::{RefreshPolicy, TokenHash};
@@ -116,39 +124,20 @@ pub struct AuditEvent {
     pub detail: Option<String>,
 }
 
-/// A storage failure.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum StoreError {
-    #[error("{0} already exists")]
-    Conflict(String),
-    #[error("{0} not found")]
-    NotFound(String),
-    #[error("invalid setting `database_url`: {0}")]
-    Open(String),
-    #[error("database error: {0}")]
-    Database(String),
-}
+/// Everything the issuer needs from its database: each concern's trait, for one value that the
+/// app shares as `Arc<dyn Store>`. Implemented for every type that implements them all.
+pub trait Store: UserStore + SessionStore + ClientStore + AuditStore + HealthCheck {}
 
-/// Maps an insert's failure: a unique-key violation means `what` already exists.
-fn insert_error(e: sqlx::Error, what: impl FnOnce() -> String) -> StoreError {
-    match &e {
-        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(what()),
-        _ => e.into(),
-    }
-}
+impl<T> Store for T where T: UserStore + SessionStore + ClientStore + AuditStore + HealthCheck {}
 
-impl From<sqlx::Error> for StoreError {
-    fn from(e: sqlx::Error) -> Self {
-        StoreError::Database(e.to_string())
-    }
-}
-
-/// What the issuer needs from its database.
+/// Users of the password grant and their token versions.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait UserStore: Send + Sync + 'static {
+    /// Stores a new user (token version 0); [`StoreError::Conflict`] if the name is taken.
     async fn create_user(&self, user: NewUser, now: i64) -> Result<User, StoreError>;
+    /// The user with this (normalised) username.
     async fn user_by_username(&self, username: &str) -> Result<Option<User>, StoreError>;
+    /// Every user, by username in byte order.
     async fn list_users(&self) -> Result<Vec<User>, StoreError>;
     /// Disables (or re-enables) a user; disabling also bumps the token version.
     async fn set_disabled(
@@ -157,6 +146,7 @@ pub trait Store: Send + Sync + 'static {
         disabled: bool,
         now: i64,
     ) -> Result<User, StoreError>;
+    /// The user with this id.
     async fn user_by_id(&self, id: &str) -> Result<Option<User>, StoreError>;
     /// "Log out everywhere": increments the user's token version, so every refresh token the
     /// user holds stops working at once.
@@ -169,7 +159,11 @@ pub trait Store: Send + Sync + 'static {
         password_hash: &str,
         now: i64,
     ) -> Result<User, StoreError>;
+}
 
+/// Sessions: refresh-token families and their rotation, and the access-token denylist.
+#[async_trait]
+pub trait SessionStore: Send + Sync + 'static {
     /// Stores a new family (one login) with its first refresh token, atomically.
     async fn create_refresh_family(
         &self,
@@ -209,21 +203,38 @@ pub trait Store: Send + Sync + 'static {
     async fn prune_expired(&self, now: i64) -> Result<u64, StoreError>;
     /// Whether `jti` is on the denylist.
     async fn is_access_token_denied(&self, jti: &str) -> Result<bool, StoreError>;
+}
 
+/// Service clients of the `client_credentials` grant.
+#[async_trait]
+pub trait ClientStore: Send + Sync + 'static {
+    /// Stores a new client; [`StoreError::Conflict`] if the id is taken.
     async fn create_client(&self, client: NewClient, now: i64) -> Result<Client, StoreError>;
+    /// The client with this id.
     async fn client_by_id(&self, id: &str) -> Result<Option<Client>, StoreError>;
+    /// Every client, by id in byte order.
     async fn list_clients(&self) -> Result<Vec<Client>, StoreError>;
+    /// Disables (or re-enables) a client.
     async fn set_client_disabled(
         &self,
         id: &str,
         disabled: bool,
         now: i64,
     ) -> Result<Client, StoreError>;
+}
 
+/// The append-only log of administrative actions.
+#[async_trait]
+pub trait AuditStore: Send + Sync + 'static {
     /// Appends to the audit log.
     async fn record_audit(&self, event: &AuditEvent) -> Result<(), StoreError>;
     /// The newest `limit` audit entries, newest first.
     async fn recent_audit(&self, limit: u32) -> Result<Vec<AuditEvent>, StoreError>;
+}
+
+/// Readiness of the database.
+#[async_trait]
+pub trait HealthCheck: Send + Sync + 'static {
     /// Cheap round trip for readiness checks.
     async fn ping(&self) -> Result<(), StoreError>;
 }
@@ -237,9 +248,9 @@ pub async fn open(database_url: &str) -> Result<Arc<dyn Store>, StoreError> {
     if is_postgres(database_url) {
         return Ok(Arc::new(PgStore::open(database_url).await?));
     }
-    Err(StoreError::Open(format!(
-        "unsupported database {database_url:?}"
-    )))
+    Err(StoreError::UnsupportedDatabase {
+        url: postgres::redact(database_url),
+    })
 }
 
 /// Whether `database_url` names a PostgreSQL database.

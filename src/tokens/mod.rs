@@ -6,6 +6,7 @@ pub mod refresh;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rand::Rng;
+use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
 use stamp_verify::{Claims, Verifier, VerifierConfig, VerifyError};
@@ -43,10 +44,10 @@ pub struct Subject {
     pub roles: Vec<String>,
 }
 
-/// A signed token and what the token response reports about it.
+/// A signed token and what the token response reports about it. `Debug` hides the token.
 #[derive(Clone, Debug)]
 pub struct IssuedToken {
-    pub access_token: String,
+    pub access_token: SecretString,
     pub expires_in: i64,
     pub claims: AccessClaims,
     pub kid: String,
@@ -80,7 +81,7 @@ impl TokenIssuer {
             config.issuer.clone(),
             config.audience.clone(),
             config.access_token_ttl,
-            config.signing_alg,
+            config.keys.signing_alg,
         )
     }
 
@@ -138,7 +139,7 @@ impl TokenIssuer {
             .sign(&claims)
             .map_err(|e| TokenError::Sign(e.to_string()))?;
         Ok(IssuedToken {
-            access_token,
+            access_token: SecretString::from(access_token),
             expires_in: self.ttl,
             claims,
             kid: key.meta.kid.clone(),
@@ -203,6 +204,7 @@ mod tests {
     use std::sync::Arc;
 
     use jsonwebtoken::Header;
+    use secrecy::ExposeSecret;
 
     use super::*;
     use crate::keys::{KeyMeta, KeyState, Manifest, PrivateKey, thumbprint};
@@ -255,22 +257,28 @@ mod tests {
     fn own_tokens_verify_until_they_expire() {
         let keys = key_set(Alg::Es256);
         let token = issuer().issue(&keys, subject(), NOW).unwrap();
-        let claims = issuer().verify(&keys, &token.access_token, NOW).unwrap();
+        let claims = issuer()
+            .verify(&keys, token.access_token.expose_secret(), NOW)
+            .unwrap();
         assert_eq!(claims, token.claims);
         assert_eq!(claims.scope.as_deref(), Some("admin"));
         let leeway = VerifierConfig::new("i", "a").leeway as i64;
         assert!(
             issuer()
-                .verify(&keys, &token.access_token, NOW + 60 + leeway - 1)
+                .verify(
+                    &keys,
+                    token.access_token.expose_secret(),
+                    NOW + 60 + leeway - 1
+                )
                 .is_ok(),
             "within the leeway"
         );
         assert!(matches!(
-            issuer().verify(&keys, &token.access_token, NOW + 60 + leeway),
+            issuer().verify(&keys, token.access_token.expose_secret(), NOW + 60 + leeway),
             Err(VerifyError::Expired { .. })
         ));
         assert!(matches!(
-            issuer().verify(&keys, &token.access_token, NOW - 10),
+            issuer().verify(&keys, token.access_token.expose_secret(), NOW - 10),
             Err(VerifyError::NotYetValid { .. })
         ));
     }
@@ -281,13 +289,22 @@ mod tests {
         let token = issuer()
             .issue_with_alg(&keys, subject(), Alg::Rs256, NOW)
             .unwrap();
-        assert!(issuer().verify(&keys, &token.access_token, NOW).is_ok());
+        assert!(
+            issuer()
+                .verify(&keys, token.access_token.expose_secret(), NOW)
+                .is_ok()
+        );
     }
 
     #[test]
     fn other_issuers_and_audiences_are_refused() {
         let keys = key_set(Alg::Es256);
-        let token = issuer().issue(&keys, subject(), NOW).unwrap().access_token;
+        let token = issuer()
+            .issue(&keys, subject(), NOW)
+            .unwrap()
+            .access_token
+            .expose_secret()
+            .to_string();
         assert!(matches!(
             issuer_of("https://evil.test", "api").verify(&keys, &token, NOW),
             Err(VerifyError::WrongIssuer { .. })
@@ -304,7 +321,11 @@ mod tests {
             .issue(&key_set(Alg::Es256), subject(), NOW)
             .unwrap();
         assert_eq!(
-            issuer().verify(&key_set(Alg::Es256), &token.access_token, NOW),
+            issuer().verify(
+                &key_set(Alg::Es256),
+                token.access_token.expose_secret(),
+                NOW
+            ),
             Err(VerifyError::UnknownKid(token.kid))
         );
     }
@@ -312,7 +333,12 @@ mod tests {
     #[test]
     fn forged_and_confused_tokens_are_refused() {
         let keys = key_set(Alg::Es256);
-        let token = issuer().issue(&keys, subject(), NOW).unwrap().access_token;
+        let token = issuer()
+            .issue(&keys, subject(), NOW)
+            .unwrap()
+            .access_token
+            .expose_secret()
+            .to_string();
         let kid = keys.keys()[0].meta.kid.clone();
         let payload = token.split('.').nth(1).unwrap();
         let signature = token.rsplit('.').next().unwrap();

@@ -1,6 +1,7 @@
 //! The admin API: authentication (401/403), key listing, rotation, revocation, audit.
 
 use rocket::http::{Method, Status};
+use secrecy::ExposeSecret;
 use serde_json::Value;
 use stamp::keys::Alg;
 use stamp::tokens::Subject;
@@ -70,7 +71,12 @@ async fn expired_and_foreign_tokens_get_401() {
         .issue(&keys, subject.clone(), stamp::clock::now() - 7200)
         .unwrap();
     let expired = app
-        .admin_call(Method::Get, "/admin/keys", &old.access_token, None)
+        .admin_call(
+            Method::Get,
+            "/admin/keys",
+            old.access_token.expose_secret(),
+            None,
+        )
         .await;
     assert_oauth_error(expired, Status::Unauthorized, "invalid_token").await;
 
@@ -82,7 +88,12 @@ async fn expired_and_foreign_tokens_get_401() {
         .issue(&other.app().keys.current(), subject, stamp::clock::now())
         .unwrap();
     let response = app
-        .admin_call(Method::Get, "/admin/keys", &foreign.access_token, None)
+        .admin_call(
+            Method::Get,
+            "/admin/keys",
+            foreign.access_token.expose_secret(),
+            None,
+        )
         .await;
     assert_oauth_error(response, Status::Unauthorized, "invalid_token").await;
 }

@@ -8,7 +8,7 @@ use tempfile::TempDir;
 const STAMP: &str = env!("CARGO_BIN_EXE_stamp");
 
 /// Runs `stamp ARGS` with its state in `dir`, feeding `stdin`.
-fn stamp(dir: &TempDir, args: &[&str], stdin: &str, extra_env: &[(&str, &str)]) -> Output {
+pub fn stamp(dir: &TempDir, args: &[&str], stdin: &str, extra_env: &[(&str, &str)]) -> Output {
     let mut child = Command::new(STAMP)
         .args(args)
         .env(
@@ -32,7 +32,7 @@ fn stamp(dir: &TempDir, args: &[&str], stdin: &str, extra_env: &[(&str, &str)]) 
     child.wait_with_output().unwrap()
 }
 
-fn text(bytes: &[u8]) -> String {
+pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 

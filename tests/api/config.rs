@@ -1,7 +1,9 @@
-//! Invalid settings stop start-up with an error naming the setting.
+//! Invalid settings stop start-up with an error naming the setting; so do misspelled settings
+//! and a `ROCKET_CONFIG` that names a missing file.
 
 use rocket::figment::providers::Serialized;
 
+use crate::cli::{stamp, text};
 use crate::helpers::figment_in;
 
 async fn start_error(key: &str, value: serde_json::Value) -> String {
@@ -45,4 +47,72 @@ async fn an_unwritable_keys_dir_is_named() {
         .expect_err("refused")
         .to_string();
     assert!(message.contains("`keys_dir`"), "{message}");
+}
+
+#[rocket::async_test]
+async fn a_misspelled_setting_stops_start_up_with_a_suggestion() {
+    let message = start_error("signng_alg", serde_json::json!("RS256")).await;
+    assert!(
+        message.contains("unknown setting `signng_alg`"),
+        "{message}"
+    );
+    assert!(message.contains("did you mean `signing_alg`?"), "{message}");
+}
+
+#[rocket::async_test]
+async fn a_missing_config_file_stops_start_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("Missing.toml");
+    let message = start_error("config", serde_json::json!(missing)).await;
+    assert!(message.contains("ROCKET_CONFIG"), "{message}");
+    assert!(message.contains("Missing.toml"), "{message}");
+}
+
+#[test]
+fn a_misspelled_rocket_variable_is_named_by_the_binary() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = stamp(&dir, &["serve"], "", &[("ROCKET_SIGNNG_ALG", "RS256")]);
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("environment variable `ROCKET_SIGNNG_ALG`"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("did you mean `signing_alg`?"), "{stderr}");
+}
+
+#[test]
+fn rockets_own_variables_are_accepted_by_the_binary() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = stamp(
+        &dir,
+        &["users", "list"],
+        "",
+        &[
+            ("ROCKET_PROFILE", "release"),
+            ("ROCKET_PORT", "8123"),
+            ("ROCKET_CLI_COLORS", "false"),
+            ("ROCKET_WORKERS", "2"),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+#[test]
+fn a_missing_rocket_config_file_is_named_by_the_binary() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("Nowhere.toml");
+    let out = stamp(
+        &dir,
+        &["users", "list"],
+        "",
+        &[("ROCKET_CONFIG", missing.to_str().unwrap())],
+    );
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("ROCKET_CONFIG") && stderr.contains("Nowhere.toml"),
+        "{stderr}"
+    );
 }

@@ -17,5 +17,6 @@ mod login;
 mod metrics;
 mod postgres;
 mod rotation;
+mod secrets;
 mod sessions;
 mod verify;

@@ -15,19 +15,19 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Row};
 use stamp::auth::ClientSecret;
 use stamp::keys::{
-    Alg, Kek, KeyError, KeyManager, KeyStoreError, Lifecycle, PG_MIGRATOR, PgKeyStore,
-    RotateOptions,
+    Alg, Kek, KeyError, KeyManager, KeyStoreError, Lifecycle, PgKeyStore, RotateOptions,
 };
 use stamp::store::{
-    AuditEvent, ClientId, Family, NewClient, NewRefreshToken, NewUser, PgStore, RefreshOutcome,
-    Role, Scope, Store, StoreError, Username,
+    AuditEvent, AuditStore, ClientId, ClientStore, Family, HealthCheck, NewClient, NewRefreshToken,
+    NewUser, PgStore, RefreshOutcome, Role, Scope, SessionStore, StoreError, UserStore, Username,
 };
 use stamp::tokens::refresh::{RefreshPolicy, RefreshToken, Rejection, TokenHash};
 
 use crate::helpers::{PASSWORD, TestApp, figment_in, no_waits, urlencode};
 
-/// A migrated pool on a fresh schema, or `None` outside CI when no server is configured (CI
-/// sets the variable, and there a missing server fails the test).
+/// A migrated pool (the store's and the key store's tables) on a fresh schema, or `None` outside
+/// CI when no server is configured (CI sets the variable, and there a missing variable or server
+/// fails the test).
 pub async fn fresh_schema() -> Option<PgPool> {
     fresh_schema_with_url().await.map(|(pool, _)| pool)
 }
@@ -35,15 +35,18 @@ pub async fn fresh_schema() -> Option<PgPool> {
 /// [`fresh_schema`], plus a URL whose connections use that schema (through the `options`
 /// parameter), for a whole issuer.
 pub async fn fresh_schema_with_url() -> Option<(PgPool, String)> {
-    let url = match std::env::var("STAMP_TEST_DATABASE_URL") {
-        Ok(url) => url,
-        Err(_) if std::env::var_os("CI").is_some() => panic!("CI must set STAMP_TEST_DATABASE_URL"),
-        Err(_) => {
+    let url = match test_database_url(
+        std::env::var("STAMP_TEST_DATABASE_URL").ok(),
+        std::env::var("CI").ok(),
+    ) {
+        Ok(Some(url)) => url,
+        Ok(None) => {
             eprintln!(
                 "STAMP_TEST_DATABASE_URL is not set: PostgreSQL test not run (.ci/run sets it)"
             );
             return None;
         }
+        Err(why) => panic!("{why}"),
     };
     let now = stamp::clock::now();
     let schema = format!(
@@ -65,8 +68,36 @@ pub async fn fresh_schema_with_url() -> Option<(PgPool, String)> {
         .connect_with(options)
         .await
         .unwrap();
-    PG_MIGRATOR.run(&pool).await.unwrap();
+    PgKeyStore::migrate(&pool).await.unwrap();
+    PgStore::from_pool(pool.clone()).await.unwrap();
     Some((pool, app_url))
+}
+
+/// The PostgreSQL URL to test against, `None` to skip, or why the run must fail: on CI (`CI`
+/// set to anything but empty, `false` or `0`, as CI services set it) an unset or empty URL
+/// would let every PostgreSQL test pass without running.
+fn test_database_url(url: Option<String>, ci: Option<String>) -> Result<Option<String>, String> {
+    let on_ci = ci.is_some_and(|v| !matches!(v.trim(), "" | "false" | "0"));
+    match url.filter(|u| !u.trim().is_empty()) {
+        Some(url) => Ok(Some(url)),
+        None if on_ci => Err(
+            "CI is set but STAMP_TEST_DATABASE_URL is not: the PostgreSQL tests must run on CI"
+                .into(),
+        ),
+        None => Ok(None),
+    }
+}
+
+#[test]
+fn postgres_tests_fail_on_ci_without_a_database_url() {
+    assert!(test_database_url(None, Some("true".into())).is_err());
+    assert!(test_database_url(Some(" ".into()), Some("1".into())).is_err());
+    assert_eq!(test_database_url(None, None), Ok(None));
+    assert_eq!(test_database_url(None, Some("false".into())), Ok(None));
+    assert_eq!(
+        test_database_url(Some("postgres://h/db".into()), Some("true".into())),
+        Ok(Some("postgres://h/db".into()))
+    );
 }
 
 /// Test schemas are named `t_<unix seconds>_<random>`; those over an hour old are left-overs of
@@ -266,6 +297,47 @@ async fn the_options_url_parameter_sets_the_search_path() {
     .await
     .unwrap();
     assert_eq!(tables, 3, "the migrations ran in the test schema");
+}
+
+// ---- Migrations: the store and the key store each own theirs --------------------------------
+
+/// Before the split, one migrator ran `migrations/postgres/{0001_keys,0002_store}.sql`. The same
+/// files, gathered again in one directory, stand for a database an older release migrated.
+async fn migrator_before_the_split() -> (tempfile::TempDir, sqlx::migrate::Migrator) {
+    let dir = tempfile::tempdir().unwrap();
+    for file in ["keys/0001_keys.sql", "store/0002_store.sql"] {
+        let from = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("migrations/postgres")
+            .join(file);
+        let name = from.file_name().unwrap().to_owned();
+        std::fs::copy(&from, dir.path().join(name)).unwrap();
+    }
+    let migrator = sqlx::migrate::Migrator::new(dir.path()).await.unwrap();
+    (dir, migrator)
+}
+
+#[rocket::async_test]
+async fn a_database_migrated_before_the_split_opens_unchanged_and_back() {
+    let Some((_, url)) = fresh_schema_with_url().await else {
+        return;
+    };
+    // fresh_schema ran the split migrators: an older release still accepts the database.
+    let pool = PgPool::connect(&url).await.unwrap();
+    let (_dir, before) = migrator_before_the_split().await;
+    before.run(&pool).await.unwrap();
+    // And a database the older release migrated is accepted by the split migrators, which find
+    // nothing to do.
+    sqlx::query("DROP TABLE _sqlx_migrations, signing_keys, key_manifest, users, audit_log, refresh_tokens, refresh_families, access_denylist, clients")
+        .execute(&pool)
+        .await
+        .unwrap();
+    before.run(&pool).await.unwrap();
+    let applied =
+        || sqlx::query_scalar::<_, i64>("SELECT count(*) FROM _sqlx_migrations").fetch_one(&pool);
+    assert_eq!(applied().await.unwrap(), 2);
+    PgKeyStore::migrate(&pool).await.unwrap();
+    PgStore::from_pool(pool.clone()).await.unwrap();
+    assert_eq!(applied().await.unwrap(), 2, "no migration ran twice");
 }
 
 // ---- The Store contract on PgStore ---------------------------------------------------------

@@ -344,10 +344,10 @@ async fn the_background_task_runs_the_schedule() {
         .to_string();
     let max_age: i64 = cc.trim_start_matches("public, max-age=").parse().unwrap();
     assert!(max_age <= 1, "{cc}");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let deadline = stamp::clock::instant() + std::time::Duration::from_secs(15);
     while app.active_kid(Alg::Es256) == first {
         assert!(
-            std::time::Instant::now() < deadline,
+            stamp::clock::instant() < deadline,
             "no scheduled rotation within 15 s"
         );
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;

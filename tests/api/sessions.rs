@@ -6,6 +6,7 @@ use rocket::figment::providers::Serialized;
 use rocket::http::{ContentType, Cookie, Header, Method, SameSite, Status};
 use rocket::local::asynchronous::LocalResponse;
 use rocket::time::Duration;
+use secrecy::ExposeSecret;
 use serde_json::Value;
 use stamp::auth::ClientSecret;
 use stamp::store::{ClientId, NewClient, Scope};
@@ -513,8 +514,8 @@ async fn introspection_reports_every_token_state() {
     let spent = session.refresh.clone();
     let inactive = serde_json::json!({"active": false});
     for (what, token) in [
-        ("expired", expired.as_str()),
-        ("foreign", foreign.as_str()),
+        ("expired", expired.expose_secret()),
+        ("foreign", foreign.expose_secret()),
         ("malformed", "garbage"),
         ("malformed jwt", "a.b.c"),
         ("spent refresh", spent.as_str()),

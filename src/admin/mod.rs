@@ -1,0 +1,11 @@
+//! The admin service: every administrative change (users, clients, keys) performed and audited
+//! once, for the HTTP admin API and the `stamp` CLI alike.
+//!
+//! Callers parse their input (a path segment, a JSON body, command-line arguments), name the
+//! [`Actor`], call [`AdminService`] and present the result; the rules live here.
+
+mod actor;
+mod service;
+
+pub use actor::{ADMIN, Actor, Admin, NotAdmin, client_still_admin, user_still_admin};
+pub use service::{AdminError, AdminService, AuditFailure, NewAccount, NewServiceClient, UserRef};

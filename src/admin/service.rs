@@ -1,0 +1,492 @@
+//! [`AdminService`]: performs each administrative change and writes its audit entry.
+
+use std::sync::Arc;
+
+use crate::auth::{ClientSecret, Password, PasswordError, PasswordHasher};
+use crate::clock::Clock;
+use crate::keys::{Alg, KeyError, KeyManager, KeySet, RotateOptions};
+use crate::store::{
+    AuditEvent, Client, ClientId, NewClient, NewUser, Role, Scope, Store, StoreError, User,
+    Username,
+};
+
+use super::actor::{Actor, Admin, client_still_admin, user_still_admin};
+
+/// What to do when a change is committed but its audit entry cannot be written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuditFailure {
+    /// Log it and report the change as done (the server: the caller's change is committed, and
+    /// an error would invite a retry of something that already happened).
+    Log,
+    /// Report it as [`AdminError::Audit`] (the CLI: the operator sees it and the exit status
+    /// says so).
+    Fail,
+}
+
+/// Why an administrative action failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AdminError {
+    /// No user has this name.
+    #[error("no user {username}")]
+    NoSuchUser { username: String },
+    /// The published `next` key may not be promoted yet; `retry_after` seconds from now it may.
+    #[error("{source}")]
+    RotationTooEarly {
+        retry_after: u64,
+        #[source]
+        source: KeyError,
+    },
+    /// Any other key-set failure (unknown kid, a concurrent change, storage).
+    #[error(transparent)]
+    Keys(#[from] KeyError),
+    /// The user or client store failed, or a record exists already or is missing.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The new password could not be hashed.
+    #[error(transparent)]
+    Password(#[from] PasswordError),
+    /// The change is committed but its audit entry could not be written
+    /// ([`AuditFailure::Fail`] only).
+    #[error("{action} was done, but writing its audit entry failed: {source}")]
+    Audit {
+        action: &'static str,
+        #[source]
+        source: StoreError,
+    },
+}
+
+/// A user to create: name, roles (duplicates are dropped) and password.
+pub struct NewAccount {
+    pub username: Username,
+    pub roles: Vec<Role>,
+    pub password: Password,
+}
+
+/// A service client to create; its secret is generated.
+pub struct NewServiceClient {
+    pub id: ClientId,
+    /// Scopes it may ask for (duplicates are dropped).
+    pub scopes: Vec<Scope>,
+    /// The algorithm its tokens are signed with; `None` for the configured one.
+    pub alg: Option<Alg>,
+}
+
+/// A user named by id (the HTTP API) or by name (the CLI).
+#[derive(Clone, Copy, Debug)]
+pub enum UserRef<'a> {
+    Id(&'a str),
+    Name(&'a Username),
+}
+
+/// Every admin action, audited once. The key set and the password hasher are passed to the
+/// actions that need them, so the CLI's user and client commands neither open (and perhaps
+/// create) the key set nor pay for a hasher.
+pub struct AdminService {
+    store: Arc<dyn Store>,
+    clock: Clock,
+    audit_failure: AuditFailure,
+}
+
+impl AdminService {
+    /// A service writing to `store`, reading the time from `clock`.
+    pub fn new(store: Arc<dyn Store>, clock: Clock, audit_failure: AuditFailure) -> AdminService {
+        AdminService {
+            store,
+            clock,
+            audit_failure,
+        }
+    }
+
+    /// Whether the account behind an admin token still exists, is enabled and still holds the
+    /// right (the admin API checks this on every call; see [`user_still_admin`]).
+    pub async fn still_admin(&self, admin: &Admin) -> Result<bool, StoreError> {
+        match &admin.actor {
+            Actor::Cli => Ok(true),
+            Actor::User { id } => Ok(user_still_admin(self.store.user_by_id(id).await?.as_ref())),
+            Actor::Client { id } => Ok(client_still_admin(
+                self.store.client_by_id(id).await?.as_ref(),
+            )),
+        }
+    }
+
+    /// Creates a user with a hashed password (`users.add`).
+    pub async fn create_user(
+        &self,
+        actor: &Actor,
+        passwords: &PasswordHasher,
+        account: NewAccount,
+    ) -> Result<User, AdminError> {
+        let password_hash = passwords.hash(account.password).await?;
+        let user = NewUser {
+            username: account.username,
+            password_hash,
+            roles: dedup(account.roles),
+        };
+        let now = self.clock.now();
+        let user = self.store.create_user(user, now).await?;
+        let detail = format!("roles={}", user.roles.join(","));
+        self.audit(actor, now, "users.add", Some(user.id.clone()), Some(detail))
+            .await?;
+        Ok(user)
+    }
+
+    /// Every user.
+    pub async fn list_users(&self) -> Result<Vec<User>, AdminError> {
+        Ok(self.store.list_users().await?)
+    }
+
+    /// Disables a user: logins fail and every token version they hold is bumped
+    /// (`users.disable`).
+    pub async fn disable_user(
+        &self,
+        actor: &Actor,
+        username: &Username,
+    ) -> Result<User, AdminError> {
+        let now = self.clock.now();
+        let user = self
+            .store
+            .set_disabled(username.as_str(), true, now)
+            .await?;
+        let detail = format!("token_version={}", user.token_version);
+        self.audit(
+            actor,
+            now,
+            "users.disable",
+            Some(user.id.clone()),
+            Some(detail),
+        )
+        .await?;
+        Ok(user)
+    }
+
+    /// "Log out everywhere": bumps the user's token version, so every refresh token they hold
+    /// stops working at once (`users.revoke_tokens`).
+    pub async fn revoke_user_tokens(
+        &self,
+        actor: &Actor,
+        user: UserRef<'_>,
+    ) -> Result<User, AdminError> {
+        let now = self.clock.now();
+        let id = match user {
+            UserRef::Id(id) => id.to_string(),
+            UserRef::Name(name) => match self.store.user_by_username(name.as_str()).await? {
+                Some(user) => user.id,
+                None => {
+                    return Err(AdminError::NoSuchUser {
+                        username: name.as_str().to_string(),
+                    });
+                }
+            },
+        };
+        let user = self.store.revoke_user_tokens(&id, now).await?;
+        let detail = format!("token_version={}", user.token_version);
+        self.audit(
+            actor,
+            now,
+            "users.revoke_tokens",
+            Some(user.id.clone()),
+            Some(detail),
+        )
+        .await?;
+        Ok(user)
+    }
+
+    /// Creates a service client with a fresh secret (`clients.add`). The secret is returned
+    /// once; the store keeps only its hash.
+    pub async fn add_client(
+        &self,
+        actor: &Actor,
+        client: NewServiceClient,
+    ) -> Result<(Client, ClientSecret), AdminError> {
+        let secret = ClientSecret::generate();
+        let now = self.clock.now();
+        let new = NewClient {
+            id: client.id,
+            secret_hash: secret.hash(),
+            scopes: dedup(client.scopes),
+            alg: client.alg,
+        };
+        let client = self.store.create_client(new, now).await?;
+        let detail = format!("scopes={}", client.scopes.join(" "));
+        self.audit(
+            actor,
+            now,
+            "clients.add",
+            Some(client.id.clone()),
+            Some(detail),
+        )
+        .await?;
+        Ok((client, secret))
+    }
+
+    /// Every service client.
+    pub async fn list_clients(&self) -> Result<Vec<Client>, AdminError> {
+        Ok(self.store.list_clients().await?)
+    }
+
+    /// Disables a client: it cannot authenticate from now on (`clients.disable`).
+    pub async fn disable_client(&self, actor: &Actor, id: &str) -> Result<Client, AdminError> {
+        let now = self.clock.now();
+        let client = self.store.set_client_disabled(id, true, now).await?;
+        self.audit(actor, now, "clients.disable", Some(client.id.clone()), None)
+            .await?;
+        Ok(client)
+    }
+
+    /// The current key set.
+    pub fn list_keys(&self, keys: &KeyManager) -> Arc<KeySet> {
+        keys.current()
+    }
+
+    /// Rotates `options.alg` (`keys.rotate`, naming the newly active key).
+    pub async fn rotate_keys(
+        &self,
+        actor: &Actor,
+        keys: &KeyManager,
+        options: RotateOptions,
+    ) -> Result<Arc<KeySet>, AdminError> {
+        let now = self.clock.now();
+        let set = match keys.rotate(options, now).await {
+            Ok(set) => set,
+            Err(source @ KeyError::TooEarly { allowed_at, .. }) => {
+                return Err(AdminError::RotationTooEarly {
+                    retry_after: u64::try_from(allowed_at - now).unwrap_or(0).max(1),
+                    source,
+                });
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let active = set.active(options.alg).map(|k| k.meta.kid.clone());
+        let detail = format!("alg={} force={}", options.alg, options.force);
+        self.audit(actor, now, "keys.rotate", active, Some(detail))
+            .await?;
+        Ok(set)
+    }
+
+    /// Emergency revocation of a key: unpublished at once (`keys.revoke`).
+    pub async fn revoke_key(
+        &self,
+        actor: &Actor,
+        keys: &KeyManager,
+        kid: &str,
+    ) -> Result<Arc<KeySet>, AdminError> {
+        let now = self.clock.now();
+        let set = keys.revoke(kid, now).await?;
+        self.audit(actor, now, "keys.revoke", Some(kid.to_string()), None)
+            .await?;
+        Ok(set)
+    }
+
+    /// The newest `limit` audit entries, newest first.
+    pub async fn recent_audit(&self, limit: u32) -> Result<Vec<AuditEvent>, AdminError> {
+        Ok(self.store.recent_audit(limit).await?)
+    }
+
+    /// Appends the audit entry of a committed change; a failure is handled as
+    /// [`AuditFailure`] says.
+    async fn audit(
+        &self,
+        actor: &Actor,
+        at: i64,
+        action: &'static str,
+        target: Option<String>,
+        detail: Option<String>,
+    ) -> Result<(), AdminError> {
+        let event = AuditEvent {
+            at,
+            actor: actor.to_string(),
+            action: action.into(),
+            target,
+            detail,
+        };
+        let Err(source) = self.store.record_audit(&event).await else {
+            return Ok(());
+        };
+        log::error!("audit log write failed for {action}: {source}");
+        match self.audit_failure {
+            AuditFailure::Log => Ok(()),
+            AuditFailure::Fail => Err(AdminError::Audit { action, source }),
+        }
+    }
+}
+
+/// Keeps the first of each value, in order.
+fn dedup<T: PartialEq>(values: Vec<T>) -> Vec<T> {
+    let mut kept = Vec::with_capacity(values.len());
+    for value in values {
+        if !kept.contains(&value) {
+            kept.push(value);
+        }
+    }
+    kept
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::{FileKeyStore, Lifecycle};
+    use crate::store::SqliteStore;
+
+    const START: i64 = 1_700_000_000;
+
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        clock: Clock,
+        admin: AdminService,
+        keys: KeyManager,
+    }
+
+    async fn fixture() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("stamp.db").display());
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&url).await.unwrap());
+        let key_store = Arc::new(FileKeyStore::open(dir.path().join("keys")).unwrap());
+        let lifecycle = Lifecycle {
+            rsa_bits: 2048,
+            jwks_max_age: 300,
+            max_token_ttl: 900,
+            leeway: 60,
+            rotate_every: 0,
+        };
+        let keys = KeyManager::open(key_store, Alg::Es256, lifecycle, START)
+            .await
+            .unwrap();
+        let clock = Clock::manual(START);
+        let admin = AdminService::new(store, clock.clone(), AuditFailure::Fail);
+        Fixture {
+            _dir: dir,
+            clock,
+            admin,
+            keys,
+        }
+    }
+
+    #[tokio::test]
+    async fn every_change_is_audited_once_with_its_actor_and_time() {
+        let f = fixture().await;
+        let cli = Actor::Cli;
+        let alice = f
+            .admin
+            .create_user(
+                &cli,
+                &PasswordHasher::new(1).await.unwrap(),
+                NewAccount {
+                    username: Username::parse("alice").unwrap(),
+                    roles: vec![Role::parse("ops").unwrap(), Role::parse("ops").unwrap()],
+                    password: Password::new_checked("a long password".into()).unwrap(),
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(alice.roles, ["ops"], "duplicate roles are dropped");
+        f.clock.advance(10);
+        let root = Actor::User { id: "u1".into() };
+        f.admin
+            .revoke_user_tokens(&root, UserRef::Id(&alice.id))
+            .await
+            .unwrap();
+        let name = Username::parse("alice").unwrap();
+        f.admin.disable_user(&cli, &name).await.unwrap();
+        let (client, secret) = f
+            .admin
+            .add_client(
+                &cli,
+                NewServiceClient {
+                    id: ClientId::parse("cron").unwrap(),
+                    scopes: vec![Scope::parse("admin").unwrap()],
+                    alg: None,
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(client.secret_hash, secret.hash());
+        let cron = Actor::Client { id: "cron".into() };
+        f.admin.disable_client(&cron, "cron").await.unwrap();
+        let options = RotateOptions {
+            alg: Alg::Es256,
+            force: true,
+        };
+        let set = f.admin.rotate_keys(&cron, &f.keys, options).await.unwrap();
+        let active = set.active(Alg::Es256).unwrap().meta.kid.clone();
+        let retired = f
+            .admin
+            .list_keys(&f.keys)
+            .manifest()
+            .keys
+            .iter()
+            .find(|k| k.kid != active && k.state.is_published())
+            .map(|k| k.kid.clone())
+            .unwrap();
+        f.admin.revoke_key(&cli, &f.keys, &retired).await.unwrap();
+
+        let mut log = f.admin.recent_audit(100).await.unwrap();
+        log.reverse();
+        let seen: Vec<(&str, String, i64)> = log
+            .iter()
+            .map(|e| (e.action.as_str(), e.actor.clone(), e.at))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("users.add", "cli".to_string(), START),
+                ("users.revoke_tokens", "user:u1".into(), START + 10),
+                ("users.disable", "cli".into(), START + 10),
+                ("clients.add", "cli".into(), START + 10),
+                ("clients.disable", "client:cron".into(), START + 10),
+                ("keys.rotate", "client:cron".into(), START + 10),
+                ("keys.revoke", "cli".into(), START + 10),
+            ]
+        );
+        assert_eq!(log[1].detail.as_deref(), Some("token_version=1"));
+        assert_eq!(log[5].target.as_deref(), Some(active.as_str()));
+        assert_eq!(log[5].detail.as_deref(), Some("alg=ES256 force=true"));
+        assert_eq!(log[6].target.as_deref(), Some(retired.as_str()));
+    }
+
+    #[tokio::test]
+    async fn an_early_rotation_says_how_long_to_wait_and_is_not_audited() {
+        let f = fixture().await;
+        f.clock.advance(100);
+        let options = RotateOptions {
+            alg: Alg::Es256,
+            force: false,
+        };
+        let Err(err) = f.admin.rotate_keys(&Actor::Cli, &f.keys, options).await else {
+            panic!("a rotation right after start is too early");
+        };
+        let AdminError::RotationTooEarly {
+            retry_after,
+            source: KeyError::TooEarly { allowed_at, .. },
+        } = err
+        else {
+            panic!("{err:?}");
+        };
+        assert_eq!(
+            retry_after,
+            u64::try_from(allowed_at - START - 100).unwrap()
+        );
+        assert!(f.admin.recent_audit(10).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn revoking_the_tokens_of_an_unknown_name_names_it() {
+        let f = fixture().await;
+        let nobody = Username::parse("nobody").unwrap();
+        let err = f
+            .admin
+            .revoke_user_tokens(&Actor::Cli, UserRef::Name(&nobody))
+            .await
+            .unwrap_err();
+        assert_eq!(err.to_string(), "no user nobody");
+    }
+
+    #[test]
+    fn duplicates_are_dropped_and_order_is_kept() {
+        assert_eq!(
+            dedup(vec!["ops", "admin", "ops", "x", "admin"]),
+            ["ops", "admin", "x"]
+        );
+        assert!(dedup(Vec::<u8>::new()).is_empty());
+    }
+}

@@ -1,0 +1,93 @@
+//! The session cookies of cookie mode: names, paths, setting them from a grant and clearing
+//! them. The token endpoint, `/login` and `/logout` share them.
+
+use rocket::http::{Cookie, CookieJar, SameSite};
+use rocket::time::Duration;
+use secrecy::ExposeSecret;
+
+use crate::App;
+use crate::auth::Session;
+
+use super::TokenResponse;
+
+/// The access-token cookie: sent with every request to the issuer's site (`Path=/`).
+pub const ACCESS_COOKIE: &str = "stamp_access";
+/// The refresh-token cookie, sent only to the token endpoint.
+pub const REFRESH_COOKIE: &str = "stamp_refresh";
+/// The same refresh token, sent only to the logout endpoint. A cookie has one `Path`, so the
+/// two endpoints get one cookie each rather than one cookie scoped to `/`.
+pub const LOGOUT_COOKIE: &str = "stamp_logout";
+
+const TOKEN_PATH: &str = "/oauth/token";
+const LOGOUT_PATH: &str = "/logout";
+
+fn session_cookie(
+    name: &'static str,
+    value: String,
+    path: &'static str,
+    max_age: i64,
+    secure: bool,
+) -> Cookie<'static> {
+    Cookie::build((name, value))
+        .path(path)
+        .http_only(true)
+        .secure(secure)
+        .same_site(SameSite::Strict)
+        .max_age(Duration::seconds(max_age))
+        .build()
+}
+
+/// Answers a grant: in cookie mode the tokens go into `HttpOnly` cookies (`Max-Age` = their
+/// lifetimes in seconds) and are left out of the body; otherwise the usual JSON.
+pub fn respond(
+    app: &App,
+    jar: &CookieJar<'_>,
+    session: Session,
+    cookie_mode: bool,
+) -> TokenResponse {
+    if !cookie_mode {
+        return session.into();
+    }
+    let secure = app.config.cookies.secure;
+    jar.add(session_cookie(
+        ACCESS_COOKIE,
+        session.access.access_token.expose_secret().to_string(),
+        "/",
+        session.access.expires_in,
+        secure,
+    ));
+    if let Some(refresh) = &session.refresh {
+        for (name, path) in [(REFRESH_COOKIE, TOKEN_PATH), (LOGOUT_COOKIE, LOGOUT_PATH)] {
+            jar.add(session_cookie(
+                name,
+                refresh.token.expose().to_string(),
+                path,
+                refresh.expires_in,
+                secure,
+            ));
+        }
+    }
+    TokenResponse {
+        access_token: None,
+        refresh_token: None,
+        ..session.into()
+    }
+}
+
+/// Expires every session cookie.
+pub fn clear(app: &App, jar: &CookieJar<'_>) {
+    let secure = app.config.cookies.secure;
+    for (name, path) in [
+        (ACCESS_COOKIE, "/"),
+        (REFRESH_COOKIE, TOKEN_PATH),
+        (LOGOUT_COOKIE, LOGOUT_PATH),
+    ] {
+        jar.remove(
+            Cookie::build(name)
+                .path(path)
+                .http_only(true)
+                .secure(secure)
+                .same_site(SameSite::Strict),
+        );
+    }
+}

@@ -1,0 +1,751 @@
+//! The store's logic, written once for SQLite and PostgreSQL: [`SqlStore`] is generic over the
+//! sqlx driver, and a [`Dialect`] supplies only what must differ between the two.
+//!
+//! Why generic code over `sqlx::Database` and not sqlx's `Any` driver: `Any` knows no arrays (the
+//! PostgreSQL schema keeps roles and scopes as `TEXT[]`), gives up the typed connect options the
+//! SQLite store depends on (WAL, `synchronous = FULL`, the busy timeout), and hides the `PgPool`
+//! the key-change listener needs. Generic code keeps each driver's native types and is type
+//! checked once for both. One SQL text serves both backends because sqlx's SQLite driver accepts
+//! PostgreSQL's numbered `$N` parameters; a dialect differs only in
+//! - how a list of names is stored ([`Dialect::List`]: JSON text, or `TEXT[]`),
+//! - the deciding read of a refresh: SQLite serialises writers with `BEGIN IMMEDIATE`, PostgreSQL
+//!   locks the token and family rows (`FOR UPDATE`) and the owner's row (`FOR SHARE`),
+//! - the greatest-of-two function of the denylist upsert, and the byte-order collation.
+//!
+//! The refresh decision stays the pure [`judge`]; this module applies its verdict, and the
+//! conditional updates (checked by their row counts) decide a race between two presentations.
+
+use std::future::Future;
+
+use async_trait::async_trait;
+use sqlx::{
+    ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Row, Transaction, Type,
+};
+
+use super::{
+    AuditEvent, AuditStore, Client, ClientStore, Family, HealthCheck, NewClient, NewRefreshToken,
+    NewUser, RefreshOutcome, RefreshRecord, SessionStore, StoreError, User, UserStore,
+    insert_error, random_id, split_scope,
+};
+use crate::keys::Alg;
+use crate::tokens::refresh::{RefreshPolicy, RefreshState, Rejection, TokenHash, Verdict, judge};
+
+/// What differs between the SQL databases the store runs on; implemented for [`sqlx::Sqlite`]
+/// and [`sqlx::Postgres`].
+pub trait Dialect: Database {
+    /// How a list of names (roles, scopes) is stored in one column.
+    type List: for<'q> Encode<'q, Self> + for<'r> Decode<'r, Self> + Type<Self> + Send + Sync;
+
+    /// The deciding read of a refresh: the token, its family and its owner (columns `u_*`) in
+    /// one row, read under whatever lock makes a concurrent refresh of the family wait.
+    const REFRESH_LOCK: &'static str;
+
+    /// Inserts (`$1` jti, `$2` expiry) into the denylist, keeping the later expiry of the two.
+    const DENY_UPSERT: &'static str;
+
+    /// Appended to `ORDER BY column`: the byte order, whatever the database's locale.
+    const BYTE_ORDER: &'static str;
+
+    /// `items` as stored in a list column named `column`.
+    fn to_list(items: &[String], column: &'static str) -> Result<Self::List, StoreError>;
+
+    /// A stored list column, named `column` for errors.
+    fn from_list(stored: Self::List, column: &'static str) -> Result<Vec<String>, StoreError>;
+
+    /// How many rows a statement changed.
+    fn rows_affected(result: &Self::QueryResult) -> u64;
+
+    /// Starts the transaction of a refresh or revocation.
+    fn begin_write(
+        pool: &Pool<Self>,
+    ) -> impl Future<Output = Result<Transaction<'static, Self>, sqlx::Error>> + Send;
+}
+
+/// A [`super::Store`] on a SQL database: [`super::SqliteStore`] or [`super::PgStore`].
+#[derive(Debug)]
+pub struct SqlStore<DB: Database> {
+    pool: Pool<DB>,
+}
+
+impl<DB: Database> Clone for SqlStore<DB> {
+    fn clone(&self) -> Self {
+        SqlStore {
+            pool: self.pool.clone(),
+        }
+    }
+}
+
+impl<DB: Database> SqlStore<DB> {
+    /// A store on `pool`, whose schema is already migrated.
+    pub(super) fn on(pool: Pool<DB>) -> SqlStore<DB> {
+        SqlStore { pool }
+    }
+
+    /// The connection pool (the database key store and the key-change listener use it too).
+    pub fn pool(&self) -> &Pool<DB> {
+        &self.pool
+    }
+}
+
+const USER_COLUMNS: &str =
+    "id, username, password_hash, roles, disabled, token_version, created_at";
+
+const CLIENT_COLUMNS: &str = "id, secret_hash, scopes, alg, disabled, created_at";
+
+/// The read of a refresh token with its family and owner in one row, the owner's columns named
+/// `user_*`/`u_*`. `$join` joins the owner (`JOIN` or `LEFT JOIN`), `$lock` is a locking clause.
+macro_rules! refresh_read {
+    (owner: $join:literal, lock: $lock:literal) => {
+        concat!(
+            "SELECT t.family_id, t.token_version, t.issued_at, t.expires_at, t.spent_at,
+                t.grace_used, f.user_id, f.client_id, f.scope, f.created_at AS f_created,
+                f.expires_at AS f_expires, f.revoked_at AS f_revoked,
+                u.token_version AS user_version, u.disabled AS user_disabled,
+                u.username AS u_username, u.password_hash AS u_password_hash,
+                u.roles AS u_roles, u.created_at AS u_created
+             FROM refresh_tokens t
+             JOIN refresh_families f ON f.id = t.family_id
+             ",
+            $join,
+            " users u ON u.id = f.user_id
+             WHERE t.hash = $1",
+            $lock
+        )
+    };
+}
+pub(super) use refresh_read;
+
+/// Token, family and owner in one row, without locks (introspection, revocation).
+pub(super) const RECORD_SELECT: &str = refresh_read!(owner: "LEFT JOIN", lock: "");
+
+/// Writes the generic impls below with the driver capabilities they use; the bounds hold for
+/// every sqlx driver, but Rust does not infer them from `DB: Dialect`.
+macro_rules! sql_impl {
+    (impl SqlStore { $($body:tt)* }) => {
+        sql_impl!(@impl [] [SqlStore<DB>] { $($body)* });
+    };
+    (#[$attr:meta] impl $trait:ident for SqlStore { $($body:tt)* }) => {
+        sql_impl!(@impl [#[$attr]] [$trait for SqlStore<DB>] { $($body)* });
+    };
+    (@impl [$($attr:tt)*] [$($head:tt)*] { $($body:tt)* }) => {
+        $($attr)*
+        impl<DB> $($head)*
+        where
+            DB: Dialect,
+            for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+            for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+            for<'q> i64: Encode<'q, DB> + Type<DB> + Decode<'q, DB>,
+            for<'q> bool: Encode<'q, DB> + Type<DB> + Decode<'q, DB>,
+            for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+            for<'q> Option<&'q str>: Encode<'q, DB> + Type<DB>,
+            for<'q> &'q [u8]: Encode<'q, DB> + Type<DB>,
+            for<'r> String: Decode<'r, DB> + Type<DB>,
+            for<'r> Vec<u8>: Decode<'r, DB> + Type<DB>,
+            for<'a> &'a str: ColumnIndex<DB::Row>,
+        {
+            $($body)*
+        }
+    };
+}
+
+/// Maps a row to a stored value.
+type FromRow<DB, T> = fn(&<DB as Database>::Row) -> Result<T, StoreError>;
+
+sql_impl! {
+    impl SqlStore {
+        /// The one row `sql` finds by its parameter `$1 = key`, mapped.
+        async fn find<T: Send>(
+            &self,
+            sql: &str,
+            key: &str,
+            map: FromRow<DB, T>,
+        ) -> Result<Option<T>, StoreError> {
+            let row = sqlx::query(sql).bind(key).fetch_optional(&self.pool).await?;
+            row.as_ref().map(map).transpose()
+        }
+
+        /// Every row `sql` reads, mapped.
+        async fn all<T: Send>(&self, sql: &str, map: FromRow<DB, T>) -> Result<Vec<T>, StoreError> {
+            let rows = sqlx::query(sql).fetch_all(&self.pool).await?;
+            rows.iter().map(map).collect()
+        }
+
+        /// Runs `sql`, an `UPDATE … RETURNING` of the row named `$3 = key` that sets
+        /// `disabled = $1` at `updated_at = $2`; [`StoreError::NotFound`] for `what` if none.
+        async fn set_flag<T: Send>(
+            &self,
+            sql: &str,
+            (disabled, now, key): (bool, i64, &str),
+            map: FromRow<DB, T>,
+            what: &str,
+        ) -> Result<T, StoreError> {
+            let row = sqlx::query(sql)
+                .bind(disabled)
+                .bind(now)
+                .bind(key)
+                .fetch_optional(&self.pool)
+                .await?;
+            match row {
+                Some(row) => map(&row),
+                None => Err(StoreError::NotFound(format!("{what} {key}"))),
+            }
+        }
+
+        /// `UPDATE users … RETURNING` for one user by id, bumping the token version.
+        async fn bump_version(
+            &self,
+            user_id: &str,
+            password_hash: Option<&str>,
+            now: i64,
+        ) -> Result<User, StoreError> {
+            let row = sqlx::query(&format!(
+                "UPDATE users SET token_version = token_version + 1, updated_at = $1,
+                     password_hash = COALESCE($2, password_hash)
+                 WHERE id = $3 RETURNING {USER_COLUMNS}"
+            ))
+            .bind(now)
+            .bind(password_hash)
+            .bind(user_id)
+            .fetch_optional(&self.pool)
+            .await?;
+            match row {
+                Some(row) => user_from_row(&row),
+                None => Err(StoreError::NotFound(format!("user {user_id}"))),
+            }
+        }
+    }
+}
+
+sql_impl! {
+    #[async_trait]
+    impl UserStore for SqlStore {
+        async fn create_user(&self, user: NewUser, now: i64) -> Result<User, StoreError> {
+            let roles: Vec<String> = user.roles.iter().map(|r| r.as_str().to_string()).collect();
+            let stored_roles = DB::to_list(&roles, "users.roles")?;
+            let id = random_id();
+            sqlx::query(
+                "INSERT INTO users (id, username, password_hash, roles, disabled, token_version,
+                     created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, FALSE, 0, $5, $5)",
+            )
+            .bind(id.as_str())
+            .bind(user.username.as_str())
+            .bind(user.password_hash.as_str())
+            .bind(stored_roles)
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| insert_error(e, || format!("user {}", user.username.as_str())))?;
+            Ok(User {
+                id,
+                username: user.username.as_str().to_string(),
+                password_hash: user.password_hash,
+                roles,
+                disabled: false,
+                token_version: 0,
+                created_at: now,
+            })
+        }
+
+        async fn user_by_username(&self, username: &str) -> Result<Option<User>, StoreError> {
+            let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE username = $1");
+            self.find(&sql, username, user_from_row::<DB>).await
+        }
+
+        async fn list_users(&self) -> Result<Vec<User>, StoreError> {
+            let order = DB::BYTE_ORDER;
+            let sql = format!("SELECT {USER_COLUMNS} FROM users ORDER BY username{order}");
+            self.all(&sql, user_from_row::<DB>).await
+        }
+
+        async fn set_disabled(
+            &self,
+            username: &str,
+            disabled: bool,
+            now: i64,
+        ) -> Result<User, StoreError> {
+            let sql = format!(
+                "UPDATE users SET disabled = $1, updated_at = $2,
+                     token_version = token_version + (CASE WHEN $1 THEN 1 ELSE 0 END)
+                 WHERE username = $3 RETURNING {USER_COLUMNS}"
+            );
+            let change = (disabled, now, username);
+            self.set_flag(&sql, change, user_from_row::<DB>, "user").await
+        }
+
+        async fn user_by_id(&self, id: &str) -> Result<Option<User>, StoreError> {
+            let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1");
+            self.find(&sql, id, user_from_row::<DB>).await
+        }
+
+        async fn revoke_user_tokens(&self, user_id: &str, now: i64) -> Result<User, StoreError> {
+            self.bump_version(user_id, None, now).await
+        }
+
+        async fn set_password_hash(
+            &self,
+            user_id: &str,
+            password_hash: &str,
+            now: i64,
+        ) -> Result<User, StoreError> {
+            self.bump_version(user_id, Some(password_hash), now).await
+        }
+    }
+}
+
+sql_impl! {
+    #[async_trait]
+    impl SessionStore for SqlStore {
+        async fn create_refresh_family(
+            &self,
+            family: &Family,
+            first: &NewRefreshToken,
+        ) -> Result<(), StoreError> {
+            let mut tx = self.pool.begin().await?;
+            sqlx::query(
+                "INSERT INTO refresh_families (id, user_id, client_id, scope, created_at, expires_at)
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(family.id.as_str())
+            .bind(family.user_id.as_str())
+            .bind(family.client_id.as_str())
+            .bind(family.scope.join(" ").as_str())
+            .bind(family.created_at)
+            .bind(family.expires_at)
+            .execute(&mut *tx)
+            .await?;
+            insert_refresh_token(&mut tx, first).await?;
+            tx.commit().await?;
+            Ok(())
+        }
+
+        async fn refresh(
+            &self,
+            presented: &TokenHash,
+            successor: &TokenHash,
+            policy: &RefreshPolicy,
+            now: i64,
+        ) -> Result<RefreshOutcome, StoreError> {
+            let mut tx = DB::begin_write(&self.pool).await?;
+            // A second refresh of this token (or of its family) waits here until the first
+            // commits, then reads the token as spent and is judged reuse.
+            let row = sqlx::query(DB::REFRESH_LOCK)
+                .bind(presented.as_bytes())
+                .fetch_optional(&mut *tx)
+                .await?;
+            let Some(row) = row else {
+                return Ok(RefreshOutcome::Rejected(Rejection::Unknown));
+            };
+            let record = refresh_record_from_row(&row)?;
+            let family = record.family;
+            let grace = match judge(&record.state, now, policy) {
+                Verdict::Reject(why) => return Ok(RefreshOutcome::Rejected(why)),
+                Verdict::RevokeFamily(why) => {
+                    revoke_family(&mut tx, &family.id, why.as_str(), now).await?;
+                    tx.commit().await?;
+                    return Ok(RefreshOutcome::Rejected(why));
+                }
+                // Whichever transaction changes the row first wins; the other sees zero rows
+                // changed and is treated as reuse. (Under PostgreSQL's row locks these always
+                // find their row: the condition is a second line of defence.)
+                Verdict::Rotate => {
+                    let spent = sqlx::query(
+                        "UPDATE refresh_tokens SET spent_at = $1 WHERE hash = $2 AND spent_at IS NULL",
+                    )
+                    .bind(now)
+                    .bind(presented.as_bytes())
+                    .execute(&mut *tx)
+                    .await?;
+                    if DB::rows_affected(&spent) != 1 {
+                        revoke_family(&mut tx, &family.id, Rejection::Reused.as_str(), now).await?;
+                        tx.commit().await?;
+                        return Ok(RefreshOutcome::Rejected(Rejection::Reused));
+                    }
+                    false
+                }
+                Verdict::Grace => {
+                    let used = sqlx::query(
+                        "UPDATE refresh_tokens SET grace_used = TRUE WHERE hash = $1 AND NOT grace_used",
+                    )
+                    .bind(presented.as_bytes())
+                    .execute(&mut *tx)
+                    .await?;
+                    if DB::rows_affected(&used) != 1 {
+                        revoke_family(&mut tx, &family.id, Rejection::Reused.as_str(), now).await?;
+                        tx.commit().await?;
+                        return Ok(RefreshOutcome::Rejected(Rejection::Reused));
+                    }
+                    true
+                }
+            };
+            // The owner as read under the lock; `judge` lets no token of a missing owner through,
+            // so `None` here cannot happen and rolls back.
+            let Some(user) = owner_from_row(&row, &family.user_id)? else {
+                return Ok(RefreshOutcome::Rejected(Rejection::Stale));
+            };
+            let expires_at = policy.token_expiry(now, family.expires_at);
+            let next = NewRefreshToken {
+                hash: *successor,
+                family_id: family.id.clone(),
+                token_version: user.token_version,
+                issued_at: now,
+                expires_at,
+            };
+            insert_refresh_token(&mut tx, &next).await?;
+            tx.commit().await?;
+            Ok(RefreshOutcome::Issued {
+                family,
+                user,
+                expires_at,
+                grace,
+            })
+        }
+
+        async fn refresh_record(
+            &self,
+            hash: &TokenHash,
+        ) -> Result<Option<RefreshRecord>, StoreError> {
+            let row = sqlx::query(RECORD_SELECT)
+                .bind(hash.as_bytes())
+                .fetch_optional(&self.pool)
+                .await?;
+            row.as_ref().map(refresh_record_from_row).transpose()
+        }
+
+        async fn revoke_family_of(
+            &self,
+            hash: &TokenHash,
+            reason: &str,
+            now: i64,
+        ) -> Result<Option<Family>, StoreError> {
+            let mut tx = DB::begin_write(&self.pool).await?;
+            let row = sqlx::query(RECORD_SELECT)
+                .bind(hash.as_bytes())
+                .fetch_optional(&mut *tx)
+                .await?;
+            let Some(record) = row.as_ref().map(refresh_record_from_row).transpose()? else {
+                return Ok(None);
+            };
+            revoke_family(&mut tx, &record.family.id, reason, now).await?;
+            tx.commit().await?;
+            Ok(Some(record.family))
+        }
+
+        async fn deny_access_token(
+            &self,
+            jti: &str,
+            expires_at: i64,
+            now: i64,
+        ) -> Result<(), StoreError> {
+            let mut tx = self.pool.begin().await?;
+            sqlx::query("DELETE FROM access_denylist WHERE expires_at < $1")
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            if expires_at >= now {
+                sqlx::query(DB::DENY_UPSERT)
+                    .bind(jti)
+                    .bind(expires_at)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        }
+
+        async fn prune_expired(&self, now: i64) -> Result<u64, StoreError> {
+            let mut tx = self.pool.begin().await?;
+            let mut removed = 0;
+            for statement in [
+                "DELETE FROM refresh_tokens WHERE expires_at < $1",
+                "DELETE FROM refresh_families WHERE expires_at < $1",
+                "DELETE FROM access_denylist WHERE expires_at < $1",
+            ] {
+                let result = sqlx::query(statement).bind(now).execute(&mut *tx).await?;
+                removed += DB::rows_affected(&result);
+            }
+            tx.commit().await?;
+            Ok(removed)
+        }
+
+        async fn is_access_token_denied(&self, jti: &str) -> Result<bool, StoreError> {
+            let row = sqlx::query("SELECT 1 FROM access_denylist WHERE jti = $1")
+                .bind(jti)
+                .fetch_optional(&self.pool)
+                .await?;
+            Ok(row.is_some())
+        }
+    }
+}
+
+sql_impl! {
+    #[async_trait]
+    impl ClientStore for SqlStore {
+        async fn create_client(&self, client: NewClient, now: i64) -> Result<Client, StoreError> {
+            let scopes: Vec<String> = client
+                .scopes
+                .iter()
+                .map(|s| s.as_str().to_string())
+                .collect();
+            let stored_scopes = DB::to_list(&scopes, "clients.scopes")?;
+            sqlx::query(
+                "INSERT INTO clients (id, secret_hash, scopes, alg, disabled, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, FALSE, $5, $5)",
+            )
+            .bind(client.id.as_str())
+            .bind(client.secret_hash.as_bytes())
+            .bind(stored_scopes)
+            .bind(client.alg.map(|a| a.as_str()))
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| insert_error(e, || format!("client {}", client.id.as_str())))?;
+            Ok(Client {
+                id: client.id.as_str().to_string(),
+                secret_hash: client.secret_hash,
+                scopes,
+                alg: client.alg,
+                disabled: false,
+                created_at: now,
+            })
+        }
+
+        async fn client_by_id(&self, id: &str) -> Result<Option<Client>, StoreError> {
+            let sql = format!("SELECT {CLIENT_COLUMNS} FROM clients WHERE id = $1");
+            self.find(&sql, id, client_from_row::<DB>).await
+        }
+
+        async fn list_clients(&self) -> Result<Vec<Client>, StoreError> {
+            let order = DB::BYTE_ORDER;
+            let sql = format!("SELECT {CLIENT_COLUMNS} FROM clients ORDER BY id{order}");
+            self.all(&sql, client_from_row::<DB>).await
+        }
+
+        async fn set_client_disabled(
+            &self,
+            id: &str,
+            disabled: bool,
+            now: i64,
+        ) -> Result<Client, StoreError> {
+            let sql = format!(
+                "UPDATE clients SET disabled = $1, updated_at = $2 WHERE id = $3
+                 RETURNING {CLIENT_COLUMNS}"
+            );
+            self.set_flag(&sql, (disabled, now, id), client_from_row::<DB>, "client").await
+        }
+    }
+}
+
+sql_impl! {
+    #[async_trait]
+    impl AuditStore for SqlStore {
+        async fn record_audit(&self, event: &AuditEvent) -> Result<(), StoreError> {
+            sqlx::query(
+                "INSERT INTO audit_log (at, actor, action, target, detail)
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(event.at)
+            .bind(event.actor.as_str())
+            .bind(event.action.as_str())
+            .bind(event.target.as_deref())
+            .bind(event.detail.as_deref())
+            .execute(&self.pool)
+            .await?;
+            Ok(())
+        }
+
+        async fn recent_audit(&self, limit: u32) -> Result<Vec<AuditEvent>, StoreError> {
+            let rows = sqlx::query(
+                "SELECT at, actor, action, target, detail FROM audit_log
+                 ORDER BY id DESC LIMIT $1",
+            )
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+            rows.iter()
+                .map(|row| {
+                    Ok(AuditEvent {
+                        at: row.try_get("at")?,
+                        actor: row.try_get("actor")?,
+                        action: row.try_get("action")?,
+                        target: row.try_get("target")?,
+                        detail: row.try_get("detail")?,
+                    })
+                })
+                .collect()
+        }
+    }
+}
+
+sql_impl! {
+    #[async_trait]
+    impl HealthCheck for SqlStore {
+        async fn ping(&self) -> Result<(), StoreError> {
+            sqlx::query("SELECT 1").execute(&self.pool).await?;
+            Ok(())
+        }
+    }
+}
+
+fn user_from_row<DB>(row: &DB::Row) -> Result<User, StoreError>
+where
+    DB: Dialect,
+    for<'r> i64: Decode<'r, DB> + Type<DB>,
+    for<'r> bool: Decode<'r, DB> + Type<DB>,
+    for<'r> String: Decode<'r, DB> + Type<DB>,
+    for<'a> &'a str: ColumnIndex<DB::Row>,
+{
+    Ok(User {
+        id: row.try_get("id")?,
+        username: row.try_get("username")?,
+        password_hash: row.try_get("password_hash")?,
+        roles: DB::from_list(row.try_get("roles")?, "users.roles")?,
+        disabled: row.try_get("disabled")?,
+        token_version: row.try_get("token_version")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+/// The owner's columns (`u_*`) of a [`Dialect::REFRESH_LOCK`] row, if the owner exists.
+fn owner_from_row<DB>(row: &DB::Row, user_id: &str) -> Result<Option<User>, StoreError>
+where
+    DB: Dialect,
+    for<'r> i64: Decode<'r, DB> + Type<DB>,
+    for<'r> bool: Decode<'r, DB> + Type<DB>,
+    for<'r> String: Decode<'r, DB> + Type<DB>,
+    for<'a> &'a str: ColumnIndex<DB::Row>,
+{
+    let Some(username) = row.try_get::<Option<String>, _>("u_username")? else {
+        return Ok(None);
+    };
+    let Some(roles) = row.try_get::<Option<DB::List>, _>("u_roles")? else {
+        return Ok(None);
+    };
+    Ok(Some(User {
+        id: user_id.to_string(),
+        username,
+        password_hash: row.try_get("u_password_hash")?,
+        roles: DB::from_list(roles, "users.roles")?,
+        disabled: row.try_get("user_disabled")?,
+        token_version: row.try_get("user_version")?,
+        created_at: row.try_get("u_created")?,
+    }))
+}
+
+fn refresh_record_from_row<DB>(row: &DB::Row) -> Result<RefreshRecord, StoreError>
+where
+    DB: Dialect,
+    for<'r> i64: Decode<'r, DB> + Type<DB>,
+    for<'r> bool: Decode<'r, DB> + Type<DB>,
+    for<'r> String: Decode<'r, DB> + Type<DB>,
+    for<'a> &'a str: ColumnIndex<DB::Row>,
+{
+    let family = Family {
+        id: row.try_get("family_id")?,
+        user_id: row.try_get("user_id")?,
+        client_id: row.try_get("client_id")?,
+        scope: split_scope(&row.try_get::<String, _>("scope")?),
+        created_at: row.try_get("f_created")?,
+        expires_at: row.try_get("f_expires")?,
+        revoked_at: row.try_get("f_revoked")?,
+    };
+    let state = RefreshState {
+        spent_at: row.try_get("spent_at")?,
+        grace_used: row.try_get("grace_used")?,
+        expires_at: row.try_get("expires_at")?,
+        token_version: row.try_get("token_version")?,
+        family_revoked: family.revoked_at.is_some(),
+        family_expires_at: family.expires_at,
+        user_version: row.try_get("user_version")?,
+        user_disabled: row
+            .try_get::<Option<bool>, _>("user_disabled")?
+            .unwrap_or(false),
+    };
+    Ok(RefreshRecord {
+        state,
+        issued_at: row.try_get("issued_at")?,
+        family,
+    })
+}
+
+fn client_from_row<DB>(row: &DB::Row) -> Result<Client, StoreError>
+where
+    DB: Dialect,
+    for<'r> i64: Decode<'r, DB> + Type<DB>,
+    for<'r> bool: Decode<'r, DB> + Type<DB>,
+    for<'r> String: Decode<'r, DB> + Type<DB>,
+    for<'r> Vec<u8>: Decode<'r, DB> + Type<DB>,
+    for<'a> &'a str: ColumnIndex<DB::Row>,
+{
+    let hash: Vec<u8> = row.try_get("secret_hash")?;
+    let alg = row
+        .try_get::<Option<String>, _>("alg")?
+        .map(|a| a.parse::<Alg>())
+        .transpose()
+        .map_err(|e| StoreError::Corrupt {
+            column: "clients.alg",
+            source: Box::new(e),
+        })?;
+    Ok(Client {
+        id: row.try_get("id")?,
+        secret_hash: TokenHash::from_slice(&hash).ok_or_else(|| StoreError::Corrupt {
+            column: "clients.secret_hash",
+            source: format!("{} bytes, not 32", hash.len()).into(),
+        })?,
+        scopes: DB::from_list(row.try_get("scopes")?, "clients.scopes")?,
+        alg,
+        disabled: row.try_get("disabled")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+async fn insert_refresh_token<DB>(
+    tx: &mut Transaction<'static, DB>,
+    token: &NewRefreshToken,
+) -> Result<(), StoreError>
+where
+    DB: Dialect,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'q> &'q [u8]: Encode<'q, DB> + Type<DB>,
+{
+    sqlx::query(
+        "INSERT INTO refresh_tokens (hash, family_id, token_version, issued_at, expires_at)
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(token.hash.as_bytes())
+    .bind(token.family_id.as_str())
+    .bind(token.token_version)
+    .bind(token.issued_at)
+    .bind(token.expires_at)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn revoke_family<DB>(
+    tx: &mut Transaction<'static, DB>,
+    family_id: &str,
+    reason: &str,
+    now: i64,
+) -> Result<(), StoreError>
+where
+    DB: Dialect,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+{
+    sqlx::query(
+        "UPDATE refresh_families SET revoked_at = $1, revoked_reason = $2
+         WHERE id = $3 AND revoked_at IS NULL",
+    )
+    .bind(now)
+    .bind(reason)
+    .bind(family_id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
