@@ -210,13 +210,8 @@ impl Issuer {
     /// that holds state or addresses is overridden by a `ROCKET_*` variable, and the current
     /// directory is the temporary folder, so nothing is written into the repository.
     fn command(&self) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_stamp"));
-        for (name, _) in std::env::vars_os() {
-            if name.to_string_lossy().starts_with("ROCKET_") {
-                cmd.env_remove(name);
-            }
-        }
         let dir = self.dir.path();
+        let mut cmd = crate::helpers::stamp_command(dir);
         cmd.current_dir(dir)
             .env(
                 "ROCKET_CONFIG",
@@ -226,13 +221,7 @@ impl Issuer {
             .env("ROCKET_PORT", self.port.to_string())
             .env("ROCKET_ISSUER", &self.url)
             .env("ROCKET_AUDIENCE", AUDIENCE)
-            .env("ROCKET_KEYS_DIR", dir.join("keys"))
-            .env(
-                "ROCKET_DATABASE_URL",
-                format!("sqlite://{}", dir.join("stamp.db").display()),
-            )
             .env("ROCKET_SIGNING_ALG", &self.alg)
-            .env("ROCKET_LOG_LEVEL", "off")
             .env("ROCKET_KEY_POLL_INTERVAL", "1")
             // Two argon2 computations are plenty for one login and keep memory low.
             .env("ROCKET_PASSWORD_CONCURRENCY", "2");
