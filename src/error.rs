@@ -225,8 +225,8 @@ impl From<KeyError> for ApiError {
     }
 }
 
-/// An error and its causes on one line (`outer: inner: innermost`), for the log.
-fn error_chain(e: &dyn std::error::Error) -> String {
+/// An error and its causes on one line (`outer: inner: innermost`), for the log and the CLI.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut line = e.to_string();
     let mut source = e.source();
     while let Some(cause) = source {

@@ -161,7 +161,7 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", stamp::error::error_chain(&e));
             ExitCode::FAILURE
         }
     }
