@@ -225,12 +225,12 @@ impl PasswordHasher {
     pub fn admit(&self) -> Result<Admitted, PasswordError> {
         let slot = match &self.admission {
             None => None,
-            Some(admission) => Some(admission.slots.clone().try_acquire_owned().map_err(
-                |_| PasswordError::Busy {
+            Some(admission) => Some(admission.slots.clone().try_acquire_owned().map_err(|_| {
+                PasswordError::Busy {
                     hashing: admission.hashing,
                     waiting: admission.waiting,
-                },
-            )?),
+                }
+            })?),
         };
         Ok(Admitted {
             hasher: self.clone(),

@@ -375,7 +375,11 @@ mod tests {
         let later = throttle.reserve(&guess, 10).unwrap();
         throttle.succeeded(later);
         assert!(!throttle.lock().contains_key(&user("alice")));
-        assert_eq!(throttle.lock()[&addr].failures, 1, "the earlier failure stays");
+        assert_eq!(
+            throttle.lock()[&addr].failures,
+            1,
+            "the earlier failure stays"
+        );
     }
 
     #[test]
@@ -410,7 +414,10 @@ mod tests {
         for _ in 0..3 {
             fail(&throttle, &owner, 0).unwrap();
         }
-        assert!(fail(&throttle, &owner, 0).is_err(), "its own failures count");
+        assert!(
+            fail(&throttle, &owner, 0).is_err(),
+            "its own failures count"
+        );
         let other_device = Attempt {
             device: Some("d2".into()),
             ..owner
@@ -434,14 +441,24 @@ mod tests {
     fn failures_from_many_fresh_addresses_are_slowed_within_the_fresh_cap() {
         let throttle = Throttle::new(policy());
         for i in 0..3 {
-            fail(&throttle, &attempt("alice", Some(&format!("10.0.1.{i}"))), 0).unwrap();
+            fail(
+                &throttle,
+                &attempt("alice", Some(&format!("10.0.1.{i}"))),
+                0,
+            )
+            .unwrap();
         }
         let blocked = fail(&throttle, &attempt("alice", Some("10.0.1.9")), 0);
         assert_eq!(blocked, Err(Throttled { retry_after: 2 }));
         let mut now = 0;
         for i in 10..20 {
             now += 10;
-            fail(&throttle, &attempt("alice", Some(&format!("10.0.1.{i}"))), now).unwrap();
+            fail(
+                &throttle,
+                &attempt("alice", Some(&format!("10.0.1.{i}"))),
+                now,
+            )
+            .unwrap();
             let wait = fail(&throttle, &attempt("alice", Some("10.0.2.1")), now)
                 .unwrap_err()
                 .retry_after;
@@ -457,7 +474,11 @@ mod tests {
             fail(&throttle, &alice, 0).unwrap();
         }
         fail(&throttle, &alice, 1_000).unwrap();
-        assert_eq!(throttle.lock()[&user("alice")].failures, 1, "counter restarted");
+        assert_eq!(
+            throttle.lock()[&user("alice")].failures,
+            1,
+            "counter restarted"
+        );
     }
 
     #[test]

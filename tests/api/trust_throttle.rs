@@ -102,7 +102,10 @@ async fn a_burst_of_concurrent_guesses_from_one_address_gets_only_the_free_check
     let responses =
         join_all((0..40).map(|_| attempt(&app, "alice", "a guess", "10.1.0.1", None))).await;
     let statuses: Vec<Status> = responses.iter().map(|r| r.status()).collect();
-    let checked = statuses.iter().filter(|s| **s == Status::BadRequest).count();
+    let checked = statuses
+        .iter()
+        .filter(|s| **s == Status::BadRequest)
+        .count();
     let throttled = statuses
         .iter()
         .filter(|s| **s == Status::TooManyRequests)
@@ -122,7 +125,11 @@ async fn an_attacker_elsewhere_cannot_stop_the_owner_s_device() {
     let device = device_cookie(&login);
     assert!(device.name().contains("device"));
     assert_eq!(device.http_only(), Some(true));
-    assert_eq!(device.secure(), Some(true), "cookie_secure defaults to true");
+    assert_eq!(
+        device.secure(),
+        Some(true),
+        "cookie_secure defaults to true"
+    );
     assert_eq!(device.same_site(), Some(SameSite::Strict));
     assert_eq!(device.path(), Some("/"));
     assert!(device.max_age().is_some_and(|a| a.whole_days() >= 30));
@@ -387,7 +394,11 @@ fn looser_modes_left_by_an_older_version_are_tightened_at_open() {
         &format!("{PASSWORD}\n"),
     );
     assert!(add.status.success());
-    assert!(stamp_under_umask(dir.path(), &["keys", "list"], "").status.success());
+    assert!(
+        stamp_under_umask(dir.path(), &["keys", "list"], "")
+            .status
+            .success()
+    );
     let loosen = |path: &Path, mode: u32| {
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
     };
