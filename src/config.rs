@@ -107,6 +107,9 @@ settings! {
     default_client_id: String = "stamp".into();
     /// Upper bound of concurrent argon2 computations (0: the number of cores).
     password_concurrency: usize = 0;
+    /// Login password checks that may wait for an argon2 permit; beyond them a login is answered
+    /// `503` with `Retry-After` at once.
+    password_queue: usize = 32, check = within(0..=100_000, " requests");
     /// Seconds a service client's record is cached for `client_credentials` (0: off).
     client_cache_ttl: u64 = 1, check = within(0..=60, SECONDS);
     /// Scheduled key rotation period in seconds; 0 (default) turns it off.
@@ -134,6 +137,9 @@ settings! {
     login_throttle_failures: u32 = 5, check = within(1..=1_000, "");
     /// Longest `Retry-After` of the login throttle, in seconds.
     login_throttle_max_delay: i64 = 900, check = within(1..=86_400, SECONDS);
+    /// Longest delay that failures from elsewhere impose on a login for the same username from
+    /// an address with no recent failures and no device cookie, in seconds.
+    login_throttle_fresh_max_delay: i64 = 60, check = within(1..=86_400, SECONDS);
     /// Most usernames and addresses the login throttle remembers (bounds its memory).
     login_throttle_capacity: usize = 10_000, check = within(16..=10_000_000, " entries");
 }
@@ -172,6 +178,8 @@ pub struct Config {
     pub jwks_max_age: u64,
     /// Concurrent argon2 computations (0 in the settings is resolved to the number of cores).
     pub password_concurrency: usize,
+    /// Login password checks that may wait for an argon2 permit.
+    pub password_queue: usize,
     /// Seconds a service client's record is cached (0: off).
     pub client_cache_ttl: u64,
     /// Signing keys: algorithm, store and lifecycle.
@@ -440,6 +448,7 @@ impl Settings {
             database_url: DatabaseUrl(self.database_url),
             jwks_max_age: self.jwks_max_age,
             password_concurrency,
+            password_queue: self.password_queue,
             client_cache_ttl: self.client_cache_ttl,
             keys: KeyConfig {
                 signing_alg,
@@ -462,6 +471,7 @@ impl Settings {
             throttle: ThrottlePolicy {
                 free_failures: self.login_throttle_failures,
                 max_delay: self.login_throttle_max_delay,
+                fresh_max_delay: self.login_throttle_fresh_max_delay,
                 capacity: self.login_throttle_capacity,
             },
             cookies: CookiePolicy {
@@ -846,7 +856,7 @@ mod tests {
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), Settings::NAMES.len());
-        assert_eq!(Settings::NAMES.len(), 26);
+        assert_eq!(Settings::NAMES.len(), 28);
         assert!(
             Settings::NAMES
                 .iter()

@@ -157,6 +157,15 @@ impl From<AuthError> for ApiError {
             AuthError::Throttled { retry_after } => {
                 ApiError::too_many_requests("too many failed logins; try again later", retry_after)
             }
+            AuthError::Busy { retry_after } => {
+                let mut err = ApiError::new(
+                    Status::ServiceUnavailable,
+                    "temporarily_unavailable",
+                    "too many logins at once; try again shortly",
+                );
+                err.retry_after = Some(retry_after.max(1) as u64);
+                err
+            }
             AuthError::Refresh(why) => {
                 if why == crate::tokens::refresh::Rejection::Reused {
                     rocket::warn!("refresh token reuse detected; its family is revoked");

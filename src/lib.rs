@@ -81,7 +81,8 @@ impl App {
             )
             .await?,
         );
-        let passwords = PasswordHasher::new(config.password_concurrency).await?;
+        let passwords =
+            PasswordHasher::bounded(config.password_concurrency, config.password_queue).await?;
         let auth = Authenticator::new(
             &config,
             store.clone(),

@@ -11,8 +11,8 @@ use crate::store::{Family, NewRefreshToken, Store, StoreError, Username, random_
 use crate::tokens::refresh::{RefreshPolicy, RefreshToken, Rejection};
 use crate::tokens::{IssuedToken, Subject, TokenError, TokenIssuer};
 
-use super::throttle::{Throttle, ThrottleKey};
-use super::{ClientCache, Password, PasswordHasher};
+use super::throttle::{Attempt, Throttle};
+use super::{ClientCache, DeviceCookies, Password, PasswordHasher};
 
 /// A login attempt, already parsed from the form or JSON body.
 #[derive(Debug)]
@@ -25,6 +25,8 @@ pub struct LoginRequest {
     pub client_id: Option<String>,
     /// The caller's address, for throttling.
     pub address: Option<IpAddr>,
+    /// The device cookie the caller presented, if any (throttling).
+    pub device: Option<String>,
 }
 
 /// What a grant hands out: an access token, and for user grants a refresh token.
@@ -64,6 +66,9 @@ pub enum AuthError {
     /// Too many failed logins: try again in `retry_after` seconds.
     #[error("too many failed logins; retry in {retry_after} seconds")]
     Throttled { retry_after: i64 },
+    /// Password hashing is at capacity (admission control): try again in `retry_after` seconds.
+    #[error("too many logins at once; retry in {retry_after} seconds")]
+    Busy { retry_after: i64 },
     /// A refresh token that cannot be used (RFC 6749 §5.2 `invalid_grant`).
     #[error(transparent)]
     Refresh(#[from] Rejection),
@@ -90,6 +95,8 @@ pub struct Authenticator {
     default_client_id: String,
     pub(super) refresh: RefreshPolicy,
     throttle: Throttle,
+    /// Device cookies of users' devices that logged in before (throttling).
+    devices: DeviceCookies,
     /// Service-client records, kept for `client_cache_ttl` seconds.
     pub(super) clients: ClientCache,
 }
@@ -111,6 +118,7 @@ impl Authenticator {
             default_client_id: config.default_client_id.clone(),
             refresh: config.refresh,
             throttle: Throttle::new(config.throttle),
+            devices: DeviceCookies::new(),
             clients: ClientCache::new(config.client_cache_ttl, clock),
         }
     }
@@ -125,10 +133,18 @@ impl Authenticator {
         &self.tokens
     }
 
+    /// A new device cookie value for `username`, to set after a successful login (`None` for a
+    /// name that is not a valid username).
+    pub fn device_cookie(&self, username: &str) -> Option<String> {
+        let name = Username::parse(username).ok()?;
+        Some(self.devices.issue(name.as_str()))
+    }
+
     /// Checks the password and issues an access token and the first refresh token of a new
     /// family. A wrong password, an unknown user and a disabled user all run one argon2
-    /// verification and fail with the same error. Repeated failures for the username or the
-    /// address are refused before any hashing, with [`AuthError::Throttled`].
+    /// verification and fail with the same error. The attempt is reserved with the throttle
+    /// before any hashing (refused with [`AuthError::Throttled`]), then admitted to the hashing
+    /// queue (refused with [`AuthError::Busy`] when it is full).
     pub async fn password_grant(
         &self,
         request: LoginRequest,
@@ -140,35 +156,45 @@ impl Authenticator {
             ));
         }
         let username = Username::parse(&request.username).ok();
-        let mut throttle_keys = Vec::with_capacity(2);
-        if let Some(name) = &username {
-            throttle_keys.push(ThrottleKey::User(name.as_str().to_string()));
-        }
-        if let Some(address) = request.address {
-            throttle_keys.push(ThrottleKey::Address(address));
-        }
-        self.throttle
-            .check(&throttle_keys, now)
-            .map_err(|t| AuthError::Throttled {
-                retry_after: t.retry_after,
-            })?;
+        let device = match (&username, &request.device) {
+            (Some(name), Some(cookie)) => self.devices.verify(name.as_str(), cookie),
+            _ => None,
+        };
+        let attempt = Attempt {
+            username: username.as_ref().map(|n| n.as_str().to_string()),
+            address: request.address,
+            device,
+        };
+        let reservation =
+            self.throttle
+                .reserve(&attempt, now)
+                .map_err(|t| AuthError::Throttled {
+                    retry_after: t.retry_after,
+                })?;
+        // Until the password is checked, the attempt counts as a failure; one that never gets
+        // checked is given back.
+        let Ok(admitted) = self.passwords.admit() else {
+            self.throttle.cancel(reservation);
+            return Err(AuthError::Busy { retry_after: 1 });
+        };
         let user = match &username {
-            Some(name) => self.store.user_by_username(name.as_str()).await?,
+            Some(name) => match self.store.user_by_username(name.as_str()).await {
+                Ok(user) => user,
+                Err(e) => {
+                    self.throttle.cancel(reservation);
+                    return Err(e.into());
+                }
+            },
             None => None,
         };
         let hash = user.as_ref().map(|u| u.password_hash.clone());
-        let verified = self.passwords.verify(request.password, hash).await;
+        let verified = admitted.verify(request.password, hash).await;
         let user = match user {
             Some(user) if verified && !user.disabled => user,
-            _ => {
-                self.throttle.record_failure(&throttle_keys, now);
-                return Err(AuthError::InvalidGrant);
-            }
+            // The reservation stays counted: that was the failure.
+            _ => return Err(AuthError::InvalidGrant),
         };
-        if let Some(name) = username {
-            self.throttle
-                .record_success(&ThrottleKey::User(name.as_str().to_string()));
-        }
+        self.throttle.succeeded(reservation);
         let scope = self.grant_scope(&user.roles, request.scope.as_deref())?;
         let client_id = request
             .client_id

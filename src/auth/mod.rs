@@ -4,6 +4,7 @@
 
 mod client_cache;
 mod clients;
+mod device;
 mod login;
 mod password;
 mod sessions;
@@ -11,7 +12,8 @@ mod throttle;
 
 pub use client_cache::ClientCache;
 pub use clients::{ClientCredentials, ClientSecret};
+pub use device::{DEVICE_COOKIE, DEVICE_COOKIE_TTL, DeviceCookies};
 pub use login::{AuthError, Authenticator, IssuedRefresh, LoginRequest, Session};
-pub use password::{Password, PasswordError, PasswordHasher};
+pub use password::{Admitted, Password, PasswordError, PasswordHasher};
 pub use sessions::{Introspection, RefreshRequest, TokenHint};
-pub use throttle::{Throttle, ThrottleKey, ThrottlePolicy, Throttled};
+pub use throttle::{Attempt, Reservation, Throttle, ThrottleKey, ThrottlePolicy, Throttled};

@@ -4,14 +4,19 @@
 //! Verification reuses pre-allocated argon2 work areas, one per permit at most: a fresh 19 MiB
 //! allocation per check fragmented glibc's heap to hundreds of MiB under a login flood (measured
 //! with `bench/load.sh`), while reused areas keep it at `password_concurrency` × 19 MiB.
+//!
+//! Login checks go through admission control ([`PasswordHasher::admit`]): besides the requests
+//! hashing, at most `password_queue` may wait for a permit; any more are refused at once
+//! ([`PasswordError::Busy`], answered `503` with `Retry-After`) instead of queueing without bound.
 
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
 use subtle::ConstantTimeEq;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use zeroize::Zeroizing;
 
 /// A password in memory: zeroised on drop, hidden from `Debug`.
@@ -75,6 +80,9 @@ pub enum PasswordError {
     /// The hasher's permits were closed (the hasher is shutting down).
     #[error("password hashing failed: {0}")]
     Closed(#[source] tokio::sync::AcquireError),
+    /// Every permit is busy and the waiting queue is full: try again shortly.
+    #[error("password hashing is at capacity ({hashing} running, {waiting} waiting)")]
+    Busy { hashing: usize, waiting: usize },
 }
 
 /// Hashes and verifies passwords with argon2id, at most `limit` at a time.
@@ -87,6 +95,33 @@ pub struct PasswordHasher {
     /// Free argon2 work areas. Allocated on first use (an idle issuer stays small) and never more
     /// than the permits, since only a permit holder takes one.
     arenas: Arc<Mutex<Vec<Vec<Block>>>>,
+    /// Admission slots (permits plus the waiting queue) for [`PasswordHasher::admit`]; `None`
+    /// for a hasher without admission control (the CLI).
+    admission: Option<Admission>,
+    /// Password checks that ran argon2 (tests, metrics).
+    checks: Arc<AtomicU64>,
+}
+
+/// The admission slots of a hasher and their sizes (for the error message).
+#[derive(Clone)]
+struct Admission {
+    slots: Arc<Semaphore>,
+    hashing: usize,
+    waiting: usize,
+}
+
+/// A place among the password checks running or waiting, granted by [`PasswordHasher::admit`];
+/// given back when dropped.
+pub struct Admitted {
+    hasher: PasswordHasher,
+    _slot: Option<OwnedSemaphorePermit>,
+}
+
+impl Admitted {
+    /// Runs the check this place was granted for; see [`PasswordHasher::verify`].
+    pub async fn verify(self, password: Password, hash: Option<String>) -> bool {
+        self.hasher.verify(password, hash).await
+    }
 }
 
 /// OWASP's argon2id recommendation: 19 MiB, 2 iterations, 1 lane.
@@ -155,7 +190,8 @@ fn verify_blocking(password: &[u8], hash: &str) -> bool {
 }
 
 impl PasswordHasher {
-    /// A hasher running at most `limit` argon2 computations at once.
+    /// A hasher running at most `limit` argon2 computations at once, without admission
+    /// control (every caller waits its turn: the CLI).
     pub async fn new(limit: usize) -> Result<PasswordHasher, PasswordError> {
         let dummy = super::super::store::random_id();
         let dummy_hash = tokio::task::spawn_blocking(move || hash_blocking(dummy.as_bytes()))
@@ -165,7 +201,46 @@ impl PasswordHasher {
             permits: Arc::new(Semaphore::new(limit.max(1))),
             dummy_hash: dummy_hash.into(),
             arenas: Arc::new(Mutex::new(Vec::new())),
+            admission: None,
+            checks: Arc::new(AtomicU64::new(0)),
         })
+    }
+
+    /// A hasher running at most `limit` argon2 computations at once, with at most `queue` more
+    /// admitted checks waiting for one (the server).
+    pub async fn bounded(limit: usize, queue: usize) -> Result<PasswordHasher, PasswordError> {
+        let mut hasher = PasswordHasher::new(limit).await?;
+        let hashing = limit.max(1);
+        let waiting = queue.min(Semaphore::MAX_PERMITS.saturating_sub(hashing));
+        hasher.admission = Some(Admission {
+            slots: Arc::new(Semaphore::new(hashing + waiting)),
+            hashing,
+            waiting,
+        });
+        Ok(hasher)
+    }
+
+    /// A place for one password check, or [`PasswordError::Busy`] at once when every permit is
+    /// taken and the waiting queue is full.
+    pub fn admit(&self) -> Result<Admitted, PasswordError> {
+        let slot = match &self.admission {
+            None => None,
+            Some(admission) => Some(admission.slots.clone().try_acquire_owned().map_err(|_| {
+                PasswordError::Busy {
+                    hashing: admission.hashing,
+                    waiting: admission.waiting,
+                }
+            })?),
+        };
+        Ok(Admitted {
+            hasher: self.clone(),
+            _slot: slot,
+        })
+    }
+
+    /// How many password checks have run argon2 so far.
+    pub fn checks(&self) -> u64 {
+        self.checks.load(Ordering::Relaxed)
     }
 
     /// Hashes a new password (argon2id, random salt), off the async runtime.
@@ -186,6 +261,7 @@ impl PasswordHasher {
         let Ok(_permit) = self.permits.acquire().await else {
             return false;
         };
+        self.checks.fetch_add(1, Ordering::Relaxed);
         let known = hash.is_some();
         let hash = hash.unwrap_or_else(|| self.dummy_hash.to_string());
         let arenas = self.arenas.clone();
@@ -281,6 +357,27 @@ mod tests {
             format!("{:?}", Password::for_login("secret".into())),
             "Password(<hidden>)"
         );
+    }
+
+    #[tokio::test]
+    async fn admission_refuses_beyond_the_permits_and_the_queue() {
+        let hasher = PasswordHasher::bounded(1, 1).await.unwrap();
+        let first = hasher.admit().unwrap();
+        let second = hasher.admit().unwrap();
+        assert!(matches!(
+            hasher.admit(),
+            Err(PasswordError::Busy {
+                hashing: 1,
+                waiting: 1
+            })
+        ));
+        drop(first);
+        let third = hasher.admit().unwrap();
+        drop((second, third));
+        // Without admission control every caller is let in to wait.
+        let unbounded = PasswordHasher::new(1).await.unwrap();
+        let places: Vec<_> = (0..100).map(|_| unbounded.admit().unwrap()).collect();
+        assert_eq!(places.len(), 100);
     }
 
     #[tokio::test]

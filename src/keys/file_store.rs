@@ -6,7 +6,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -26,18 +26,29 @@ pub struct FileKeyStore {
 }
 
 impl FileKeyStore {
-    /// Opens (creating if needed, mode 0700) the folder and checks that it is writable.
+    /// Opens (creating if needed, mode 0700 whatever the umask) the folder and checks that it
+    /// is writable. An existing folder open to group or others is tightened to 0700.
     pub fn open(dir: impl Into<PathBuf>) -> Result<FileKeyStore, KeyStoreError> {
         let dir = dir.into();
         let unwritable = |reason: String| KeyStoreError::Unwritable {
             path: dir.display().to_string(),
             reason,
         };
-        if let Err(e) = fs::create_dir_all(&dir) {
+        if let Err(e) = fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+        {
             return Err(unwritable(e.to_string()));
         }
-        if !dir.is_dir() {
+        let meta = fs::metadata(&dir).map_err(|e| unwritable(e.to_string()))?;
+        if !meta.is_dir() {
             return Err(unwritable("not a directory".into()));
+        }
+        // `mode` is filtered by the umask and applies only to a folder created now.
+        if meta.permissions().mode() & 0o777 != 0o700 {
+            fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))
+                .map_err(|e| unwritable(format!("cannot make it private (0700): {e}")))?;
         }
         let probe = dir.join(format!(".probe-{}", std::process::id()));
         File::create(&probe).map_err(|e| unwritable(e.to_string()))?;

@@ -6,7 +6,7 @@ use rocket::time::Duration;
 use secrecy::ExposeSecret;
 
 use crate::App;
-use crate::auth::Session;
+use crate::auth::{DEVICE_COOKIE, DEVICE_COOKIE_TTL, Session};
 
 use super::TokenResponse;
 
@@ -72,6 +72,30 @@ pub fn respond(
         refresh_token: None,
         ..session.into()
     }
+}
+
+/// Sets the device cookie after a successful password login (both endpoints, whatever the cookie
+/// mode: it carries no token, only the proof that this device logged in as `username` before,
+/// which the login throttle honours). `Path=/` so `/login` and `/oauth/token` both receive it;
+/// `/logout` leaves it in place.
+pub fn set_device(app: &App, jar: &CookieJar<'_>, username: &str) {
+    let Some(value) = app.auth.device_cookie(username) else {
+        return;
+    };
+    jar.add(
+        Cookie::build((DEVICE_COOKIE, value))
+            .path("/")
+            .http_only(true)
+            .secure(app.config.cookies.secure)
+            .same_site(SameSite::Strict)
+            .max_age(Duration::seconds(DEVICE_COOKIE_TTL))
+            .build(),
+    );
+}
+
+/// The device cookie the request carries, if any.
+pub fn device(jar: &CookieJar<'_>) -> Option<String> {
+    jar.get(DEVICE_COOKIE).map(|c| c.value().to_string())
 }
 
 /// Expires every session cookie.

@@ -47,16 +47,19 @@ async fn login(
     if body.username.is_empty() {
         return Err(ApiError::invalid_request("missing field `username`"));
     }
+    let username = body.username.clone();
     let request = LoginRequest {
         username: body.username,
         password: Password::for_login(body.password),
         scope: body.scope,
         client_id: body.client_id,
         address,
+        device: cookies::device(jar),
     };
     let session = app.auth.password_grant(request, app.clock.now()).await;
     app.metrics.grant(crate::metrics::Grant::Password, &session);
     let session = session?;
+    cookies::set_device(app, jar, &username);
     let cookie_mode = body.cookie || app.config.cookies.mode;
     Ok(cookies::respond(app, jar, session, cookie_mode))
 }

@@ -62,16 +62,20 @@ async fn token(
     let now = app.clock.now();
     match grant_type.as_str() {
         "password" => {
+            let username = required(form.username, "username")?;
             let request = LoginRequest {
-                username: required(form.username, "username")?,
+                username: username.clone(),
                 password: Password::for_login(required(form.password, "password")?),
                 scope: form.scope,
                 client_id: form.client_id,
                 address,
+                device: cookies::device(jar),
             };
             let session = app.auth.password_grant(request, now).await;
             app.metrics.grant(Grant::Password, &session);
-            Ok(cookies::respond(app, jar, session?, cookie_flag))
+            let session = session?;
+            cookies::set_device(app, jar, &username);
+            Ok(cookies::respond(app, jar, session, cookie_flag))
         }
         "refresh_token" => {
             // From the form, or else from the cookie set in cookie mode (which then stays on).

@@ -43,6 +43,15 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
+    /// The SQLite file (or its `-wal`, `-shm` or lock file) could not be created or made
+    /// private (mode 0600).
+    #[error("invalid setting `database_url`: cannot make {} private (0600): {source}", path.display())]
+    Private {
+        /// The file.
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     /// A statement or a transaction failed.
     #[error("database error: {0}")]
     Query(#[from] sqlx::Error),

@@ -1,7 +1,13 @@
 //! The embedded store: one SQLite file, WAL journal, `synchronous = FULL` so a committed row
 //! survives a power cut. The logic is [`SqlStore`]'s; this file opens the file and says how
 //! SQLite differs.
+//!
+//! The database holds password hashes and the audit log, so its files are private (mode 0600)
+//! whatever the umask: the file is created 0600 before SQLite opens it (SQLite gives its `-wal`
+//! and `-shm` files the database file's mode), and existing files with looser modes, from an
+//! older version or another tool, are tightened at every open.
 
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
@@ -38,7 +44,9 @@ impl SqlStore<Sqlite> {
         // sqlx's migration lock is a no-op on SQLite, so two processes opening a fresh file at
         // once (the server and `stamp users add`) would both run migration 1. A lock file next to
         // the database serialises opening across processes.
-        let lock = migration_lock(options.get_filename()).await?;
+        let file = options.get_filename().to_path_buf();
+        let lock = migration_lock(&file).await?;
+        create_private(&file);
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             .connect_with(options)
@@ -51,8 +59,61 @@ impl SqlStore<Sqlite> {
                 url: url.to_string(),
                 source,
             })?;
+        make_private(&file).await?;
         drop(lock);
         Ok(SqlStore::on(pool))
+    }
+}
+
+/// Creates the database file with mode 0600 if it is missing, so that SQLite, which gives its
+/// `-wal` and `-shm` files the database file's mode, never makes a readable one. Best effort:
+/// if the file cannot be created here, SQLite's own attempt reports why.
+fn create_private(db: &Path) {
+    let name = db.as_os_str();
+    if name.is_empty() || name == ":memory:" {
+        return;
+    }
+    let _ = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(db);
+}
+
+/// Tightens the database file, its `-wal`, `-shm` and `-journal` files and its lock file to
+/// 0600 where they are looser (files from an older version, another tool, a loose umask).
+/// In-memory databases have no files.
+async fn make_private(db: &Path) -> Result<(), StoreError> {
+    let name = db.as_os_str();
+    if name.is_empty() || name == ":memory:" {
+        return Ok(());
+    }
+    let db = db.to_path_buf();
+    let failed = tokio::task::spawn_blocking(move || -> Result<(), (PathBuf, std::io::Error)> {
+        for suffix in ["", "-wal", "-shm", "-journal", ".lock"] {
+            let mut path = db.as_os_str().to_owned();
+            path.push(suffix);
+            let path = PathBuf::from(path);
+            let mode = match std::fs::metadata(&path) {
+                Ok(meta) => meta.permissions().mode() & 0o777,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err((path, e)),
+            };
+            if mode & 0o077 != 0 {
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode & 0o600))
+                    .map_err(|e| (path, e))?;
+            }
+        }
+        Ok(())
+    })
+    .await;
+    match failed {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err((path, source))) => Err(StoreError::Private { path, source }),
+        Err(join) => Err(StoreError::Private {
+            path: PathBuf::from(name),
+            source: std::io::Error::other(join),
+        }),
     }
 }
 
@@ -72,6 +133,7 @@ async fn migration_lock(db: &Path) -> Result<Option<std::fs::File>, StoreError> 
             .create(true)
             .write(true)
             .truncate(false)
+            .mode(0o600)
             .open(&path)?;
         file.lock()?;
         Ok(file)

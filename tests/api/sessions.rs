@@ -755,7 +755,9 @@ async fn secure_can_be_turned_off_for_local_development_and_cookie_mode_set_glob
         .await;
     assert_eq!(response.status(), Status::Ok);
     let cookies = set_cookies(&response);
-    assert_eq!(cookies.len(), 3);
+    // The three session cookies and the device cookie of the login throttle.
+    assert_eq!(cookies.len(), 4, "{cookies:?}");
+    find(&cookies, "stamp_device");
     assert!(cookies.iter().all(|c| c.secure() != Some(true)));
     assert!(cookies.iter().all(|c| c.http_only() == Some(true)));
 }
@@ -789,7 +791,9 @@ fn retry_after(response: &LocalResponse<'_>) -> i64 {
 
 #[rocket::async_test]
 async fn failed_logins_are_throttled_with_growing_retry_after() {
-    let app = TestApp::spawn().await;
+    // A manual clock: the waits are `advance`d, not slept.
+    let app = crate::trust_throttle::spawn_manual(|f| f).await;
+    let clock = app.app().clock.clone();
     app.add_user("alice", PASSWORD, &[]).await;
     for i in 0..5 {
         let response = attempt(&app, "alice", "wrong password", &format!("10.0.0.{i}")).await;
@@ -802,7 +806,7 @@ async fn failed_logins_are_throttled_with_growing_retry_after() {
     assert!((1..=2).contains(&first), "Retry-After {first}");
     assert_oauth_error(blocked, Status::TooManyRequests, "slow_down").await;
 
-    sleep_secs(first).await;
+    clock.advance(first);
     let failed = attempt(&app, "alice", "wrong again", "10.0.1.2").await;
     assert_eq!(failed.status(), Status::BadRequest);
     let blocked = attempt(&app, "alice", PASSWORD, "10.0.1.3").await;
@@ -812,19 +816,19 @@ async fn failed_logins_are_throttled_with_growing_retry_after() {
         (2..=3).contains(&second) && second >= first,
         "the delay doubles: {first} then {second}"
     );
+    // A full `delay` later (whatever the sub-second timing was) it still holds.
+    clock.advance(second - 1);
+    let blocked = attempt(&app, "alice", PASSWORD, "10.0.1.6").await;
+    assert_eq!(blocked.status(), Status::TooManyRequests);
 
     // After the wait, success resets the username's counter.
-    sleep_secs(second).await;
+    clock.advance(1);
     assert_eq!(
         attempt(&app, "alice", PASSWORD, "10.0.1.4").await.status(),
         Status::Ok
     );
     let after = attempt(&app, "alice", "wrong", "10.0.1.5").await;
     assert_eq!(after.status(), Status::BadRequest, "counter restarted");
-}
-
-async fn sleep_secs(seconds: i64) {
-    tokio::time::sleep(std::time::Duration::from_millis(seconds as u64 * 1000 + 50)).await;
 }
 
 #[rocket::async_test]
