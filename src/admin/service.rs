@@ -10,7 +10,7 @@ use crate::store::{
     Username,
 };
 
-use super::actor::{Actor, Admin, client_still_admin, user_still_admin};
+use super::actor::Actor;
 
 /// What to do when a change is committed but its audit entry cannot be written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -95,18 +95,6 @@ impl AdminService {
             store,
             clock,
             audit_failure,
-        }
-    }
-
-    /// Whether the account behind an admin token still exists, is enabled and still holds the
-    /// right (the admin API checks this on every call; see [`user_still_admin`]).
-    pub async fn still_admin(&self, admin: &Admin) -> Result<bool, StoreError> {
-        match &admin.actor {
-            Actor::Cli => Ok(true),
-            Actor::User { id } => Ok(user_still_admin(self.store.user_by_id(id).await?.as_ref())),
-            Actor::Client { id } => Ok(client_still_admin(
-                self.store.client_by_id(id).await?.as_ref(),
-            )),
         }
     }
 

@@ -5,6 +5,7 @@
 mod client_cache;
 mod clients;
 mod login;
+mod online;
 mod password;
 mod sessions;
 mod throttle;
@@ -12,6 +13,7 @@ mod throttle;
 pub use client_cache::ClientCache;
 pub use clients::{ClientCredentials, ClientSecret};
 pub use login::{AuthError, Authenticator, IssuedRefresh, LoginRequest, Session};
+pub use online::{LiveToken, OnlineError, TokenOwner};
 pub use password::{Password, PasswordError, PasswordHasher};
 pub use sessions::{Introspection, RefreshRequest, TokenHint};
 pub use throttle::{Throttle, ThrottleKey, ThrottlePolicy, Throttled};

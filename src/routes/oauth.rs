@@ -64,7 +64,8 @@ async fn token(
         "password" => {
             let request = LoginRequest {
                 username: required(form.username, "username")?,
-                password: Password::for_login(required(form.password, "password")?),
+                password: Password::for_login(required(form.password, "password")?)
+                    .map_err(|e| ApiError::invalid_request(e.to_string()))?,
                 scope: form.scope,
                 client_id: form.client_id,
                 address,
