@@ -149,7 +149,8 @@ impl AdminService {
     }
 
     /// "Log out everywhere": bumps the user's token version, so every refresh token they hold
-    /// stops working at once (`users.revoke_tokens`).
+    /// stops working at once, and their access tokens fail every online check
+    /// (`users.revoke_tokens`).
     pub async fn revoke_user_tokens(
         &self,
         actor: &Actor,
