@@ -77,6 +77,8 @@ fn signing(c: &mut Criterion) {
         client_id: "orders-service".into(),
         scope: vec!["api.read".into(), "api.write".into()],
         roles: Vec::new(),
+
+        ver: None,
     };
     let mut group = c.benchmark_group("sign");
     for alg in Alg::ALL {

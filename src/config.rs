@@ -440,7 +440,9 @@ impl Settings {
             n => n,
         };
         Ok(Config {
-            issuer: self.issuer.trim_end_matches('/').to_string(),
+            // Exactly as configured: `iss` is compared exactly (RFC 8414 §3.3, OpenID Connect
+            // Discovery §4.3), so a trailing slash is part of the identifier.
+            issuer: self.issuer,
             audience: self.audience,
             access_token_ttl: self.access_token_ttl,
             user_scopes: self.user_scopes,

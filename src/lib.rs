@@ -91,7 +91,16 @@ impl App {
             clock.clone(),
         );
         let admin = AdminService::new(store.clone(), clock.clone(), AuditFailure::Log);
-        let discovery = routes::well_known::discovery_document(&config.issuer).into();
+        let mut scopes = config.user_scopes.clone();
+        for client in store
+            .list_clients()
+            .await?
+            .into_iter()
+            .filter(|c| !c.disabled)
+        {
+            scopes.extend(client.scopes);
+        }
+        let discovery = routes::well_known::discovery_document(&config.issuer, &scopes).into();
         let jwks_cache_control = format!("public, max-age={}", config.jwks_max_age).into();
         Ok(App {
             config,

@@ -4,6 +4,7 @@
 
 use std::fmt;
 
+use crate::auth::TokenOwner;
 use crate::store::{Client, User};
 use crate::tokens::AccessClaims;
 
@@ -72,6 +73,16 @@ impl Admin {
     }
 }
 
+/// The still-admin rule, applied to the owner of a token that passed the online check (which
+/// has already refused disabled, deleted and superseded owners): the owner as read now still
+/// holds the right.
+pub fn still_admin(owner: &TokenOwner) -> bool {
+    match owner {
+        TokenOwner::User(user) => user_still_admin(Some(user)),
+        TokenOwner::Client(client) => client_still_admin(Some(client)),
+    }
+}
+
 /// The still-admin rule for a person: the account (as read now) exists, is enabled and still
 /// holds the `admin` role. A token outlives changes to its account; the admin API, being
 /// online, does not let it.
@@ -97,11 +108,12 @@ mod tests {
             aud: "a".into(),
             exp: 0,
             iat: 0,
-            nbf: 0,
+            nbf: Some(0),
             jti: "j".into(),
             client_id: client_id.into(),
             scope: scope.map(String::from),
             roles: roles.iter().map(|r| r.to_string()).collect(),
+            ver: None,
         }
     }
 

@@ -7,5 +7,5 @@
 mod actor;
 mod service;
 
-pub use actor::{ADMIN, Actor, Admin, NotAdmin, client_still_admin, user_still_admin};
+pub use actor::{ADMIN, Actor, Admin, NotAdmin, client_still_admin, still_admin, user_still_admin};
 pub use service::{AdminError, AdminService, AuditFailure, NewAccount, NewServiceClient, UserRef};

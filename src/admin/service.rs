@@ -10,7 +10,7 @@ use crate::store::{
     Username,
 };
 
-use super::actor::{Actor, Admin, client_still_admin, user_still_admin};
+use super::actor::Actor;
 
 /// What to do when a change is committed but its audit entry cannot be written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -98,18 +98,6 @@ impl AdminService {
         }
     }
 
-    /// Whether the account behind an admin token still exists, is enabled and still holds the
-    /// right (the admin API checks this on every call; see [`user_still_admin`]).
-    pub async fn still_admin(&self, admin: &Admin) -> Result<bool, StoreError> {
-        match &admin.actor {
-            Actor::Cli => Ok(true),
-            Actor::User { id } => Ok(user_still_admin(self.store.user_by_id(id).await?.as_ref())),
-            Actor::Client { id } => Ok(client_still_admin(
-                self.store.client_by_id(id).await?.as_ref(),
-            )),
-        }
-    }
-
     /// Creates a user with a hashed password (`users.add`).
     pub async fn create_user(
         &self,
@@ -161,7 +149,8 @@ impl AdminService {
     }
 
     /// "Log out everywhere": bumps the user's token version, so every refresh token they hold
-    /// stops working at once (`users.revoke_tokens`).
+    /// stops working at once, and their access tokens fail every online check
+    /// (`users.revoke_tokens`).
     pub async fn revoke_user_tokens(
         &self,
         actor: &Actor,

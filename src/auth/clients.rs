@@ -155,6 +155,7 @@ impl Authenticator {
             client_id: client.id.clone(),
             scope,
             roles: Vec::new(),
+            ver: None,
         };
         let alg = client.alg.unwrap_or(self.tokens.alg());
         if self.keys.snapshot().active(alg).is_none() {

@@ -204,6 +204,7 @@ impl Authenticator {
             client_id: client_id.clone(),
             scope: scope.clone(),
             roles: user.roles.clone(),
+            ver: Some(user.token_version),
         };
         let access = self.tokens.issue(&self.keys.snapshot(), subject, now)?;
         let family = Family {

@@ -29,8 +29,14 @@ impl Password {
     pub const MAX_LEN: usize = 1024;
 
     /// A password as typed at login: any length up to the maximum is checked against the hash.
-    pub fn for_login(raw: String) -> Password {
-        Password(Zeroizing::new(raw))
+    /// A longer one is refused here, before any hashing ([`PasswordError::TooLong`]; the
+    /// endpoints answer 400): no stored password can be that long, so it cannot be right.
+    pub fn for_login(raw: String) -> Result<Password, PasswordError> {
+        let raw = Zeroizing::new(raw);
+        if raw.len() > Self::MAX_LEN {
+            return Err(PasswordError::TooLong { max: Self::MAX_LEN });
+        }
+        Ok(Password(raw))
     }
 
     /// A new password: checked against the length policy.
@@ -336,7 +342,10 @@ mod tests {
                 let (hasher, hash) = (hasher.clone(), hash.clone());
                 tokio::spawn(async move {
                     hasher
-                        .verify(Password::for_login("correct horse".into()), Some(hash))
+                        .verify(
+                            Password::for_login("correct horse".into()).unwrap(),
+                            Some(hash),
+                        )
                         .await
                 })
             })
@@ -353,8 +362,13 @@ mod tests {
         assert!(Password::new_checked("short".into()).is_err());
         assert!(Password::new_checked("x".repeat(1025)).is_err());
         assert!(Password::new_checked("long enough".into()).is_ok());
+        assert!(Password::for_login("x".repeat(1024)).is_ok());
+        assert!(matches!(
+            Password::for_login("x".repeat(1025)),
+            Err(PasswordError::TooLong { max: 1024 })
+        ));
         assert_eq!(
-            format!("{:?}", Password::for_login("secret".into())),
+            format!("{:?}", Password::for_login("secret".into()).unwrap()),
             "Password(<hidden>)"
         );
     }
@@ -385,7 +399,7 @@ mod tests {
         let hasher = PasswordHasher::new(2).await.unwrap();
         assert!(
             !hasher
-                .verify(Password::for_login("anything".into()), None)
+                .verify(Password::for_login("anything".into()).unwrap(), None)
                 .await
         );
     }

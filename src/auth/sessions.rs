@@ -9,6 +9,7 @@ use crate::tokens::refresh::{RefreshToken, Rejection, TokenHash, is_active};
 use crate::tokens::{AccessClaims, Subject};
 
 use super::login::{AuthError, Authenticator, IssuedRefresh, Session};
+use super::online::OnlineError;
 
 /// A refresh-token request, parsed from the form (or cookie). `Debug` hides the token.
 #[derive(Debug)]
@@ -69,7 +70,7 @@ impl Introspection {
             token_type: Some("Bearer"),
             exp: Some(claims.exp),
             iat: Some(claims.iat),
-            nbf: Some(claims.nbf),
+            nbf: claims.nbf,
             sub: Some(claims.sub),
             aud: Some(claims.aud),
             iss: Some(claims.iss),
@@ -134,6 +135,7 @@ impl Authenticator {
             client_id: family.client_id,
             scope,
             roles: user.roles,
+            ver: Some(user.token_version),
         };
         let access = self.tokens.issue(&self.keys.snapshot(), subject, now)?;
         Ok(Session {
@@ -146,7 +148,7 @@ impl Authenticator {
     }
 
     /// `POST /logout`: revokes the refresh token's family and denylists the access token until
-    /// it expires. Unknown, expired or already revoked tokens are not an error: logging out
+    /// it expires, if the online check finds it live. Unknown, expired or already revoked tokens are not an error: logging out
     /// twice succeeds twice.
     pub async fn logout(
         &self,
@@ -159,12 +161,18 @@ impl Authenticator {
                 .revoke_family_of(&TokenHash::of(token), "logout", now)
                 .await?;
         }
-        if let Some(token) = access_token
-            && let Ok(claims) = self.tokens.verify(&self.keys.snapshot(), token, now)
-        {
-            self.store
-                .deny_access_token(&claims.jti, claims.exp, now)
-                .await?;
+        // Only a live token needs a denylist entry: one the online check refuses (expired,
+        // revoked with its user's tokens, of a disabled user) is dead already.
+        if let Some(token) = access_token {
+            match self.check_online(token, now).await {
+                Ok(live) => {
+                    self.store
+                        .deny_access_token(&live.claims.jti, live.claims.exp, now)
+                        .await?;
+                }
+                Err(OnlineError::Store(e)) => return Err(e.into()),
+                Err(_) => {}
+            }
         }
         Ok(())
     }
@@ -201,31 +209,17 @@ impl Authenticator {
         Ok(())
     }
 
-    /// Whether the user or client an access token was issued to is still enabled. A token whose
-    /// `sub` equals its `client_id` is a client's own (client_credentials); any other is a user's.
-    async fn owner_enabled(&self, claims: &AccessClaims) -> Result<bool, AuthError> {
-        if claims.sub == claims.client_id {
-            let client = self.store.client_by_id(&claims.client_id).await?;
-            return Ok(client.is_some_and(|c| !c.disabled));
-        }
-        let user = self.store.user_by_id(&claims.sub).await?;
-        Ok(user.is_some_and(|u| !u.disabled))
-    }
-
-    /// RFC 7662: whether `token` is active now, and its claims if it is. Expired, revoked,
-    /// denylisted, malformed and foreign-signed tokens, and tokens of disabled or deleted users
-    /// and clients, are all just inactive.
+    /// RFC 7662: whether `token` is active now, and its claims if it is. Access tokens go
+    /// through [`Authenticator::check_online`]: expired, denylisted, malformed and foreign-signed
+    /// tokens, tokens of disabled or deleted users and clients, and tokens issued before their
+    /// user's last revocation are all just inactive.
     pub async fn introspect(&self, token: &str, now: i64) -> Result<Introspection, AuthError> {
         if looks_like_jwt(token) {
-            let Ok(claims) = self.tokens.verify(&self.keys.snapshot(), token, now) else {
-                return Ok(Introspection::inactive());
+            return match self.check_online(token, now).await {
+                Ok(live) => Ok(Introspection::of_access(live.claims)),
+                Err(OnlineError::Store(e)) => Err(e.into()),
+                Err(_) => Ok(Introspection::inactive()),
             };
-            if self.store.is_access_token_denied(&claims.jti).await?
-                || !self.owner_enabled(&claims).await?
-            {
-                return Ok(Introspection::inactive());
-            }
-            return Ok(Introspection::of_access(claims));
         }
         let Some(record) = self.store.refresh_record(&TokenHash::of(token)).await? else {
             return Ok(Introspection::inactive());

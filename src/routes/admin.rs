@@ -14,10 +14,25 @@ use crate::error::ApiError;
 use crate::keys::{Alg, KeySet, KeyState, RotateOptions};
 use crate::store::AuditEvent;
 
-/// The key and audit admin API.
+/// The key and audit admin API, and `Cache-Control: no-store` on every `/admin/` answer.
 pub fn stage() -> AdHoc {
     AdHoc::on_ignite("admin: keys and audit", |rocket| async {
-        rocket.mount("/", routes![list_keys, rotate, revoke, audit_log])
+        rocket
+            .mount("/", routes![list_keys, rotate, revoke, audit_log])
+            .attach(no_store())
+    })
+}
+
+/// Admin answers describe live state (users, keys, the audit log) and are meant for one caller
+/// only: no cache, shared or private, may keep them (RFC 9111 §5.2.2.5). A fairing rather than a
+/// wrapper per route, so that admin routes added later and the guard's errors get it too.
+fn no_store() -> AdHoc {
+    AdHoc::on_response("admin: no-store", |req, res| {
+        Box::pin(async move {
+            if req.uri().path().starts_with("/admin/") {
+                res.set_raw_header("Cache-Control", "no-store");
+            }
+        })
     })
 }
 

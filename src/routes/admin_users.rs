@@ -23,8 +23,9 @@ struct Revoked {
     token_version: i64,
 }
 
-/// Bumps the user's token version: every refresh token they hold stops working at once.
-/// Access tokens already issued stay valid offline until they expire (docs/sessions.md).
+/// Bumps the user's token version: every refresh token they hold stops working at once, and so
+/// do their access tokens on every online check (admin API, logout, introspection). Offline
+/// verifiers accept those until they expire.
 #[post("/admin/users/<id>/revoke-tokens")]
 async fn revoke_tokens(
     app: &State<App>,

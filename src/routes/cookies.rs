@@ -98,7 +98,11 @@ pub fn device(jar: &CookieJar<'_>) -> Option<String> {
     jar.get(DEVICE_COOKIE).map(|c| c.value().to_string())
 }
 
-/// Expires every session cookie.
+/// Expires every session cookie a grant set: one removal `Set-Cookie` per name and path, sent
+/// whether or not the request carried the cookie. A browser sends each cookie only to its own
+/// `Path`, so `/logout` never sees the refresh cookie (`Path=/oauth/token`) and a refresh never
+/// sees the logout cookie; removing only the cookies a request carried would leave those behind.
+/// Other cookies (the throttling device cookie, whose name contains `device`) are left alone.
 pub fn clear(app: &App, jar: &CookieJar<'_>) {
     let secure = app.config.cookies.secure;
     for (name, path) in [
@@ -106,12 +110,8 @@ pub fn clear(app: &App, jar: &CookieJar<'_>) {
         (REFRESH_COOKIE, TOKEN_PATH),
         (LOGOUT_COOKIE, LOGOUT_PATH),
     ] {
-        jar.remove(
-            Cookie::build(name)
-                .path(path)
-                .http_only(true)
-                .secure(secure)
-                .same_site(SameSite::Strict),
-        );
+        let mut removal = session_cookie(name, String::new(), path, 0, secure);
+        removal.make_removal();
+        jar.add(removal);
     }
 }

@@ -5,7 +5,8 @@ use rocket::http::Status;
 use rocket::request::{FromRequest, Outcome, Request};
 
 use crate::App;
-use crate::admin::Admin;
+use crate::admin::{Admin, still_admin};
+use crate::auth::OnlineError;
 use crate::error::ApiError;
 
 /// The bearer token of `Authorization: Bearer <token>` (RFC 6750 §2.1; the scheme is
@@ -45,8 +46,9 @@ fn challenge(status: Status, error: &'static str, description: &str) -> ApiError
 impl<'r> FromRequest<'r> for Admin {
     type Error = ApiError;
 
-    /// Verifies the bearer token with the rules a resource server uses, then requires the admin
-    /// role or scope: 401 without a valid token, 403 with a valid token that lacks the right.
+    /// Checks the bearer token online ([`crate::auth::Authenticator::check_online`]), then
+    /// requires the admin role or scope: 401 without a live token, 403 with a live token that
+    /// lacks the right, 401 again if its owner has lost the right since.
     async fn from_request(req: &'r Request<'_>) -> Outcome<Self, Self::Error> {
         let Some(app) = req.rocket().state::<App>() else {
             return ApiError::internal("App state missing").fail_guard(req);
@@ -59,45 +61,26 @@ impl<'r> FromRequest<'r> for Admin {
             )
             .fail_guard(req);
         };
-        let claims = match app
-            .auth
-            .tokens()
-            .verify(&app.keys.snapshot(), token, app.clock.now())
-        {
-            Ok(claims) => claims,
-            // The summary names the failed check without echoing anything from the token into
+        // The online check: the verifier's rules, then what offline verifiers cannot see (a
+        // logged-out token, a disabled or deleted owner, a revocation of the user's tokens).
+        let live = match app.auth.check_online(token, app.clock.now()).await {
+            Ok(live) => live,
+            Err(OnlineError::Store(e)) => return ApiError::internal(e).fail_guard(req),
+            // The description is fixed text per refusal: nothing from the token is echoed into
             // the WWW-Authenticate header.
             Err(e) => {
-                return challenge(Status::Unauthorized, "invalid_token", e.summary())
+                return challenge(Status::Unauthorized, "invalid_token", &e.to_string())
                     .fail_guard(req);
             }
         };
-        // The admin API is online, so it also sees what offline verifiers cannot: a logged-out
-        // (denylisted) token, and an account disabled or stripped of `admin` since the token was
-        // issued.
-        match app.store.is_access_token_denied(&claims.jti).await {
-            Ok(false) => {}
-            Ok(true) => {
-                return challenge(
-                    Status::Unauthorized,
-                    "invalid_token",
-                    "the token has been revoked",
-                )
-                .fail_guard(req);
-            }
-            Err(e) => return ApiError::internal(e).fail_guard(req),
-        }
-        match Admin::authorize(&claims) {
-            Ok(admin) => match app.admin.still_admin(&admin).await {
-                Ok(true) => Outcome::Success(admin),
-                Ok(false) => challenge(
-                    Status::Unauthorized,
-                    "invalid_token",
-                    "the account is disabled or no longer an administrator",
-                )
-                .fail_guard(req),
-                Err(e) => ApiError::internal(e).fail_guard(req),
-            },
+        match Admin::authorize(&live.claims) {
+            Ok(admin) if still_admin(&live.owner) => Outcome::Success(admin),
+            Ok(_) => challenge(
+                Status::Unauthorized,
+                "invalid_token",
+                "the account is no longer an administrator",
+            )
+            .fail_guard(req),
             Err(e) => {
                 let mut err = challenge(Status::Forbidden, "insufficient_scope", &e.to_string());
                 err.www_authenticate = Some(

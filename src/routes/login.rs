@@ -50,7 +50,8 @@ async fn login(
     let username = body.username.clone();
     let request = LoginRequest {
         username: body.username,
-        password: Password::for_login(body.password),
+        password: Password::for_login(body.password)
+            .map_err(|e| ApiError::invalid_request(e.to_string()))?,
         scope: body.scope,
         client_id: body.client_id,
         address,

@@ -65,7 +65,8 @@ async fn token(
             let username = required(form.username, "username")?;
             let request = LoginRequest {
                 username: username.clone(),
-                password: Password::for_login(required(form.password, "password")?),
+                password: Password::for_login(required(form.password, "password")?)
+                    .map_err(|e| ApiError::invalid_request(e.to_string()))?,
                 scope: form.scope,
                 client_id: form.client_id,
                 address,

@@ -105,25 +105,40 @@ fn oauth_authorization_server(app: &State<App>) -> Cached {
     openid_configuration(app)
 }
 
-/// The discovery document, serialised once at start.
-pub fn discovery_document(issuer: &str) -> Vec<u8> {
+/// The discovery document (RFC 8414 members only), serialised once at start. It states only
+/// what this issuer does today: no authorization endpoint, so no response types; no ID tokens,
+/// so no ID-token algorithms; `scopes_supported` lists `scopes` (the configured user scopes and
+/// the scopes of the clients known at start; RFC 8414 §2 lets a server leave some out, and a
+/// user's roles, which are scopes too, are not advertised). The same document answers at the
+/// OpenID Connect path, because resource-server libraries look for `jwks_uri` there: it has none
+/// of the members an OpenID provider must have, so an OpenID relying party refuses it, which is
+/// right until this issuer is one.
+///
+/// `issuer` is given exactly as configured (a trailing slash included); endpoint URLs are
+/// formed from it without doubling the slash (OpenID Connect Discovery §4.1).
+pub fn discovery_document(issuer: &str, scopes: &[String]) -> Vec<u8> {
+    let base = issuer.trim_end_matches('/');
     let algs: Vec<&str> = crate::keys::Alg::ALL.iter().map(|a| a.as_str()).collect();
-    let doc = serde_json::json!({
+    let mut scopes = scopes.to_vec();
+    scopes.sort();
+    scopes.dedup();
+    let mut doc = serde_json::json!({
         "issuer": issuer,
-        "jwks_uri": format!("{issuer}/.well-known/jwks.json"),
-        "token_endpoint": format!("{issuer}/oauth/token"),
-        "revocation_endpoint": format!("{issuer}/oauth/revoke"),
-        "introspection_endpoint": format!("{issuer}/oauth/introspect"),
+        "jwks_uri": format!("{base}/.well-known/jwks.json"),
+        "token_endpoint": format!("{base}/oauth/token"),
+        "revocation_endpoint": format!("{base}/oauth/revoke"),
+        "introspection_endpoint": format!("{base}/oauth/introspect"),
         "grant_types_supported": ["password", "refresh_token", "client_credentials"],
-        "response_types_supported": ["token"],
+        // Required by RFC 8414 §2; empty because no authorization endpoint exists.
+        "response_types_supported": [],
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
         "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
-        "subject_types_supported": ["public"],
-        "id_token_signing_alg_values_supported": algs,
         "access_token_signing_alg_values_supported": algs,
-        "scopes_supported": [],
     });
+    if !scopes.is_empty() {
+        doc["scopes_supported"] = serde_json::json!(scopes);
+    }
     serde_json::to_vec(&doc).unwrap_or_default()
 }
 

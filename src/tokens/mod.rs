@@ -26,13 +26,21 @@ pub struct AccessClaims {
     pub aud: String,
     pub exp: i64,
     pub iat: i64,
-    pub nbf: i64,
+    /// Always set in this issuer's tokens; optional in what it verifies, as RFC 9068 allows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<i64>,
     pub jti: String,
     pub client_id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub roles: Vec<String>,
+    /// The user's token version when the token was issued (absent in client tokens): the
+    /// online checks refuse a user's token whose version is not the user's current one, so
+    /// "log out everywhere", disabling and a password change reach live access tokens
+    /// (see [`crate::auth::Authenticator::check_online`]). Offline verifiers ignore it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ver: Option<i64>,
 }
 
 /// Who a token is for and what it may do.
@@ -42,6 +50,8 @@ pub struct Subject {
     pub client_id: String,
     pub scope: Vec<String>,
     pub roles: Vec<String>,
+    /// The user's token version ([`AccessClaims::ver`]); `None` for a client's own token.
+    pub ver: Option<i64>,
 }
 
 /// A signed token and what the token response reports about it. `Debug` hides the token.
@@ -127,11 +137,12 @@ impl TokenIssuer {
             aud: self.audience.clone(),
             exp: now + self.ttl,
             iat: now,
-            nbf: now,
+            nbf: Some(now),
             jti: new_jti(),
             client_id: subject.client_id,
             scope: (!subject.scope.is_empty()).then(|| subject.scope.join(" ")),
             roles: subject.roles,
+            ver: subject.ver,
         };
         // The key's signer holds the key pair parsed once and the pre-encoded header.
         let access_token = key
@@ -159,8 +170,8 @@ impl TokenIssuer {
     /// applies, by the same code ([`stamp_verify::Verifier`]): `typ`, no `crit`, an allowlisted
     /// algorithm that matches the published key named by `kid`, the signature, `iss`, `aud`,
     /// `exp` and `nbf` with the same leeway. The keys are the snapshot's published keys, parsed
-    /// once per key-set change. Used by the admin guard, logout, revocation and introspection,
-    /// which also need this issuer's own claims (`jti`, `iat`, `client_id`).
+    /// once per key-set change. Used by the online checks and revocation, which also need this
+    /// issuer's own claims (`jti`, `iat`, `client_id`, `ver`).
     pub fn verify(
         &self,
         keys: &KeySet,
@@ -170,8 +181,31 @@ impl TokenIssuer {
         let claims = self
             .verifier
             .verify_with(keys.verifying_keys(), token, now)?;
-        AccessClaims::try_from(claims)
+        let mut claims = AccessClaims::try_from(claims)?;
+        claims.ver = token_version(token)?;
+        Ok(claims)
     }
+}
+
+/// `ver`, this issuer's own claim, from a token the verifier has accepted (so its payload is
+/// base64url JSON). The verifier crate knows only registered claims; reading this one again
+/// here keeps it out of what resource servers depend on.
+fn token_version(token: &str) -> Result<Option<i64>, VerifyError> {
+    #[derive(Deserialize)]
+    struct Issuer {
+        #[serde(default)]
+        ver: Option<i64>,
+    }
+    let payload = token
+        .split('.')
+        .nth(1)
+        .ok_or(VerifyError::Malformed("not three dot-separated parts"))?;
+    let payload = URL_SAFE_NO_PAD
+        .decode(payload)
+        .map_err(|_| VerifyError::Malformed("payload is not base64url"))?;
+    let claims: Issuer =
+        serde_json::from_slice(&payload).map_err(|_| VerifyError::Malformed("ver"))?;
+    Ok(claims.ver)
 }
 
 impl TryFrom<Claims> for AccessClaims {
@@ -188,13 +222,14 @@ impl TryFrom<Claims> for AccessClaims {
             aud,
             exp: claims.exp,
             iat: claims.iat.ok_or(VerifyError::MissingClaim("iat"))?,
-            nbf: claims.nbf.ok_or(VerifyError::MissingClaim("nbf"))?,
+            nbf: claims.nbf,
             jti: claims.jti.ok_or(VerifyError::MissingClaim("jti"))?,
             client_id: claims
                 .client_id
                 .ok_or(VerifyError::MissingClaim("client_id"))?,
             scope: claims.scope,
             roles: claims.roles,
+            ver: None,
         })
     }
 }
@@ -246,6 +281,7 @@ mod tests {
             client_id: "c".into(),
             scope: vec!["admin".into()],
             roles: vec![],
+            ver: Some(3),
         }
     }
 

@@ -62,6 +62,8 @@ async fn expired_and_foreign_tokens_get_401() {
         client_id: "stamp".into(),
         scope: vec![],
         roles: vec!["admin".into()],
+
+        ver: None,
     };
     let keys = app.app().keys.current();
     let old = app

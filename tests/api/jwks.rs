@@ -195,8 +195,8 @@ async fn discovery_documents_name_the_endpoints() {
         let (status, doc) = app.get_json(path).await;
         assert_eq!(status, Status::Ok, "{path}");
         assert_eq!(
-            doc["issuer"], "https://id.example.test",
-            "trailing slash trimmed"
+            doc["issuer"], "https://id.example.test/",
+            "exactly as configured (RFC 8414 §3.3)"
         );
         assert_eq!(
             doc["jwks_uri"],
@@ -205,7 +205,7 @@ async fn discovery_documents_name_the_endpoints() {
         assert_eq!(doc["token_endpoint"], "https://id.example.test/oauth/token");
         let grants = doc["grant_types_supported"].as_array().unwrap();
         assert!(grants.iter().any(|g| g == "password"));
-        let algs = doc["id_token_signing_alg_values_supported"]
+        let algs = doc["access_token_signing_alg_values_supported"]
             .as_array()
             .unwrap();
         assert!(algs.iter().any(|a| a == "ES256") && algs.iter().any(|a| a == "RS256"));

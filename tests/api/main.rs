@@ -19,5 +19,6 @@ mod postgres;
 mod rotation;
 mod secrets;
 mod sessions;
+mod trust_revoke;
 mod trust_throttle;
 mod verify;

@@ -1140,3 +1140,76 @@ async fn an_unreachable_database_is_named_without_its_password() {
     assert!(message.contains("`database_url`"), "{message}");
     assert!(!message.contains("hunter2"), "{message}");
 }
+
+#[rocket::async_test]
+async fn log_out_everywhere_on_one_replica_ends_live_access_tokens_on_the_other() {
+    let Some((_, url)) = fresh_schema_with_url().await else {
+        return;
+    };
+    let a = replica(&url, |f| f).await;
+    let b = replica(&url, |f| f).await;
+    let root = a.add_user("root", PASSWORD, &["admin"]).await;
+    let secret = ClientSecret::generate();
+    a.app()
+        .store
+        .create_client(
+            NewClient {
+                id: ClientId::parse("gateway").unwrap(),
+                secret_hash: secret.hash(),
+                scopes: vec![],
+                alg: None,
+            },
+            stamp::clock::now(),
+        )
+        .await
+        .unwrap();
+    let session = password_login(&b, "root").await;
+    let token = session["access_token"].as_str().unwrap();
+    let keys_on_b = |token: &str| {
+        let token = token.to_string();
+        let b = &b;
+        async move {
+            b.admin_call(Method::Get, "/admin/keys", &token, None)
+                .await
+                .status()
+        }
+    };
+    assert_eq!(keys_on_b(token).await, Status::Ok);
+    assert_eq!(
+        introspect_on(&b, "gateway", secret.expose(), token).await["active"],
+        true
+    );
+
+    // "Log out everywhere" through replica A, with the token itself.
+    let response = a
+        .admin_call(
+            Method::Post,
+            &format!("/admin/users/{}/revoke-tokens", root.id),
+            token,
+            None,
+        )
+        .await;
+    assert_eq!(response.status(), Status::Ok);
+
+    // Replica B's admin guard and introspection refuse the token at once.
+    assert_eq!(keys_on_b(token).await, Status::Unauthorized);
+    let rotate = b
+        .admin_call(
+            Method::Post,
+            "/admin/keys/rotate",
+            token,
+            Some(r#"{"force":true}"#),
+        )
+        .await;
+    assert_eq!(rotate.status(), Status::Unauthorized);
+    assert_eq!(
+        introspect_on(&b, "gateway", secret.expose(), token).await["active"],
+        false
+    );
+    // A new login (on either replica) is live on the other.
+    let fresh = password_login(&a, "root").await;
+    assert_eq!(
+        keys_on_b(fresh["access_token"].as_str().unwrap()).await,
+        Status::Ok
+    );
+}

@@ -24,6 +24,8 @@ async fn tokens_do_not_print_but_still_reach_the_wire() {
         client_id: "stamp".into(),
         scope: vec![],
         roles: vec![],
+
+        ver: None,
     };
     let issued = app
         .app()

@@ -491,6 +491,8 @@ async fn introspection_reports_every_token_state() {
         client_id: "stamp".into(),
         scope: vec![],
         roles: vec![],
+
+        ver: None,
     };
     let keys = app.app().keys.current();
     let expired = app

@@ -499,7 +499,7 @@ impl TestKey {
 
     fn claims(&self, issuer: &str, now: i64, ttl: i64) -> Value {
         json!({"iss": issuer, "sub": "user-1", "aud": AUDIENCE, "exp": now + ttl, "iat": now,
-               "nbf": now, "jti": "j-1", "scope": "orders:read"})
+               "nbf": now, "jti": "j-1", "client_id": "orders-app", "scope": "orders:read"})
     }
 
     fn sign(&self, claims: &Value, typ: Option<&str>) -> String {

@@ -131,12 +131,14 @@ impl JwksClient {
     }
 
     /// A client that finds the key set through `{issuer}/.well-known/openid-configuration`
-    /// (fetched on first use), whose `issuer` must equal `issuer`.
+    /// (fetched on first use; a trailing `/` of `issuer` is not doubled, OpenID Connect
+    /// Discovery §4.1), whose `issuer` must equal `issuer` exactly: `https://id.example` and
+    /// `https://id.example/` are different issuers (§4.3, RFC 8414 §3.3).
     pub fn discover(
         issuer: impl Into<String>,
         config: JwksConfig,
     ) -> Result<JwksClient, JwksError> {
-        let issuer = issuer.into().trim_end_matches('/').to_string();
+        let issuer = issuer.into();
         check_url(&issuer)?;
         JwksClient::with_source(Source::Issuer(issuer), config)
     }
@@ -385,7 +387,7 @@ impl JwksClient {
                 reason: "no issuer to discover".into(),
             });
         };
-        let url = format!("{issuer}/.well-known/openid-configuration");
+        let url = discovery_url(issuer);
         let fail = |reason: String| JwksError::Discovery {
             url: url.clone(),
             reason,
@@ -406,8 +408,8 @@ impl JwksClient {
             .map_err(&fail)?;
         let doc: Discovery = serde_json::from_slice(&body).map_err(|e| fail(e.to_string()))?;
         // OpenID Connect Discovery §4.3: the document must be about the issuer that was asked
-        // for, or a look-alike host could substitute its own keys.
-        let found = doc.issuer.as_deref().map(|i| i.trim_end_matches('/'));
+        // for, exactly (no normalisation), or a look-alike could substitute its own keys.
+        let found = doc.issuer.as_deref();
         if found != Some(issuer.as_str()) {
             return Err(fail(format!("issuer is {found:?}, expected {issuer:?}")));
         }
@@ -443,6 +445,15 @@ impl std::fmt::Debug for JwksClient {
             .field("config", &self.inner.config)
             .finish_non_exhaustive()
     }
+}
+
+/// Where `issuer` publishes its discovery document: the path appended after removing a
+/// terminating `/` (OpenID Connect Discovery §4.1).
+fn discovery_url(issuer: &str) -> String {
+    format!(
+        "{}/.well-known/openid-configuration",
+        issuer.strip_suffix('/').unwrap_or(issuer)
+    )
 }
 
 fn check_url(url: &str) -> Result<(), JwksError> {
@@ -549,6 +560,67 @@ mod tests {
             "Age is subtracted"
         );
         assert_eq!(ttl(&[(&CACHE_CONTROL, "MAX-AGE=\"90\"")]), 90);
+    }
+
+    /// A discovery and JWKS server on 127.0.0.1 whose document names the issuer
+    /// `http://127.0.0.1:PORT{suffix}`. Answers `connections` requests, recording their paths.
+    fn discovery_server(
+        suffix: &'static str,
+        connections: usize,
+    ) -> (String, std::thread::JoinHandle<Vec<String>>) {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let issuer = format!("{base}{suffix}");
+        let handle = std::thread::spawn(move || {
+            let mut paths = Vec::new();
+            for stream in listener.incoming().take(connections) {
+                let mut stream = stream.unwrap();
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                let path = line.split(' ').nth(1).unwrap_or_default().to_string();
+                while reader.read_line(&mut line).unwrap() > 0 && !line.ends_with("\r\n\r\n") {}
+                let body = if path.ends_with("/openid-configuration") {
+                    format!(
+                        r#"{{"issuer":"{issuer}","jwks_uri":"{}/jwks"}}"#,
+                        &issuer[..issuer.len() - suffix.len()]
+                    )
+                } else {
+                    r#"{"keys":[]}"#.to_string()
+                };
+                paths.push(path);
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                stream.write_all(response.as_bytes()).unwrap();
+            }
+            paths
+        });
+        (base, handle)
+    }
+
+    #[tokio::test]
+    async fn the_discovered_issuer_must_equal_the_configured_one_exactly() {
+        // (configured suffix, discovered suffix): a trailing slash makes another issuer.
+        for (asked, published) in [("", ""), ("/", "/"), ("", "/"), ("/", "")] {
+            let matches = asked == published;
+            let (base, server) = discovery_server(published, if matches { 2 } else { 1 });
+            let client =
+                JwksClient::discover(format!("{base}{asked}"), JwksConfig::default()).unwrap();
+            let keys = client.keys(0).await;
+            assert_eq!(
+                keys.is_ok(),
+                matches,
+                "asked {asked:?}, published {published:?}: {keys:?}"
+            );
+            let paths = server.join().unwrap();
+            assert_eq!(
+                paths[0], "/.well-known/openid-configuration",
+                "the slash is not doubled"
+            );
+        }
     }
 
     #[test]

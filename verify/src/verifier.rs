@@ -1,6 +1,7 @@
 //! The verifier: header rules (typ, algorithm allowlist, no `crit`), the key named by `kid` whose
 //! own algorithm must be the header's, the signature (jsonwebtoken on aws-lc-rs), then `iss`,
-//! `aud`, `exp` and `nbf` at a given time with a small leeway.
+//! `aud`, `exp` and (when present) `nbf` at a given time with a small leeway, and the claims the
+//! RFC 9068 profile requires (`iat`, `jti`, `client_id`).
 
 use std::borrow::Cow;
 
@@ -30,12 +31,14 @@ pub struct VerifierConfig {
     /// Required `typ` header: `Some("at+jwt")` (RFC 9068 §4) by default. `None` accepts any,
     /// only for issuers that do not type their access tokens.
     pub typ: Option<String>,
-    /// Whether `nbf` must be present (it is always checked when present).
+    /// Whether `nbf` must be present (it is always checked when present). Off by default: RFC
+    /// 9068 §2.2 does not require it, and valid tokens of other issuers leave it out.
     pub require_nbf: bool,
 }
 
 impl VerifierConfig {
-    /// The defaults: both algorithms, 5 s leeway, `typ` `at+jwt` and `nbf` required.
+    /// The defaults: both algorithms, 5 s leeway, `typ` `at+jwt` (and so the RFC 9068 profile's
+    /// required claims), `nbf` optional.
     pub fn new(issuer: impl Into<String>, audience: impl Into<String>) -> VerifierConfig {
         VerifierConfig {
             issuer: issuer.into(),
@@ -43,8 +46,16 @@ impl VerifierConfig {
             algorithms: Alg::ALL.to_vec(),
             leeway: 5,
             typ: Some(ACCESS_TOKEN_TYP.to_string()),
-            require_nbf: true,
+            require_nbf: false,
         }
+    }
+
+    /// Whether the RFC 9068 profile applies: the `typ` required is `at+jwt`. Its tokens must
+    /// carry `iat`, `jti` and `client_id` besides `iss`, `sub`, `aud` and `exp` (§2.2).
+    fn at_jwt_profile(&self) -> bool {
+        self.typ
+            .as_deref()
+            .is_some_and(|t| typ_matches(t, ACCESS_TOKEN_TYP))
     }
 }
 
@@ -240,6 +251,17 @@ impl<K> Verifier<K> {
 
     fn check_claims(&self, claims: &Claims, now: i64) -> Result<(), VerifyError> {
         let config = &self.config;
+        if config.at_jwt_profile() {
+            if claims.iat.is_none() {
+                return Err(VerifyError::MissingClaim("iat"));
+            }
+            if claims.jti.is_none() {
+                return Err(VerifyError::MissingClaim("jti"));
+            }
+            if claims.client_id.is_none() {
+                return Err(VerifyError::MissingClaim("client_id"));
+            }
+        }
         if claims.iss != config.issuer {
             return Err(VerifyError::WrongIssuer {
                 found: claims.iss.clone(),
@@ -318,7 +340,7 @@ mod tests {
     }
 
     fn claims() -> serde_json::Value {
-        json!({"iss":"https://id.test","sub":"u1","aud":"api","exp":NOW + 60,"nbf":NOW,"iat":NOW,"jti":"j","scope":"read"})
+        json!({"iss":"https://id.test","sub":"u1","aud":"api","exp":NOW + 60,"nbf":NOW,"iat":NOW,"jti":"j","client_id":"c","scope":"read"})
     }
 
     impl Fixture {
@@ -382,12 +404,54 @@ mod tests {
             f.verify(&token, NOW - 6),
             Err(VerifyError::NotYetValid { .. })
         ));
+        // `exp` near the end of time neither overflows nor panics with the leeway added.
+        let mut far = claims();
+        far["exp"] = i64::MAX.into();
+        assert!(
+            f.verify(&f.sign(Alg::Es256, &far, Some("at+jwt")), NOW)
+                .is_ok()
+        );
+        far["exp"] = i64::MIN.into();
+        assert!(matches!(
+            f.verify(&f.sign(Alg::Es256, &far, Some("at+jwt")), NOW),
+            Err(VerifyError::Expired { .. })
+        ));
+    }
+
+    #[test]
+    fn nbf_is_optional_unless_required() {
+        let mut f = fixture();
         let mut no_nbf = claims();
         no_nbf.as_object_mut().unwrap().remove("nbf");
-        assert_eq!(
-            f.verify(&f.sign(Alg::Es256, &no_nbf, Some("at+jwt")), NOW),
-            Err(VerifyError::MissingClaim("nbf"))
+        let token = f.sign(Alg::Es256, &no_nbf, Some("at+jwt"));
+        assert!(
+            f.verify(&token, NOW).is_ok(),
+            "RFC 9068 does not require nbf"
         );
+        let mut config = f.verifier.config().clone();
+        config.require_nbf = true;
+        f.verifier = Verifier::new(config, ());
+        assert_eq!(f.verify(&token, NOW), Err(VerifyError::MissingClaim("nbf")));
+    }
+
+    #[test]
+    fn the_at_jwt_profile_requires_iat_jti_and_client_id() {
+        let mut f = fixture();
+        for claim in ["iat", "jti", "client_id"] {
+            let mut c = claims();
+            c.as_object_mut().unwrap().remove(claim);
+            let token = f.sign(Alg::Es256, &c, Some("at+jwt"));
+            assert_eq!(f.verify(&token, NOW), Err(VerifyError::MissingClaim(claim)));
+        }
+        // Without the profile (an issuer that does not type its tokens), they are optional.
+        let mut config = f.verifier.config().clone();
+        config.typ = None;
+        f.verifier = Verifier::new(config, ());
+        let mut bare = claims();
+        for claim in ["iat", "jti", "client_id"] {
+            bare.as_object_mut().unwrap().remove(claim);
+        }
+        assert!(f.verify(&f.sign(Alg::Es256, &bare, None), NOW).is_ok());
     }
 
     #[test]
