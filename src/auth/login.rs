@@ -7,12 +7,12 @@ use std::sync::Arc;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::keys::{Alg, KeyError, KeyManager};
-use crate::store::{Family, NewRefreshToken, Store, StoreError, Username, random_id};
+use crate::store::{Family, GrantType, NewRefreshToken, Store, StoreError, Username, random_id};
 use crate::tokens::refresh::{RefreshPolicy, RefreshToken, Rejection};
 use crate::tokens::{IssuedToken, Subject, TokenError, TokenIssuer};
 
 use super::throttle::{Throttle, ThrottleKey};
-use super::{ClientCache, Password, PasswordHasher};
+use super::{ClientCache, Password, PasswordHasher, PresentedClient};
 
 /// A login attempt, already parsed from the form or JSON body.
 #[derive(Debug)]
@@ -21,8 +21,8 @@ pub struct LoginRequest {
     pub password: Password,
     /// Space-separated requested scope (RFC 6749 §3.3); `None` for the default.
     pub scope: Option<String>,
-    /// The client the user logs in through, if it says.
-    pub client_id: Option<String>,
+    /// The client the user logs in through (RFC 6749 §4.3.2): checked before the password.
+    pub client: PresentedClient,
     /// The caller's address, for throttling.
     pub address: Option<IpAddr>,
 }
@@ -67,9 +67,17 @@ pub enum AuthError {
     /// A refresh token that cannot be used (RFC 6749 §5.2 `invalid_grant`).
     #[error(transparent)]
     Refresh(#[from] Rejection),
-    /// Client authentication failed (RFC 6749 §5.2 `invalid_client`).
+    /// Client authentication failed, or the named client is unknown, disabled or confidential
+    /// without its secret (RFC 6749 §5.2 `invalid_client`).
     #[error("{0}")]
     InvalidClient(String),
+    /// The client is not allowed this grant (RFC 6749 §5.2 `unauthorized_client`).
+    #[error("client {client_id} is not allowed the {grant} grant")]
+    UnauthorizedClient { client_id: String, grant: GrantType },
+    /// A refresh token presented by a client other than the one it was issued to (RFC 6749
+    /// §6, `invalid_grant`).
+    #[error("the refresh token was issued to another client")]
+    WrongClient,
     /// The key set could not provide a signing key for `alg` (a failure of the issuer's own
     /// machinery, not of the request).
     #[error("no signing key for {alg}: {source}")]
@@ -87,7 +95,7 @@ pub struct Authenticator {
     passwords: PasswordHasher,
     pub(super) tokens: TokenIssuer,
     user_scopes: Vec<String>,
-    default_client_id: String,
+    pub(super) default_client_id: String,
     pub(super) refresh: RefreshPolicy,
     throttle: Throttle,
     /// Service-client records, kept for `client_cache_ttl` seconds.
@@ -126,7 +134,8 @@ impl Authenticator {
     }
 
     /// Checks the password and issues an access token and the first refresh token of a new
-    /// family. A wrong password, an unknown user and a disabled user all run one argon2
+    /// family, for a client allowed the password grant ([`Authenticator::client_for_grant`]).
+    /// A wrong password, an unknown user and a disabled user all run one argon2
     /// verification and fail with the same error. Repeated failures for the username or the
     /// address are refused before any hashing, with [`AuthError::Throttled`].
     pub async fn password_grant(
@@ -139,6 +148,9 @@ impl Authenticator {
                 "password must not be empty".into(),
             ));
         }
+        let client = self
+            .client_for_grant(request.client, GrantType::Password)
+            .await?;
         let username = Username::parse(&request.username).ok();
         let mut throttle_keys = Vec::with_capacity(2);
         if let Some(name) = &username {
@@ -170,9 +182,7 @@ impl Authenticator {
                 .record_success(&ThrottleKey::User(name.as_str().to_string()));
         }
         let scope = self.grant_scope(&user.roles, request.scope.as_deref())?;
-        let client_id = request
-            .client_id
-            .unwrap_or_else(|| self.default_client_id.clone());
+        let client_id = client.id;
         let subject = Subject {
             sub: user.id.clone(),
             client_id: client_id.clone(),

@@ -10,7 +10,7 @@ mod sessions;
 mod throttle;
 
 pub use client_cache::ClientCache;
-pub use clients::{ClientCredentials, ClientSecret};
+pub use clients::{ClientCredentials, ClientSecret, PresentedClient, ensure_default_client};
 pub use login::{AuthError, Authenticator, IssuedRefresh, LoginRequest, Session};
 pub use password::{Password, PasswordError, PasswordHasher};
 pub use sessions::{Introspection, RefreshRequest, TokenHint};

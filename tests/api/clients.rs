@@ -22,9 +22,11 @@ async fn add_client(app: &TestApp, id: &str, scopes: &[&str], alg: Option<Alg>) 
         .create_client(
             NewClient {
                 id: ClientId::parse(id).unwrap(),
-                secret_hash: secret.hash(),
+                secret_hash: Some(secret.hash()),
                 scopes: scopes.iter().map(|s| Scope::parse(s).unwrap()).collect(),
                 alg,
+                grants: stamp::store::GrantType::defaults(false),
+                redirect_uris: Vec::new(),
             },
             stamp::clock::now(),
         )
@@ -382,9 +384,11 @@ async fn a_cached_client_still_needs_its_secret_and_the_cache_can_be_turned_off(
         let secret = ClientSecret::generate();
         let client = NewClient {
             id: ClientId::parse("svc").unwrap(),
-            secret_hash: secret.hash(),
+            secret_hash: Some(secret.hash()),
             scopes: vec![Scope::parse("read").unwrap()],
             alg: None,
+            grants: stamp::store::GrantType::defaults(false),
+            redirect_uris: Vec::new(),
         };
         app.app()
             .store

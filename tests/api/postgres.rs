@@ -720,12 +720,14 @@ async fn pg_store_denylist_clients_and_audit() {
     let secret = ClientSecret::generate();
     let client = |id: &str, alg| NewClient {
         id: ClientId::parse(id).unwrap(),
-        secret_hash: secret.hash(),
+        secret_hash: Some(secret.hash()),
         scopes: vec![
             Scope::parse("orders:read").unwrap(),
             Scope::parse("admin").unwrap(),
         ],
         alg,
+        grants: stamp::store::GrantType::defaults(false),
+        redirect_uris: Vec::new(),
     };
     let billing = store
         .create_client(client("billing", Some(Alg::Rs256)), now)
@@ -742,7 +744,7 @@ async fn pg_store_denylist_clients_and_audit() {
         .unwrap_err();
     assert!(matches!(conflict, StoreError::Conflict(_)), "{conflict}");
     let found = store.client_by_id("billing").await.unwrap().unwrap();
-    assert!(found.secret_hash == secret.hash());
+    assert!(found.secret_hash == Some(secret.hash()));
     assert_eq!(found.alg, Some(Alg::Rs256));
     assert_eq!(found.scopes, ["orders:read", "admin"]);
     assert!(store.client_by_id("nobody").await.unwrap().is_none());
@@ -904,9 +906,11 @@ async fn logout_and_revoke_all_on_one_replica_hold_on_the_other() {
         .create_client(
             NewClient {
                 id: ClientId::parse("gateway").unwrap(),
-                secret_hash: secret.hash(),
+                secret_hash: Some(secret.hash()),
                 scopes: vec![],
                 alg: None,
+                grants: stamp::store::GrantType::defaults(false),
+                redirect_uris: Vec::new(),
             },
             stamp::clock::now(),
         )
