@@ -169,7 +169,9 @@ impl From<AuthError> for ApiError {
                 ApiError::invalid_grant(why.to_string())
             }
             AuthError::InvalidClient(msg) => ApiError::invalid_client(msg),
-            e @ AuthError::UnauthorizedClient { .. } => ApiError::unauthorized_client(e.to_string()),
+            e @ AuthError::UnauthorizedClient { .. } => {
+                ApiError::unauthorized_client(e.to_string())
+            }
             e @ AuthError::WrongClient => ApiError::invalid_grant(e.to_string()),
             // The cause goes to the log; the caller learns only that the server failed.
             e @ AuthError::Keys { .. } => ApiError::internal(error_chain(&e)),

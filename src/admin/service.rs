@@ -424,7 +424,11 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(client.secret_hash, secret.map(|s| s.hash()));
-        assert_eq!(client.grants, [GrantType::ClientCredentials], "the default for services");
+        assert_eq!(
+            client.grants,
+            [GrantType::ClientCredentials],
+            "the default for services"
+        );
         let cron = Actor::Client { id: "cron".into() };
         f.admin.disable_client(&cron, "cron").await.unwrap();
         let options = RotateOptions {

@@ -92,7 +92,11 @@ pub enum PresentedClient {
 /// Creates the built-in first-party public client `id` (allowed `password` and
 /// `refresh_token`) unless it exists. Replicas starting together may race: a concurrent
 /// creator's unique violation counts as success.
-pub async fn ensure_default_client(store: &dyn Store, id: &ClientId, now: i64) -> Result<(), StoreError> {
+pub async fn ensure_default_client(
+    store: &dyn Store,
+    id: &ClientId,
+    now: i64,
+) -> Result<(), StoreError> {
     if store.client_by_id(id.as_str()).await?.is_some() {
         return Ok(());
     }
@@ -175,7 +179,9 @@ impl Authenticator {
             Some(client) if !client.public => Err(AuthError::InvalidClient(
                 "client authentication is required for this client".into(),
             )),
-            _ => Err(AuthError::InvalidClient("unknown or disabled client".into())),
+            _ => Err(AuthError::InvalidClient(
+                "unknown or disabled client".into(),
+            )),
         }
     }
 

@@ -19,8 +19,8 @@ pub use error::StoreError;
 use error::insert_error;
 pub use postgres::PgStore;
 pub use sessions::{
-    Client, ClientId, Family, GrantType, NewClient, NewRefreshToken, RefreshOutcome, RefreshRecord,
-    RedirectUri, Scope, split_scope,
+    Client, ClientId, Family, GrantType, NewClient, NewRefreshToken, RedirectUri, RefreshOutcome,
+    RefreshRecord, Scope, split_scope,
 };
 pub use sql::{Dialect, SqlStore};
 pub use sqlite::SqliteStore;

@@ -277,7 +277,10 @@ mod tests {
             assert_eq!(GrantType::parse(grant.as_str()), Ok(grant));
         }
         assert!(GrantType::parse("implicit").is_err());
-        assert_eq!(GrantType::defaults(false), vec![GrantType::ClientCredentials]);
+        assert_eq!(
+            GrantType::defaults(false),
+            vec![GrantType::ClientCredentials]
+        );
     }
 
     #[test]

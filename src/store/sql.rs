@@ -23,9 +23,9 @@ use sqlx::{
 };
 
 use super::{
-    AuditEvent, AuditStore, Client, ClientStore, Family, GrantType, HealthCheck, NewClient, NewRefreshToken,
-    NewUser, RefreshOutcome, RefreshRecord, SessionStore, StoreError, User, UserStore,
-    insert_error, random_id, split_scope,
+    AuditEvent, AuditStore, Client, ClientStore, Family, GrantType, HealthCheck, NewClient,
+    NewRefreshToken, NewUser, RefreshOutcome, RefreshRecord, SessionStore, StoreError, User,
+    UserStore, insert_error, random_id, split_scope,
 };
 use crate::keys::Alg;
 use crate::tokens::refresh::{RefreshPolicy, RefreshState, Rejection, TokenHash, Verdict, judge};

@@ -310,7 +310,14 @@ async fn cli_clients_add_prints_a_secret_once_that_authenticates() {
         "only the hash is stored"
     );
 
-    let client = TestApp::start(dir.path(), |f| f).await;
+    // A manual clock, so the client cache's TTL passes without sleeping.
+    let clock = stamp::clock::Clock::manual(stamp::clock::now());
+    let rocket = stamp::build_with_clock(crate::helpers::figment_in(dir.path()), clock.clone())
+        .await
+        .unwrap();
+    let client = rocket::local::asynchronous::Client::tracked(rocket)
+        .await
+        .unwrap();
     let app = TestApp { client, dir };
     let response = grant_basic(&app, "billing", &secret, "grant_type=client_credentials").await;
     assert_eq!(response.status(), Status::Ok);
@@ -321,7 +328,7 @@ async fn cli_clients_add_prints_a_secret_once_that_authenticates() {
     let disable = stamp(app.dir.path(), &["clients", "disable", "billing"]);
     assert!(disable.status.success(), "{}", text(&disable.stderr));
     // A change made by another process reaches this one within `client_cache_ttl` (1 s).
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    clock.advance(1);
     let response = grant_basic(&app, "billing", &secret, "grant_type=client_credentials").await;
     assert_oauth_error(response, Status::Unauthorized, "invalid_client").await;
     assert!(
