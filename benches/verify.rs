@@ -8,7 +8,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::hint::black_box;
-use std::time::Instant;
 
 use criterion::{Criterion, criterion_group};
 use jsonwebtoken::{DecodingKey, Header, Validation};
@@ -131,7 +130,7 @@ fn paired() {
         let (mut best_decode, mut best_verify) = (f64::MAX, f64::MAX);
         for round in 0..ROUNDS {
             let time = |f: &dyn Fn()| {
-                let start = Instant::now();
+                let start = stamp::clock::instant();
                 for _ in 0..BATCH {
                     f();
                 }

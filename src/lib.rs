@@ -13,7 +13,9 @@ pub mod metrics;
 pub mod routes;
 pub mod store;
 pub mod tokens;
-pub mod verify;
+/// Offline verification of access tokens: the `stamp-verify` crate, re-exported so that
+/// `stamp::verify::…` paths keep working. A resource server can depend on `stamp-verify` alone.
+pub use stamp_verify as verify;
 
 use std::sync::Arc;
 

@@ -1,6 +1,5 @@
 //! Signing keys: generation, JWK encoding and thumbprints, the published key set, key stores.
 
-mod alg;
 mod events;
 mod file_store;
 mod jwk;
@@ -11,7 +10,6 @@ mod set;
 mod signer;
 mod store;
 
-pub use alg::Alg;
 pub use events::follow_changes;
 pub use file_store::FileKeyStore;
 pub use jwk::{PublicJwk, thumbprint};
@@ -20,4 +18,6 @@ pub use material::{MaterialError, PrivateKey};
 pub use pg_store::{Kek, KekError, KeyChange, KeyChanges, PgKeyStore};
 pub use set::{KeySet, LoadedKey};
 pub use signer::{SignError, Signer};
+/// The allowlist of signing algorithms, shared with the verifier.
+pub use stamp_verify::Alg;
 pub use store::{KeyMeta, KeyState, KeyStore, KeyStoreError, Manifest, StoredKey};

@@ -7,6 +7,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{DecodingKey, EncodingKey, Header, Validation};
 use sha2::{Digest, Sha256};
+use stamp_verify::{ACCESS_TOKEN_TYP, VerifyingKeys};
 
 use super::manager::KeyError;
 use super::{Alg, KeyMeta, KeyState, Manifest, PrivateKey, PublicJwk, Signer, thumbprint};
@@ -18,7 +19,6 @@ pub struct LoadedKey {
     pub private: Arc<PrivateKey>,
     pub public: PublicJwk,
     pub encoding: EncodingKey,
-    pub decoding: DecodingKey,
     /// Signs access tokens (`typ: at+jwt`) with the key pair parsed once.
     pub signer: Signer,
 }
@@ -29,6 +29,8 @@ pub struct KeySet {
     keys: Vec<LoadedKey>,
     jwks: Arc<[u8]>,
     etag: String,
+    /// The published keys as the verifier uses them, parsed from [`KeySet::jwks`] once.
+    verifying: VerifyingKeys,
 }
 
 impl KeySet {
@@ -62,11 +64,12 @@ impl KeySet {
                 origin: origin.clone(),
                 reason: e.to_string(),
             })?;
-            let signer = Signer::new(&private, &meta.kid, crate::tokens::ACCESS_TOKEN_TYP)
-                .map_err(|e| KeyError::Corrupt {
+            let signer = Signer::new(&private, &meta.kid, ACCESS_TOKEN_TYP).map_err(|e| {
+                KeyError::Corrupt {
                     origin: origin.clone(),
                     reason: e.to_string(),
-                })?;
+                }
+            })?;
             self_test(meta.alg, &encoding, &signer, &decoding)
                 .map_err(|reason| KeyError::SelfTest { origin, reason })?;
             loaded.push(LoadedKey {
@@ -74,7 +77,6 @@ impl KeySet {
                 private,
                 public,
                 encoding,
-                decoding,
                 signer,
             });
         }
@@ -90,11 +92,24 @@ impl KeySet {
             "\"{}\"",
             URL_SAFE_NO_PAD.encode(&Sha256::digest(&jwks)[..18])
         );
+        // The issuer's own online checks verify with the keys exactly as resource servers see
+        // them: parsed from the published bytes by the same code.
+        let verifying = VerifyingKeys::parse(&jwks).map_err(|reason| KeyError::Corrupt {
+            origin: "the published JWKS".into(),
+            reason,
+        })?;
+        if let Some(ignored) = verifying.ignored().first() {
+            return Err(KeyError::Corrupt {
+                origin: format!("published key {:?}", ignored.kid),
+                reason: ignored.reason.clone(),
+            });
+        }
         Ok(KeySet {
             manifest,
             keys: loaded,
             jwks: jwks.into(),
             etag,
+            verifying,
         })
     }
 
@@ -123,6 +138,11 @@ impl KeySet {
     /// `{"keys":[…]}`, serialised once.
     pub fn jwks(&self) -> &Arc<[u8]> {
         &self.jwks
+    }
+
+    /// The published keys parsed for verification (built once per key-set change).
+    pub fn verifying_keys(&self) -> &VerifyingKeys {
+        &self.verifying
     }
 
     /// Strong ETag of [`KeySet::jwks`], quoted.

@@ -65,8 +65,10 @@ impl<'r> FromRequest<'r> for Admin {
             .verify(&app.keys.snapshot(), token, app.clock.now())
         {
             Ok(claims) => claims,
+            // The summary names the failed check without echoing anything from the token into
+            // the WWW-Authenticate header.
             Err(e) => {
-                return challenge(Status::Unauthorized, "invalid_token", &e.to_string())
+                return challenge(Status::Unauthorized, "invalid_token", e.summary())
                     .fail_guard(req);
             }
         };

@@ -9,11 +9,14 @@ use rand::Rng;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
+use stamp_verify::{Claims, Verifier, VerifierConfig, VerifyError};
+
 use crate::config::Config;
 use crate::keys::{Alg, KeySet};
 
-/// RFC 9068 §2.1: the media type of JWT access tokens, in the `typ` header.
-pub const ACCESS_TOKEN_TYP: &str = "at+jwt";
+/// RFC 9068 §2.1: the media type of JWT access tokens, in the `typ` header (defined by the
+/// verifier crate, which requires it).
+pub use stamp_verify::ACCESS_TOKEN_TYP;
 
 /// The claims of an access token. `sub` is a stable identifier, never a secret.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -59,22 +62,37 @@ pub enum TokenError {
     Sign(String),
 }
 
-/// Builds and signs access tokens.
+/// Builds and signs access tokens, and verifies them for the issuer's own online checks.
 #[derive(Clone, Debug)]
 pub struct TokenIssuer {
     issuer: String,
     audience: String,
     ttl: i64,
     alg: Alg,
+    /// The rules of [`TokenIssuer::verify`]: a resource server's defaults for this issuer and
+    /// audience. The keys come with each call, from the current snapshot.
+    verifier: Verifier<()>,
 }
 
 impl TokenIssuer {
+    /// The issuer of `config`'s tokens.
     pub fn new(config: &Config) -> TokenIssuer {
+        TokenIssuer::with(
+            config.issuer.clone(),
+            config.audience.clone(),
+            config.access_token_ttl,
+            config.keys.signing_alg,
+        )
+    }
+
+    fn with(issuer: String, audience: String, ttl: i64, alg: Alg) -> TokenIssuer {
+        let verifier = Verifier::new(VerifierConfig::new(&issuer, &audience), ());
         TokenIssuer {
-            issuer: config.issuer.clone(),
-            audience: config.audience.clone(),
-            ttl: config.access_token_ttl,
-            alg: config.keys.signing_alg,
+            issuer,
+            audience,
+            ttl,
+            alg,
+            verifier,
         }
     }
 
@@ -136,100 +154,62 @@ fn new_jti() -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
-/// Why one of this issuer's own access tokens was not accepted.
-#[derive(Debug, PartialEq, Eq, thiserror::Error)]
-pub enum VerifyError {
-    #[error("the token is malformed")]
-    Malformed,
-    #[error("typ must be at+jwt")]
-    WrongType,
-    #[error("algorithm {0} is not allowed")]
-    Algorithm(String),
-    #[error("the signing key is not published (unknown, removed or revoked kid)")]
-    UnknownKey,
-    #[error("the signature does not verify")]
-    Signature,
-    #[error("the token has expired")]
-    Expired,
-    #[error("the token is not valid yet")]
-    NotYetValid,
-    #[error("wrong issuer")]
-    Issuer,
-    #[error("wrong audience")]
-    Audience,
-}
-
-/// Clock skew tolerated on `exp` and `nbf`, in seconds (RFC 8725 §3.10 leaves it to the verifier).
-pub const LEEWAY: u64 = 5;
-
 impl TokenIssuer {
-    /// Verifies one of this issuer's access tokens with the rules a resource server applies: the
-    /// `typ`, an allowlisted algorithm that matches the published key named by `kid`, the
-    /// signature, `iss`, `aud`, `exp` and `nbf` (at `now`). Used by the admin guard and
-    /// introspection.
+    /// Verifies one of this issuer's access tokens at `now` with the rules a resource server
+    /// applies, by the same code ([`stamp_verify::Verifier`]): `typ`, no `crit`, an allowlisted
+    /// algorithm that matches the published key named by `kid`, the signature, `iss`, `aud`,
+    /// `exp` and `nbf` with the same leeway. The keys are the snapshot's published keys, parsed
+    /// once per key-set change. Used by the admin guard, logout, revocation and introspection,
+    /// which also need this issuer's own claims (`jti`, `iat`, `client_id`).
     pub fn verify(
         &self,
         keys: &KeySet,
         token: &str,
         now: i64,
     ) -> Result<AccessClaims, VerifyError> {
-        use jsonwebtoken::errors::ErrorKind;
+        let claims = self
+            .verifier
+            .verify_with(keys.verifying_keys(), token, now)?;
+        AccessClaims::try_from(claims)
+    }
+}
 
-        let header = jsonwebtoken::decode_header(token).map_err(|_| VerifyError::Malformed)?;
-        if header.typ.as_deref() != Some(ACCESS_TOKEN_TYP) {
-            return Err(VerifyError::WrongType);
-        }
-        let alg = Alg::ALL
-            .into_iter()
-            .find(|a| a.jwt() == header.alg)
-            .ok_or_else(|| VerifyError::Algorithm(format!("{:?}", header.alg)))?;
-        let kid = header.kid.as_deref().ok_or(VerifyError::UnknownKey)?;
-        let key = keys.find(kid).ok_or(VerifyError::UnknownKey)?;
-        if key.meta.alg != alg {
-            return Err(VerifyError::Algorithm(format!(
-                "{alg} header on a {} key",
-                key.meta.alg
-            )));
-        }
-        let mut validation = jsonwebtoken::Validation::new(alg.jwt());
-        validation.leeway = LEEWAY;
-        validation.validate_nbf = true;
-        validation.set_issuer(&[&self.issuer]);
-        validation.set_audience(&[&self.audience]);
-        validation.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
-        // jsonwebtoken reads the wall clock for exp/nbf; the explicit `now` check below keeps
-        // this function's answer a function of its inputs.
-        let data = jsonwebtoken::decode::<AccessClaims>(token, &key.decoding, &validation)
-            .map_err(|e| match e.kind() {
-                ErrorKind::InvalidSignature => VerifyError::Signature,
-                ErrorKind::ExpiredSignature => VerifyError::Expired,
-                ErrorKind::ImmatureSignature => VerifyError::NotYetValid,
-                ErrorKind::InvalidIssuer => VerifyError::Issuer,
-                ErrorKind::InvalidAudience => VerifyError::Audience,
-                _ => VerifyError::Malformed,
-            })?;
-        let claims = data.claims;
-        let leeway = LEEWAY as i64;
-        if claims.exp + leeway <= now {
-            return Err(VerifyError::Expired);
-        }
-        if claims.nbf - leeway > now {
-            return Err(VerifyError::NotYetValid);
-        }
-        Ok(claims)
+impl TryFrom<Claims> for AccessClaims {
+    type Error = VerifyError;
+
+    /// The claims every token of this issuer carries; a verified token without them was not
+    /// made here.
+    fn try_from(claims: Claims) -> Result<AccessClaims, VerifyError> {
+        let [aud] = <[String; 1]>::try_from(claims.aud.0)
+            .map_err(|_| VerifyError::Malformed("aud is not a single audience"))?;
+        Ok(AccessClaims {
+            iss: claims.iss,
+            sub: claims.sub,
+            aud,
+            exp: claims.exp,
+            iat: claims.iat.ok_or(VerifyError::MissingClaim("iat"))?,
+            nbf: claims.nbf.ok_or(VerifyError::MissingClaim("nbf"))?,
+            jti: claims.jti.ok_or(VerifyError::MissingClaim("jti"))?,
+            client_id: claims
+                .client_id
+                .ok_or(VerifyError::MissingClaim("client_id"))?,
+            scope: claims.scope,
+            roles: claims.roles,
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use secrecy::ExposeSecret;
-
     use std::sync::Arc;
 
     use jsonwebtoken::Header;
+    use secrecy::ExposeSecret;
 
     use super::*;
     use crate::keys::{KeyMeta, KeyState, Manifest, PrivateKey, thumbprint};
+
+    const NOW: i64 = 1_800_000_000;
 
     fn key_set(alg: Alg) -> KeySet {
         let key = PrivateKey::generate(alg, 2048).unwrap();
@@ -252,13 +232,12 @@ mod tests {
         KeySet::build(manifest, vec![(meta, Arc::new(key), "test".into())]).unwrap()
     }
 
+    fn issuer_of(iss: &str, aud: &str) -> TokenIssuer {
+        TokenIssuer::with(iss.into(), aud.into(), 60, Alg::Es256)
+    }
+
     fn issuer() -> TokenIssuer {
-        TokenIssuer {
-            issuer: "https://id.test".into(),
-            audience: "api".into(),
-            ttl: 60,
-            alg: Alg::Es256,
-        }
+        issuer_of("https://id.test", "api")
     }
 
     fn subject() -> Subject {
@@ -270,119 +249,145 @@ mod tests {
         }
     }
 
+    fn b64_json(value: &impl Serialize) -> String {
+        URL_SAFE_NO_PAD.encode(serde_json::to_vec(value).unwrap())
+    }
+
     #[test]
     fn own_tokens_verify_until_they_expire() {
         let keys = key_set(Alg::Es256);
-        let now = clock_now();
-        let token = issuer().issue(&keys, subject(), now).unwrap();
+        let token = issuer().issue(&keys, subject(), NOW).unwrap();
         let claims = issuer()
-            .verify(&keys, token.access_token.expose_secret(), now)
+            .verify(&keys, token.access_token.expose_secret(), NOW)
             .unwrap();
+        assert_eq!(claims, token.claims);
         assert_eq!(claims.scope.as_deref(), Some("admin"));
-        assert_eq!(
-            issuer().verify(
-                &keys,
-                token.access_token.expose_secret(),
-                now + 60 + LEEWAY as i64
-            ),
-            Err(VerifyError::Expired)
+        let leeway = VerifierConfig::new("i", "a").leeway as i64;
+        assert!(
+            issuer()
+                .verify(
+                    &keys,
+                    token.access_token.expose_secret(),
+                    NOW + 60 + leeway - 1
+                )
+                .is_ok(),
+            "within the leeway"
         );
-        assert_eq!(
-            issuer().verify(&keys, token.access_token.expose_secret(), now - 10),
-            Err(VerifyError::NotYetValid)
+        assert!(matches!(
+            issuer().verify(&keys, token.access_token.expose_secret(), NOW + 60 + leeway),
+            Err(VerifyError::Expired { .. })
+        ));
+        assert!(matches!(
+            issuer().verify(&keys, token.access_token.expose_secret(), NOW - 10),
+            Err(VerifyError::NotYetValid { .. })
+        ));
+    }
+
+    #[test]
+    fn rsa_tokens_verify_too() {
+        let keys = key_set(Alg::Rs256);
+        let token = issuer()
+            .issue_with_alg(&keys, subject(), Alg::Rs256, NOW)
+            .unwrap();
+        assert!(
+            issuer()
+                .verify(&keys, token.access_token.expose_secret(), NOW)
+                .is_ok()
         );
     }
 
     #[test]
     fn other_issuers_and_audiences_are_refused() {
         let keys = key_set(Alg::Es256);
-        let now = clock_now();
         let token = issuer()
-            .issue(&keys, subject(), now)
+            .issue(&keys, subject(), NOW)
             .unwrap()
             .access_token
             .expose_secret()
             .to_string();
-        let other_iss = TokenIssuer {
-            issuer: "https://evil.test".into(),
-            ..issuer()
-        };
-        assert_eq!(
-            other_iss.verify(&keys, &token, now),
-            Err(VerifyError::Issuer)
-        );
-        let other_aud = TokenIssuer {
-            audience: "other".into(),
-            ..issuer()
-        };
-        assert_eq!(
-            other_aud.verify(&keys, &token, now),
-            Err(VerifyError::Audience)
-        );
+        assert!(matches!(
+            issuer_of("https://evil.test", "api").verify(&keys, &token, NOW),
+            Err(VerifyError::WrongIssuer { .. })
+        ));
+        assert!(matches!(
+            issuer_of("https://id.test", "other").verify(&keys, &token, NOW),
+            Err(VerifyError::WrongAudience { .. })
+        ));
     }
 
     #[test]
     fn tokens_from_unpublished_keys_are_refused() {
-        let now = clock_now();
         let token = issuer()
-            .issue(&key_set(Alg::Es256), subject(), now)
-            .unwrap()
-            .access_token
-            .expose_secret()
-            .to_string();
+            .issue(&key_set(Alg::Es256), subject(), NOW)
+            .unwrap();
         assert_eq!(
-            issuer().verify(&key_set(Alg::Es256), &token, now),
-            Err(VerifyError::UnknownKey)
+            issuer().verify(
+                &key_set(Alg::Es256),
+                token.access_token.expose_secret(),
+                NOW
+            ),
+            Err(VerifyError::UnknownKid(token.kid))
         );
     }
 
     #[test]
     fn forged_and_confused_tokens_are_refused() {
         let keys = key_set(Alg::Es256);
-        let now = clock_now();
         let token = issuer()
-            .issue(&keys, subject(), now)
+            .issue(&keys, subject(), NOW)
             .unwrap()
             .access_token
             .expose_secret()
             .to_string();
         let kid = keys.keys()[0].meta.kid.clone();
+        let payload = token.split('.').nth(1).unwrap();
+        let signature = token.rsplit('.').next().unwrap();
         // alg "none"
         let none = format!(
-            "{}.{}.",
-            URL_SAFE_NO_PAD.encode(format!(r#"{{"alg":"none","typ":"at+jwt","kid":"{kid}"}}"#)),
-            token.split('.').nth(1).unwrap()
+            "{}.{payload}.",
+            b64_json(&serde_json::json!({"alg":"none","typ":"at+jwt","kid":kid}))
         );
-        assert!(issuer().verify(&keys, &none, now).is_err());
+        assert_eq!(
+            issuer().verify(&keys, &none, NOW),
+            Err(VerifyError::AlgorithmNotAllowed("none".into()))
+        );
         // HS256 "signed" with the public key bytes (the classic RS/HS confusion)
         let mut header = Header::new(jsonwebtoken::Algorithm::HS256);
         header.typ = Some(ACCESS_TOKEN_TYP.into());
         header.kid = Some(kid.clone());
-        let claims = issuer().verify(&keys, &token, now).unwrap();
+        let claims = issuer().verify(&keys, &token, NOW).unwrap();
         let hs = jsonwebtoken::encode(
             &header,
             &claims,
             &jsonwebtoken::EncodingKey::from_secret(keys.jwks()),
         )
         .unwrap();
-        assert!(matches!(
-            issuer().verify(&keys, &hs, now),
-            Err(VerifyError::Algorithm(_))
-        ));
+        assert_eq!(
+            issuer().verify(&keys, &hs, NOW),
+            Err(VerifyError::AlgorithmNotAllowed("HS256".into()))
+        );
         // RS256 header on an EC key
         let mut rs = Header::new(jsonwebtoken::Algorithm::RS256);
         rs.typ = Some(ACCESS_TOKEN_TYP.into());
-        rs.kid = Some(kid);
-        let forged = format!(
-            "{}.{}.{}",
-            URL_SAFE_NO_PAD.encode(serde_json::to_vec(&rs).unwrap()),
-            token.split('.').nth(1).unwrap(),
-            token.split('.').nth(2).unwrap()
-        );
+        rs.kid = Some(kid.clone());
+        let forged = format!("{}.{payload}.{signature}", b64_json(&rs));
         assert!(matches!(
-            issuer().verify(&keys, &forged, now),
-            Err(VerifyError::Algorithm(_))
+            issuer().verify(&keys, &forged, NOW),
+            Err(VerifyError::KeyAlgorithmMismatch {
+                key: Alg::Es256,
+                header: Alg::Rs256,
+                ..
+            })
         ));
+        // critical extensions this verifier does not understand (RFC 7515 §4.1.11)
+        let crit = format!(
+            "{}.{payload}.{signature}",
+            b64_json(&serde_json::json!({"alg":"ES256","typ":"at+jwt","kid":kid,"crit":["x"]}))
+        );
+        assert_eq!(
+            issuer().verify(&keys, &crit, NOW),
+            Err(VerifyError::CriticalHeader)
+        );
         // one changed character in the middle of the signature (the last one may carry only
         // padding bits)
         let (signed, signature) = token.rsplit_once('.').unwrap();
@@ -391,20 +396,34 @@ mod tests {
         sig[mid] = if sig[mid] == 'A' { 'B' } else { 'A' };
         let bad = format!("{signed}.{}", sig.into_iter().collect::<String>());
         assert_eq!(
-            issuer().verify(&keys, &bad, now),
-            Err(VerifyError::Signature)
+            issuer().verify(&keys, &bad, NOW),
+            Err(VerifyError::BadSignature)
         );
-        // wrong typ
+        // wrong typ: a plain JWT signed by the same key
         let mut jwt = Header::new(jsonwebtoken::Algorithm::ES256);
-        jwt.kid = keys.keys()[0].meta.kid.clone().into();
+        jwt.kid = Some(kid);
         let plain = jsonwebtoken::encode(&jwt, &claims, &keys.keys()[0].encoding).unwrap();
         assert_eq!(
-            issuer().verify(&keys, &plain, now),
-            Err(VerifyError::WrongType)
+            issuer().verify(&keys, &plain, NOW),
+            Err(VerifyError::WrongType {
+                found: Some("JWT".into())
+            })
         );
     }
 
-    fn clock_now() -> i64 {
-        crate::clock::now()
+    #[test]
+    fn verified_tokens_without_this_issuers_claims_are_refused() {
+        let keys = key_set(Alg::Es256);
+        let key = &keys.keys()[0];
+        let mut header = Header::new(jsonwebtoken::Algorithm::ES256);
+        header.typ = Some(ACCESS_TOKEN_TYP.into());
+        header.kid = Some(key.meta.kid.clone());
+        let claims = serde_json::json!({"iss":"https://id.test","sub":"u1","aud":"api",
+            "exp":NOW + 60,"nbf":NOW,"iat":NOW,"client_id":"c"});
+        let token = jsonwebtoken::encode(&header, &claims, &key.encoding).unwrap();
+        assert_eq!(
+            issuer().verify(&keys, &token, NOW),
+            Err(VerifyError::MissingClaim("jti"))
+        );
     }
 }

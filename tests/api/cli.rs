@@ -1,39 +1,17 @@
 //! The `stamp` binary: user management, token decoding, and start-up errors as one line.
 
 use std::io::Write;
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 
 use tempfile::TempDir;
 
-const STAMP: &str = env!("CARGO_BIN_EXE_stamp");
+use crate::helpers::{run_stamp, stamp_command};
+
+pub use crate::helpers::text;
 
 /// Runs `stamp ARGS` with its state in `dir`, feeding `stdin`.
 pub fn stamp(dir: &TempDir, args: &[&str], stdin: &str, extra_env: &[(&str, &str)]) -> Output {
-    let mut child = Command::new(STAMP)
-        .args(args)
-        .env(
-            "ROCKET_DATABASE_URL",
-            format!("sqlite://{}", dir.path().join("stamp.db").display()),
-        )
-        .env("ROCKET_KEYS_DIR", dir.path().join("keys"))
-        .env("ROCKET_LOG_LEVEL", "off")
-        .envs(extra_env.iter().copied())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
-}
-
-pub fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
+    run_stamp(dir.path(), args, stdin, extra_env)
 }
 
 #[test]
@@ -158,14 +136,8 @@ fn processes_opening_a_fresh_database_at_once_all_succeed() {
         let children: Vec<_> = ["ann", "ben", "cat", "dan"]
             .iter()
             .map(|name| {
-                let mut child = Command::new(STAMP)
+                let mut child = stamp_command(dir.path())
                     .args(["users", "add", name, "--password-stdin"])
-                    .env(
-                        "ROCKET_DATABASE_URL",
-                        format!("sqlite://{}", dir.path().join("stamp.db").display()),
-                    )
-                    .env("ROCKET_KEYS_DIR", dir.path().join("keys"))
-                    .env("ROCKET_LOG_LEVEL", "off")
                     .stdin(Stdio::piped())
                     .stdout(Stdio::piped())
                     .stderr(Stdio::piped())

@@ -2,7 +2,7 @@
 //! failures (401 invalid_client with a Basic challenge), per-client algorithms, discovery, and
 //! the `stamp clients` / `stamp users revoke-tokens` commands.
 
-use std::process::{Command, Output};
+use std::process::Output;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -13,7 +13,7 @@ use stamp::auth::ClientSecret;
 use stamp::keys::Alg;
 use stamp::store::{ClientId, NewClient, Scope};
 
-use crate::helpers::{PASSWORD, TestApp, assert_oauth_error, urlencode};
+use crate::helpers::{PASSWORD, TestApp, assert_oauth_error, run_stamp, text, urlencode};
 
 async fn add_client(app: &TestApp, id: &str, scopes: &[&str], alg: Option<Alg>) -> String {
     let secret = ClientSecret::generate();
@@ -247,23 +247,8 @@ async fn discovery_names_the_grants_endpoints_and_client_auth_methods() {
     }
 }
 
-const STAMP: &str = env!("CARGO_BIN_EXE_stamp");
-
 fn stamp(dir: &std::path::Path, args: &[&str]) -> Output {
-    Command::new(STAMP)
-        .args(args)
-        .env(
-            "ROCKET_DATABASE_URL",
-            format!("sqlite://{}", dir.join("stamp.db").display()),
-        )
-        .env("ROCKET_KEYS_DIR", dir.join("keys"))
-        .env("ROCKET_LOG_LEVEL", "off")
-        .output()
-        .unwrap()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
+    run_stamp(dir, args, "", &[])
 }
 
 #[rocket::async_test]

@@ -232,3 +232,55 @@ pub fn no_waits(figment: Figment) -> Figment {
         .merge(Serialized::global("jwks_max_age", 0))
         .merge(Serialized::global("rotation_leeway", 0))
 }
+
+/// The real `stamp` binary.
+pub const STAMP: &str = env!("CARGO_BIN_EXE_stamp");
+
+/// The one way tests start the real `stamp` binary: its state (SQLite file and key folder) in
+/// `dir`, logging off, and no `ROCKET_*` variable of the test's own environment leaking in. Add
+/// arguments and further `ROCKET_*` settings to the returned command.
+pub fn stamp_command(dir: &Path) -> std::process::Command {
+    let mut cmd = std::process::Command::new(STAMP);
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("ROCKET_") {
+            cmd.env_remove(name);
+        }
+    }
+    cmd.env(
+        "ROCKET_DATABASE_URL",
+        format!("sqlite://{}", dir.join("stamp.db").display()),
+    )
+    .env("ROCKET_KEYS_DIR", dir.join("keys"))
+    .env("ROCKET_LOG_LEVEL", "off");
+    cmd
+}
+
+/// Runs `stamp ARGS` on the state in `dir`, feeding `stdin`, with `extra_env` settings.
+pub fn run_stamp(
+    dir: &Path,
+    args: &[&str],
+    stdin: &str,
+    extra_env: &[(&str, &str)],
+) -> std::process::Output {
+    use std::io::Write;
+    use std::process::Stdio;
+
+    let mut child = stamp_command(dir)
+        .args(args)
+        .envs(extra_env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("stamp starts");
+    if let Some(mut input) = child.stdin.take() {
+        // A command that exits without reading its input closes the pipe: not an error here.
+        let _ = input.write_all(stdin.as_bytes());
+    }
+    child.wait_with_output().expect("stamp runs")
+}
+
+/// Output bytes as text, for assertions and failure messages.
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}

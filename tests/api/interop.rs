@@ -12,7 +12,7 @@ use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 use tempfile::TempDir;
@@ -210,13 +210,8 @@ impl Issuer {
     /// that holds state or addresses is overridden by a `ROCKET_*` variable, and the current
     /// directory is the temporary folder, so nothing is written into the repository.
     fn command(&self) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_stamp"));
-        for (name, _) in std::env::vars_os() {
-            if name.to_string_lossy().starts_with("ROCKET_") {
-                cmd.env_remove(name);
-            }
-        }
         let dir = self.dir.path();
+        let mut cmd = crate::helpers::stamp_command(dir);
         cmd.current_dir(dir)
             .env(
                 "ROCKET_CONFIG",
@@ -226,13 +221,7 @@ impl Issuer {
             .env("ROCKET_PORT", self.port.to_string())
             .env("ROCKET_ISSUER", &self.url)
             .env("ROCKET_AUDIENCE", AUDIENCE)
-            .env("ROCKET_KEYS_DIR", dir.join("keys"))
-            .env(
-                "ROCKET_DATABASE_URL",
-                format!("sqlite://{}", dir.join("stamp.db").display()),
-            )
             .env("ROCKET_SIGNING_ALG", &self.alg)
-            .env("ROCKET_LOG_LEVEL", "off")
             .env("ROCKET_KEY_POLL_INTERVAL", "1")
             // Two argon2 computations are plenty for one login and keep memory low.
             .env("ROCKET_PASSWORD_CONCURRENCY", "2");
@@ -281,14 +270,14 @@ impl Issuer {
     /// Logs in until the token is signed by another key than `old_kid` (the server polls the
     /// key store every `key_poll_interval` = 1 s here).
     fn login_until_kid_changes(&self, name: &str, old_kid: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = stamp::clock::instant() + Duration::from_secs(30);
         loop {
             let token = self.login(name);
             if kid_of(&token) != old_kid {
                 return token;
             }
             assert!(
-                Instant::now() < deadline,
+                stamp::clock::instant() < deadline,
                 "the server still signs with {old_kid} 30 s after the rotation"
             );
             std::thread::sleep(Duration::from_millis(250));
@@ -314,7 +303,7 @@ impl Issuer {
 
     /// Polls `/health/ready` until it answers 200; fails with the server's stderr if it exits.
     fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let deadline = stamp::clock::instant() + Duration::from_secs(60);
         loop {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
                 panic!(
@@ -326,7 +315,7 @@ impl Issuer {
                 return;
             }
             assert!(
-                Instant::now() < deadline,
+                stamp::clock::instant() < deadline,
                 "stamp serve was not ready within 60 s"
             );
             std::thread::sleep(Duration::from_millis(100));

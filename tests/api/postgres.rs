@@ -1027,17 +1027,17 @@ async fn replicas_learn_of_a_rotation_by_notification_within_seconds() {
     // Let b's listener connect and LISTEN (it also reloads once after connecting).
     tokio::time::sleep(Duration::from_millis(500)).await;
     let token = a.admin_token().await;
-    let started = std::time::Instant::now();
+    let started = stamp::clock::instant();
     let response = a
         .admin_call(Method::Post, "/admin/keys/rotate", &token, None)
         .await;
     assert_eq!(response.status(), Status::Ok);
-    let committed = std::time::Instant::now();
+    let committed = stamp::clock::instant();
     let expected = a.active_kid(Alg::Es256);
     let deadline = started + Duration::from_secs(5);
     while b.active_kid(Alg::Es256) != expected {
         assert!(
-            std::time::Instant::now() < deadline,
+            stamp::clock::instant() < deadline,
             "b did not pick up a's rotation within 5 s"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;

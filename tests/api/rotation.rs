@@ -11,7 +11,7 @@ use rocket::http::{Header, Method, Status};
 use serde_json::Value;
 use stamp::keys::{Alg, FileKeyStore, KeyManager, KeyState, RotateOptions};
 
-use crate::helpers::{PASSWORD, TestApp, no_waits};
+use crate::helpers::{PASSWORD, TestApp, no_waits, stamp_command};
 
 async fn etag(app: &TestApp) -> String {
     let response = app.client.get("/.well-known/jwks.json").dispatch().await;
@@ -233,16 +233,10 @@ async fn an_interrupted_rotation_leaves_the_previous_loadable_key_set() {
 fn killing_the_process_mid_rotation_never_loses_a_published_key() {
     let dir = tempfile::tempdir().unwrap();
     let run = |args: &[&str]| {
-        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_stamp"));
+        let mut command = stamp_command(dir.path());
         command
             .args(args)
-            .env(
-                "ROCKET_DATABASE_URL",
-                format!("sqlite://{}", dir.path().join("stamp.db").display()),
-            )
-            .env("ROCKET_KEYS_DIR", dir.path().join("keys"))
             .env("ROCKET_SIGNING_ALG", "RS256")
-            .env("ROCKET_LOG_LEVEL", "off")
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null());
         command
@@ -358,16 +352,10 @@ async fn the_background_task_runs_the_schedule() {
 async fn the_server_picks_up_a_rotation_made_by_the_cli() {
     let app = TestApp::spawn_with(no_waits).await;
     let before = app.active_kid(Alg::Es256);
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_stamp"))
+    let out = stamp_command(app.dir.path())
         .args(["keys", "rotate"])
-        .env(
-            "ROCKET_DATABASE_URL",
-            format!("sqlite://{}", app.dir.path().join("stamp.db").display()),
-        )
-        .env("ROCKET_KEYS_DIR", app.keys_dir())
         .env("ROCKET_JWKS_MAX_AGE", "0")
         .env("ROCKET_ROTATION_LEEWAY", "0")
-        .env("ROCKET_LOG_LEVEL", "off")
         .output()
         .unwrap();
     assert!(

@@ -8,12 +8,10 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Deserialize;
 
-use super::VerifyError;
-use super::claims::{self, Claims};
-use super::client::JwksClient;
-use super::jwks::{VerifyingKey, VerifyingKeys};
-use crate::keys::Alg;
-use crate::tokens::ACCESS_TOKEN_TYP;
+use crate::claims::{self, Claims};
+#[cfg(feature = "http")]
+use crate::client::{JwksClient, JwksConfig};
+use crate::{ACCESS_TOKEN_TYP, Alg, KeySource, VerifyError, VerifyingKey, VerifyingKeys};
 
 /// Largest leeway accepted: clocks a few minutes apart are a fault to fix, not to tolerate.
 pub const MAX_LEEWAY: u64 = 300;
@@ -51,10 +49,27 @@ impl VerifierConfig {
 }
 
 /// Verifies access tokens offline with the issuer's published keys.
+///
+/// `K` is where [`Verifier::verify`] finds keys: a [`JwksClient`] (the default, with the `http`
+/// feature), a fixed [`VerifyingKeys`], any other [`KeySource`], or `()` for a verifier used only
+/// through [`Verifier::verify_with`], which takes the keys with each call.
+#[cfg(feature = "http")]
 #[derive(Clone, Debug)]
-pub struct Verifier {
+pub struct Verifier<K = JwksClient> {
     config: VerifierConfig,
-    keys: JwksClient,
+    keys: K,
+}
+
+/// Verifies access tokens offline with the issuer's published keys.
+///
+/// `K` is where [`Verifier::verify`] finds keys: a fixed [`VerifyingKeys`], any other
+/// [`KeySource`], or `()` for a verifier used only through [`Verifier::verify_with`], which takes
+/// the keys with each call.
+#[cfg(not(feature = "http"))]
+#[derive(Clone, Debug)]
+pub struct Verifier<K> {
+    config: VerifierConfig,
+    keys: K,
 }
 
 /// The protected header members this verifier reads; the rest are ignored, and in particular
@@ -103,19 +118,35 @@ impl<'t> Parts<'t> {
     }
 }
 
-impl Verifier {
-    /// A verifier of tokens meeting `config`, with keys from `keys`.
-    pub fn new(mut config: VerifierConfig, keys: JwksClient) -> Verifier {
-        config.leeway = config.leeway.min(MAX_LEEWAY);
-        // `iss` is compared exactly, as given: some issuers end theirs with a slash.
-        Verifier { config, keys }
-    }
-
+#[cfg(feature = "http")]
+impl Verifier<JwksClient> {
     /// A verifier for `issuer`'s tokens meant for `audience`, finding the keys through discovery,
     /// with default rules and cache settings.
     pub fn for_issuer(issuer: &str, audience: &str) -> Result<Verifier, VerifyError> {
-        let keys = JwksClient::discover(issuer, super::JwksConfig::default())?;
+        let keys = JwksClient::discover(issuer, JwksConfig::default())?;
         Ok(Verifier::new(VerifierConfig::new(issuer, audience), keys))
+    }
+}
+
+impl<K: KeySource> Verifier<K> {
+    /// Verifies `token` at `now` (seconds since the epoch), asking the key source for the key it
+    /// names (the JWKS client fetches when needed), and returns its claims. The error says which
+    /// check failed.
+    pub async fn verify(&self, token: &str, now: i64) -> Result<Claims, VerifyError> {
+        let parts = Parts::split(token)?;
+        let (alg, kid) = self.check_header(&parts.header)?;
+        let key = self.keys.key(kid.as_deref(), alg, now).await?;
+        self.check(&parts, alg, &key, now)
+    }
+}
+
+impl<K> Verifier<K> {
+    /// A verifier of tokens meeting `config`, with keys from `keys`. The leeway is capped at
+    /// [`MAX_LEEWAY`].
+    pub fn new(mut config: VerifierConfig, keys: K) -> Verifier<K> {
+        config.leeway = config.leeway.min(MAX_LEEWAY);
+        // `iss` is compared exactly, as given: some issuers end theirs with a slash.
+        Verifier { config, keys }
     }
 
     /// The rules in force.
@@ -123,22 +154,14 @@ impl Verifier {
         &self.config
     }
 
-    /// The key client (for warm-up and cache status).
-    pub fn keys(&self) -> &JwksClient {
+    /// The key source (for the JWKS client: warm-up and cache status).
+    pub fn keys(&self) -> &K {
         &self.keys
     }
 
-    /// Verifies `token` at `now` (seconds since the epoch), fetching keys when needed, and
-    /// returns its claims. The error says which check failed.
-    pub async fn verify(&self, token: &str, now: i64) -> Result<Claims, VerifyError> {
-        let parts = Parts::split(token)?;
-        let (alg, kid) = self.check_header(&parts.header)?;
-        let key = self.keys.key(kid.as_deref(), alg, now).await?;
-        self.check(&parts, alg, &key, now)
-    }
-
-    /// Verifies `token` with a given key set, without fetching: for callers that manage keys
-    /// themselves, and for tests.
+    /// Verifies `token` at `now` with the given, already parsed key set, without asking the key
+    /// source: for callers that manage keys themselves (the issuer's own online checks), and for
+    /// tests. The same rules as [`Verifier::verify`].
     pub fn verify_with(
         &self,
         keys: &VerifyingKeys,
@@ -147,12 +170,7 @@ impl Verifier {
     ) -> Result<Claims, VerifyError> {
         let parts = Parts::split(token)?;
         let (alg, kid) = self.check_header(&parts.header)?;
-        let key = match kid.as_deref() {
-            Some(kid) => keys
-                .find(kid)
-                .ok_or_else(|| VerifyError::UnknownKid(kid.to_string()))?,
-            None => keys.only(alg).ok_or(VerifyError::MissingKid(alg))?,
-        };
+        let key = keys.lookup(kid.as_deref(), alg)?;
         self.check(&parts, alg, key, now)
     }
 
@@ -270,13 +288,12 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::keys::{PrivateKey, thumbprint};
-    use crate::verify::JwksConfig;
+    use crate::test_keys::TestKey;
 
     const NOW: i64 = 1_800_000_000;
 
     struct Fixture {
-        verifier: Verifier,
+        verifier: Verifier<()>,
         keys: VerifyingKeys,
         signing: Vec<(String, Alg, EncodingKey)>,
     }
@@ -285,18 +302,14 @@ mod tests {
         let mut jwks = Vec::new();
         let mut signing = Vec::new();
         for alg in Alg::ALL {
-            let key = PrivateKey::generate(alg, 2048).unwrap();
-            let public = key.public_jwk();
-            let kid = thumbprint(&public);
-            jwks.push(public.to_json_value(&kid));
-            signing.push((kid, alg, key.encoding_key().unwrap()));
+            let key = TestKey::generate(alg);
+            jwks.push(key.jwk);
+            signing.push((key.kid, key.alg, key.encoding));
         }
         let keys =
             VerifyingKeys::parse(&serde_json::to_vec(&json!({ "keys": jwks })).unwrap()).unwrap();
-        // Never fetched from: verify_with takes the keys directly.
-        let client =
-            JwksClient::new("http://127.0.0.1:9/jwks.json", JwksConfig::default()).unwrap();
-        let verifier = Verifier::new(VerifierConfig::new("https://id.test", "api"), client);
+        // No key source: verify_with takes the keys directly.
+        let verifier = Verifier::new(VerifierConfig::new("https://id.test", "api"), ());
         Fixture {
             verifier,
             keys,
@@ -464,7 +477,7 @@ mod tests {
         let mut f = fixture();
         let mut config = f.verifier.config().clone();
         config.algorithms = vec![Alg::Es256];
-        f.verifier = Verifier::new(config, f.verifier.keys().clone());
+        f.verifier = Verifier::new(config, ());
         assert_eq!(
             f.verify(&f.sign(Alg::Rs256, &claims(), Some("at+jwt")), NOW),
             Err(VerifyError::AlgorithmNotAllowed("RS256".into()))
@@ -492,6 +505,25 @@ mod tests {
             f.verify("a.b.c.d", NOW),
             Err(VerifyError::Malformed(_))
         ));
+    }
+
+    #[tokio::test]
+    async fn a_fixed_key_set_is_a_key_source() {
+        let f = fixture();
+        let verifier = Verifier::new(f.verifier.config().clone(), f.keys.clone());
+        let token = f.sign(Alg::Rs256, &claims(), Some("at+jwt"));
+        assert_eq!(verifier.verify(&token, NOW).await.unwrap().sub, "u1");
+        assert!(matches!(
+            verifier.verify(&token, NOW + 3600).await,
+            Err(VerifyError::Expired { .. })
+        ));
+    }
+
+    #[test]
+    fn the_leeway_is_capped() {
+        let mut config = VerifierConfig::new("https://id.test", "api");
+        config.leeway = 3600;
+        assert_eq!(Verifier::new(config, ()).config().leeway, MAX_LEEWAY);
     }
 
     #[test]

@@ -9,22 +9,25 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::DecodingKey;
 use serde::Deserialize;
 
-use crate::keys::Alg;
+use crate::{Alg, VerifyError};
 
 /// One public key ready to verify signatures of exactly one algorithm.
 #[derive(Clone, Debug)]
 pub struct VerifyingKey {
+    /// The key's `kid`, if the JWK has one.
     pub kid: Option<String>,
     /// The only algorithm this key verifies: from its `kty`/`crv`, and equal to its `alg` member
     /// when the JWK has one.
     pub alg: Alg,
-    pub(super) decoding: DecodingKey,
+    pub(crate) decoding: DecodingKey,
 }
 
 /// A JWK of the set that was not turned into a key, and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct IgnoredKey {
+    /// The JWK's `kid`, if it has one.
     pub kid: Option<String>,
+    /// Why it cannot verify anything.
     pub reason: String,
 }
 
@@ -109,6 +112,17 @@ impl VerifyingKeys {
             _ => None,
         }
     }
+
+    /// The key for a token with this `kid` ([`VerifyingKeys::find`]) or, without one, the only
+    /// key of `alg` ([`VerifyingKeys::only`]); the error names what is missing.
+    pub fn lookup(&self, kid: Option<&str>, alg: Alg) -> Result<&Arc<VerifyingKey>, VerifyError> {
+        match kid {
+            Some(kid) => self
+                .find(kid)
+                .ok_or_else(|| VerifyError::UnknownKid(kid.to_string())),
+            None => self.only(alg).ok_or(VerifyError::MissingKid(alg)),
+        }
+    }
 }
 
 fn verifying_key(jwk: RawJwk) -> Result<VerifyingKey, String> {
@@ -164,7 +178,11 @@ fn verifying_key(jwk: RawJwk) -> Result<VerifyingKey, String> {
                 }
                 point.extend_from_slice(&bytes);
             }
-            if p256::PublicKey::from_sec1_bytes(&point).is_err() {
+            let on_curve = aws_lc_rs::signature::ParsedPublicKey::new(
+                &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED,
+                &point,
+            );
+            if on_curve.is_err() {
                 return Err("the point is not on P-256".into());
             }
             (Alg::Es256, DecodingKey::from_ec_der(&point))
@@ -189,17 +207,15 @@ fn verifying_key(jwk: RawJwk) -> Result<VerifyingKey, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::keys::{PrivateKey, PublicJwk, thumbprint};
+    use crate::test_keys::TestKey;
 
     fn jwks(keys: &[serde_json::Value]) -> Vec<u8> {
         serde_json::to_vec(&serde_json::json!({ "keys": keys })).unwrap()
     }
 
     fn ec_jwk() -> (serde_json::Value, String) {
-        let key = PrivateKey::generate(Alg::Es256, 2048).unwrap();
-        let public: PublicJwk = key.public_jwk();
-        let kid = thumbprint(&public);
-        (public.to_json_value(&kid), kid)
+        let key = TestKey::generate(Alg::Es256);
+        (key.jwk.clone(), key.kid)
     }
 
     #[test]

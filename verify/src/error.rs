@@ -1,7 +1,7 @@
 //! Why a token was refused, and why the issuer's keys could not be had. Each variant names the
 //! check that failed, so a resource server can log it and answer `invalid_token` precisely.
 
-use crate::keys::Alg;
+use crate::Alg;
 
 /// A token that did not pass one of the verifier's checks.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -13,7 +13,10 @@ pub enum VerifyError {
     /// The header's `typ` is not `at+jwt` (RFC 9068 §4), so it may be an ID token or another
     /// kind of JWT signed by the same key.
     #[error("typ is {found:?}, expected \"at+jwt\"")]
-    WrongType { found: Option<String> },
+    WrongType {
+        /// The header's `typ`, if any.
+        found: Option<String>,
+    },
     /// The header's `alg` is outside the allowlist (`none`, HMAC, or an algorithm not enabled).
     #[error("algorithm {0:?} is not allowed")]
     AlgorithmNotAllowed(String),
@@ -29,7 +32,14 @@ pub enum VerifyError {
     MissingKid(Alg),
     /// The key named by `kid` is of another algorithm than the header says (algorithm confusion).
     #[error("key {kid:?} is an {key} key, but the token says {header}")]
-    KeyAlgorithmMismatch { kid: String, key: Alg, header: Alg },
+    KeyAlgorithmMismatch {
+        /// The key's `kid` (empty when it has none).
+        kid: String,
+        /// The algorithm of the key.
+        key: Alg,
+        /// The algorithm the header names.
+        header: Alg,
+    },
     /// The signature does not verify with the published key.
     #[error("the signature does not verify")]
     BadSignature,
@@ -38,22 +48,68 @@ pub enum VerifyError {
     MissingClaim(&'static str),
     /// `iss` is not the configured issuer.
     #[error("issuer is {found:?}, expected {expected:?}")]
-    WrongIssuer { found: String, expected: String },
+    WrongIssuer {
+        /// The token's `iss`.
+        found: String,
+        /// The configured issuer.
+        expected: String,
+    },
     /// `aud` does not contain any accepted audience.
     #[error("audience {found:?} does not include {expected:?}")]
     WrongAudience {
+        /// The token's audiences.
         found: Vec<String>,
+        /// The accepted audiences.
         expected: Vec<String>,
     },
     /// `exp` is in the past, beyond the leeway.
     #[error("the token expired at {exp} (now {now}, leeway {leeway} s)")]
-    Expired { exp: i64, now: i64, leeway: u64 },
+    Expired {
+        /// The token's `exp`.
+        exp: i64,
+        /// The time of the check.
+        now: i64,
+        /// The leeway applied, in seconds.
+        leeway: u64,
+    },
     /// `nbf` is in the future, beyond the leeway.
     #[error("the token is not valid before {nbf} (now {now}, leeway {leeway} s)")]
-    NotYetValid { nbf: i64, now: i64, leeway: u64 },
+    NotYetValid {
+        /// The token's `nbf`.
+        nbf: i64,
+        /// The time of the check.
+        now: i64,
+        /// The leeway applied, in seconds.
+        leeway: u64,
+    },
     /// The issuer's keys could not be obtained (and no usable cached set exists).
     #[error("cannot get the issuer's keys: {0}")]
     Keys(#[from] JwksError),
+}
+
+impl VerifyError {
+    /// A short, fixed description of the failed check, without anything read from the token: fit
+    /// for an RFC 6750 `error_description` (no `"` or `\`, nothing an attacker chose), while the
+    /// `Display` form, with details, is for logs.
+    pub fn summary(&self) -> &'static str {
+        match self {
+            VerifyError::Malformed(_) => "the token is malformed",
+            VerifyError::WrongType { .. } => "typ must be at+jwt",
+            VerifyError::AlgorithmNotAllowed(_) => "the algorithm is not allowed",
+            VerifyError::CriticalHeader => "critical header extensions are not supported",
+            VerifyError::UnknownKid(_) | VerifyError::MissingKid(_) => {
+                "the signing key is not published (unknown, removed or revoked kid)"
+            }
+            VerifyError::KeyAlgorithmMismatch { .. } => "the algorithm does not match the key",
+            VerifyError::BadSignature => "the signature does not verify",
+            VerifyError::MissingClaim(_) => "a required claim is missing",
+            VerifyError::WrongIssuer { .. } => "wrong issuer",
+            VerifyError::WrongAudience { .. } => "wrong audience",
+            VerifyError::Expired { .. } => "the token has expired",
+            VerifyError::NotYetValid { .. } => "the token is not valid yet",
+            VerifyError::Keys(_) => "the issuer's keys are unavailable",
+        }
+    }
 }
 
 /// Why a key set could not be fetched or used. `Clone`, so that callers who waited on a shared
@@ -63,25 +119,48 @@ pub enum VerifyError {
 pub enum JwksError {
     /// The URL could not be reached (connection refused, timeout, TLS…).
     #[error("fetching {url}: {reason}")]
-    Unreachable { url: String, reason: String },
+    Unreachable {
+        /// The URL fetched.
+        url: String,
+        /// The HTTP client's error with its causes.
+        reason: String,
+    },
     /// The server answered with an unexpected status.
     #[error("{url} answered HTTP {status}")]
-    Status { url: String, status: u16 },
+    Status {
+        /// The URL fetched.
+        url: String,
+        /// The HTTP status code.
+        status: u16,
+    },
     /// The body is not a JWK set, or is larger than the limit.
     #[error("{url} is not a usable JWK set: {reason}")]
-    Invalid { url: String, reason: String },
+    Invalid {
+        /// The URL fetched.
+        url: String,
+        /// What is wrong with the body.
+        reason: String,
+    },
     /// The discovery document is unusable (no `jwks_uri`, or an `issuer` that differs from the
     /// one asked for: OpenID Connect Discovery §4.3).
     #[error("discovery at {url}: {reason}")]
-    Discovery { url: String, reason: String },
+    Discovery {
+        /// The discovery URL.
+        url: String,
+        /// What is wrong with the document or its fetch.
+        reason: String,
+    },
     /// The last good key set is older than the allowed staleness and the issuer cannot be
     /// reached: verifying with it any longer could accept tokens of a revoked key.
     #[error(
         "the cached key set is {age} s old (limit {max_stale} s) and refreshing failed: {last_error}"
     )]
     TooStale {
+        /// Seconds since the cached set was fetched or revalidated.
         age: i64,
+        /// The configured limit past the cache lifetime, in seconds.
         max_stale: u64,
+        /// Why the last refresh failed.
         last_error: Box<JwksError>,
     },
     /// The configured URL is not http(s).

@@ -14,9 +14,7 @@ use arc_swap::ArcSwapOption;
 use reqwest::header::{ACCEPT, AGE, CACHE_CONTROL, ETAG, HeaderMap, IF_NONE_MATCH};
 use serde::Deserialize;
 
-use super::jwks::{VerifyingKey, VerifyingKeys};
-use super::{JwksError, VerifyError};
-use crate::keys::Alg;
+use crate::{Alg, JwksError, KeySource, VerifyError, VerifyingKey, VerifyingKeys};
 
 /// How the client caches and refetches. Durations in whole seconds, like `Cache-Control`.
 #[derive(Clone, Debug)]
@@ -185,17 +183,19 @@ impl JwksClient {
         now: i64,
     ) -> Result<Arc<VerifyingKey>, VerifyError> {
         let keys = self.keys(now).await?;
-        if let Some(key) = lookup(&keys, kid, alg) {
-            return Ok(key);
+        if let Ok(key) = keys.lookup(kid, alg) {
+            return Ok(key.clone());
         }
         // Whatever the outcome, look again: another caller may have fetched meanwhile.
         let _ = self.refresh_shared(now, Why::UnknownKid).await;
         let keys = self.inner.current.load_full().map(|s| s.keys.clone());
-        keys.and_then(|k| lookup(&k, kid, alg))
-            .ok_or_else(|| match kid {
+        match keys {
+            Some(keys) => keys.lookup(kid, alg).cloned(),
+            None => Err(match kid {
                 Some(kid) => VerifyError::UnknownKid(kid.to_string()),
                 None => VerifyError::MissingKid(alg),
-            })
+            }),
+        }
     }
 
     /// The current key set: the cached one while fresh; otherwise refreshed, or the last good one
@@ -424,6 +424,18 @@ impl JwksClient {
     }
 }
 
+/// The issuer's published keys, fetched and cached as [`JwksClient::key`] describes.
+impl KeySource for JwksClient {
+    fn key(
+        &self,
+        kid: Option<&str>,
+        alg: Alg,
+        now: i64,
+    ) -> impl Future<Output = Result<Arc<VerifyingKey>, VerifyError>> + Send {
+        JwksClient::key(self, kid, alg, now)
+    }
+}
+
 impl std::fmt::Debug for JwksClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("JwksClient")
@@ -431,14 +443,6 @@ impl std::fmt::Debug for JwksClient {
             .field("config", &self.inner.config)
             .finish_non_exhaustive()
     }
-}
-
-fn lookup(keys: &VerifyingKeys, kid: Option<&str>, alg: Alg) -> Option<Arc<VerifyingKey>> {
-    match kid {
-        Some(kid) => keys.find(kid),
-        None => keys.only(alg),
-    }
-    .cloned()
 }
 
 fn check_url(url: &str) -> Result<(), JwksError> {

@@ -6,27 +6,36 @@ use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::ser::Serializer;
 use serde::{Deserialize, Serialize};
 
-use super::VerifyError;
+use crate::VerifyError;
 
 /// The claims of a token that passed every check. Fields the rules require are plain values;
 /// the others are optional because third-party issuers may leave them out.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Claims {
+    /// The issuer (checked against the configured one).
     pub iss: String,
+    /// The subject: a stable user or client id.
     pub sub: String,
+    /// The audiences (one of them is an accepted one).
     pub aud: Audience,
+    /// Expiry, seconds since the epoch.
     pub exp: i64,
+    /// Not before, seconds since the epoch.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub nbf: Option<i64>,
+    /// Issued at, seconds since the epoch.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub iat: Option<i64>,
+    /// The token's unique id.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub jti: Option<String>,
+    /// The client the token was issued to (RFC 9068 §2.2).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_id: Option<String>,
     /// Space-separated scopes (RFC 8693 §4.2); see [`Claims::has_scope`].
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
+    /// Roles (RFC 9068 §7.2.1.1), empty when absent.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub roles: Vec<String>,
 }
@@ -137,7 +146,7 @@ struct RawClaims {
 }
 
 /// Parses the decoded payload; `iss`, `sub`, `aud` and `exp` must be present.
-pub(super) fn parse(payload: &[u8]) -> Result<Claims, VerifyError> {
+pub(crate) fn parse(payload: &[u8]) -> Result<Claims, VerifyError> {
     let raw: RawClaims =
         serde_json::from_slice(payload).map_err(|_| VerifyError::Malformed("payload claims"))?;
     Ok(Claims {
