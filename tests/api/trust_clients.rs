@@ -12,8 +12,7 @@ use serde_json::Value;
 use stamp::admin::{Actor, NewServiceClient};
 use stamp::store::{ClientId, GrantType, RedirectUri};
 
-use crate::cli::{stamp, text};
-use crate::helpers::{PASSWORD, TestApp, assert_oauth_error, urlencode};
+use crate::helpers::{PASSWORD, TestApp, assert_oauth_error, run_stamp, text, urlencode};
 
 /// Registers a client through the admin service (as `stamp clients add` does); returns its
 /// secret, if confidential.
@@ -52,7 +51,7 @@ async fn token_with_basic<'a>(
         .post("/oauth/token")
         .header(ContentType::Form)
         .header(basic(id, secret))
-        .body(body.to_string())
+        .body(body)
         .dispatch()
         .await
 }
@@ -289,8 +288,8 @@ async fn the_json_login_follows_the_same_client_rules() {
 #[rocket::async_test]
 async fn cli_clients_add_public_with_a_grant_and_redirect_uri_logs_users_in() {
     let dir = tempfile::tempdir().unwrap();
-    let add = stamp(
-        &dir,
+    let add = run_stamp(
+        dir.path(),
         &[
             "clients",
             "add",
@@ -314,11 +313,11 @@ async fn cli_clients_add_public_with_a_grant_and_redirect_uri_logs_users_in() {
         "--redirect-uri",
         "https://a.example/#f",
     ];
-    let refused = stamp(&dir, &fragment, "", &[]);
+    let refused = run_stamp(dir.path(), &fragment, "", &[]);
     assert!(!refused.status.success());
     assert!(text(&refused.stderr).contains("fragment"));
-    let refused = stamp(
-        &dir,
+    let refused = run_stamp(
+        dir.path(),
         &["clients", "add", "x", "--grant", "implicit"],
         "",
         &[],
@@ -326,7 +325,7 @@ async fn cli_clients_add_public_with_a_grant_and_redirect_uri_logs_users_in() {
     assert!(!refused.status.success());
     assert!(text(&refused.stderr).contains("implicit"));
 
-    let list = text(&stamp(&dir, &["clients", "list"], "", &[]).stdout);
+    let list = text(&run_stamp(dir.path(), &["clients", "list"], "", &[]).stdout);
     let row = list.lines().find(|l| l.starts_with("mobile")).unwrap();
     assert!(row.contains("public") && row.contains("password"), "{row}");
     assert!(row.contains("com.example.app:/oauth") && !row.contains("refresh_token"));
