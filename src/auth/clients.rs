@@ -167,7 +167,7 @@ impl Authenticator {
     }
 
     /// The public client `id`, if it is registered and enabled. A confidential client named
-    /// without its secret fails as an unknown one does.
+    /// without its secret is `invalid_client` too: it must authenticate.
     async fn public_client(&self, id: &str) -> Result<Client, AuthError> {
         // Not a valid client id (a 5,000-character name, say): not worth a database read.
         let client = match ClientId::parse(id) {
