@@ -69,6 +69,11 @@ impl ApiError {
         err
     }
 
+    /// RFC 6749 §5.2: an authenticated (or public) client that may not use this grant.
+    pub fn unauthorized_client(description: impl Into<String>) -> ApiError {
+        ApiError::new(Status::BadRequest, "unauthorized_client", description)
+    }
+
     /// 429 with `Retry-After` (login throttling).
     pub fn too_many_requests(description: impl Into<String>, retry_after: i64) -> ApiError {
         let mut err = ApiError::new(Status::TooManyRequests, "slow_down", description);
@@ -173,6 +178,10 @@ impl From<AuthError> for ApiError {
                 ApiError::invalid_grant(why.to_string())
             }
             AuthError::InvalidClient(msg) => ApiError::invalid_client(msg),
+            e @ AuthError::UnauthorizedClient { .. } => {
+                ApiError::unauthorized_client(e.to_string())
+            }
+            e @ AuthError::WrongClient => ApiError::invalid_grant(e.to_string()),
             // The cause goes to the log; the caller learns only that the server failed.
             e @ AuthError::Keys { .. } => ApiError::internal(error_chain(&e)),
         }

@@ -65,6 +65,9 @@ pub enum StartError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Password(#[from] PasswordError),
+    /// The `default_client_id` setting is not a valid client id.
+    #[error("invalid setting `default_client_id`: {reason}")]
+    DefaultClientId { reason: String },
 }
 
 impl App {
@@ -81,6 +84,9 @@ impl App {
             )
             .await?,
         );
+        let default_client = store::ClientId::parse(&config.default_client_id)
+            .map_err(|reason| StartError::DefaultClientId { reason })?;
+        auth::ensure_default_client(store.as_ref(), &default_client, now).await?;
         let passwords =
             PasswordHasher::bounded(config.password_concurrency, config.password_queue).await?;
         let auth = Authenticator::new(

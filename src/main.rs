@@ -15,7 +15,7 @@ use stamp::auth::{Password, PasswordHasher};
 use stamp::clock::Clock;
 use stamp::config::{self, Config};
 use stamp::keys::{Alg, KeyManager, RotateOptions};
-use stamp::store::{self, ClientId, Role, Scope, Username};
+use stamp::store::{self, ClientId, GrantType, RedirectUri, Role, Scope, Username};
 use stamp::tokens::dangerous;
 
 #[derive(Parser)]
@@ -80,12 +80,25 @@ enum UsersCommand {
 
 #[derive(Subcommand)]
 enum ClientsCommand {
-    /// Create a client; its secret is printed once and stored only as a hash.
+    /// Create a client. A confidential client's secret is printed once and stored only as a
+    /// hash; a public client (--public) has none.
     Add {
         id: String,
         /// A scope the client may ask for (repeatable).
         #[arg(long = "scope")]
         scopes: Vec<String>,
+        /// A public client (browser or native app): no secret, never authenticates.
+        #[arg(long)]
+        public: bool,
+        /// An absolute redirection URI without fragment, for the authorization-code grant
+        /// (repeatable).
+        #[arg(long = "redirect-uri")]
+        redirect_uris: Vec<String>,
+        /// A grant the client may use: password, refresh_token, client_credentials or
+        /// authorization_code (repeatable; default: client_credentials, or password and
+        /// refresh_token for --public).
+        #[arg(long = "grant")]
+        grants: Vec<String>,
         /// Sign this client's tokens with ES256 or RS256 (default: the configured signing_alg).
         #[arg(long)]
         alg: Option<String>,
@@ -275,41 +288,86 @@ async fn clients(command: ClientsCommand) -> Result<(), CliError> {
     let config = load_config()?;
     let admin = admin_service(&config).await?;
     match command {
-        ClientsCommand::Add { id, scopes, alg } => {
+        ClientsCommand::Add {
+            id,
+            scopes,
+            public,
+            redirect_uris,
+            grants,
+            alg,
+        } => {
             let id = ClientId::parse(&id).map_err(CliError::Usage)?;
             let scopes = scopes
                 .iter()
                 .map(|scope| Scope::parse(scope).map_err(CliError::Usage))
                 .collect::<Result<Vec<_>, _>>()?;
+            let redirect_uris = redirect_uris
+                .iter()
+                .map(|uri| RedirectUri::parse(uri).map_err(CliError::Usage))
+                .collect::<Result<Vec<_>, _>>()?;
+            let grants = grants
+                .iter()
+                .map(|grant| GrantType::parse(grant).map_err(CliError::Usage))
+                .collect::<Result<Vec<_>, _>>()?;
             let alg = alg
                 .map(|a| a.parse::<Alg>())
                 .transpose()
                 .map_err(|e| CliError::Usage(format!("{e} (use ES256 or RS256)")))?;
-            let (client, secret) = admin
-                .add_client(&Actor::Cli, NewServiceClient { id, scopes, alg })
-                .await?;
+            let new = NewServiceClient {
+                id,
+                scopes,
+                alg,
+                public,
+                grants,
+                redirect_uris,
+            };
+            let (client, secret) = admin.add_client(&Actor::Cli, new).await?;
+            let grants: Vec<&str> = client.grants.iter().map(|g| g.as_str()).collect();
+            let Some(secret) = secret else {
+                println!(
+                    "created public client {} (scopes [{}], grants [{}])",
+                    client.id,
+                    client.scopes.join(", "),
+                    grants.join(", ")
+                );
+                return Ok(());
+            };
             eprintln!(
-                "created client {} (scopes [{}]); its secret follows and is shown only this once:",
+                "created client {} (scopes [{}], grants [{}]); its secret follows and is shown \
+                 only this once:",
                 client.id,
-                client.scopes.join(", ")
+                client.scopes.join(", "),
+                grants.join(", ")
             );
             println!("{}", secret.expose());
         }
         ClientsCommand::List => {
-            println!("{:<32} {:<9} {:<6} scopes", "id", "state", "alg");
+            println!(
+                "{:<32} {:<9} {:<12} {:<6} {:<40} {:<24} redirect_uris",
+                "id", "state", "type", "alg", "grants", "scopes"
+            );
             for client in admin.list_clients().await? {
                 let state = if client.disabled {
                     "disabled"
                 } else {
                     "enabled"
                 };
+                let kind = if client.public {
+                    "public"
+                } else {
+                    "confidential"
+                };
                 let alg = client.alg.map_or("-", |a| a.as_str());
+                let grants: Vec<&str> = client.grants.iter().map(|g| g.as_str()).collect();
                 println!(
-                    "{:<32} {:<9} {:<6} {}",
+                    "{:<32} {:<9} {:<12} {:<6} {:<40} {:<24} {}",
                     client.id,
                     state,
+                    kind,
                     alg,
-                    client.scopes.join(" ")
+                    grants.join(","),
+                    client.scopes.join(" "),
+                    client.redirect_uris.join(" ")
                 );
             }
         }

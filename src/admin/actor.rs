@@ -132,10 +132,13 @@ mod tests {
     fn client(scopes: &[&str], disabled: bool) -> Client {
         Client {
             id: "cron".into(),
-            secret_hash: TokenHash([0; 32]),
+            secret_hash: Some(TokenHash([0; 32])),
             scopes: scopes.iter().map(|s| s.to_string()).collect(),
             alg: None,
             disabled,
+            public: false,
+            grants: vec![crate::store::GrantType::ClientCredentials],
+            redirect_uris: Vec::new(),
             created_at: 0,
         }
     }

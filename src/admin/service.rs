@@ -6,8 +6,8 @@ use crate::auth::{ClientSecret, Password, PasswordError, PasswordHasher};
 use crate::clock::Clock;
 use crate::keys::{Alg, KeyError, KeyManager, KeySet, RotateOptions};
 use crate::store::{
-    AuditEvent, Client, ClientId, NewClient, NewUser, Role, Scope, Store, StoreError, User,
-    Username,
+    AuditEvent, Client, ClientId, GrantType, NewClient, NewUser, RedirectUri, Role, Scope, Store,
+    StoreError, User, Username,
 };
 
 use super::actor::Actor;
@@ -63,13 +63,19 @@ pub struct NewAccount {
     pub password: Password,
 }
 
-/// A service client to create; its secret is generated.
+/// A client to create: confidential (its secret is generated) or public (no secret).
 pub struct NewServiceClient {
     pub id: ClientId,
     /// Scopes it may ask for (duplicates are dropped).
     pub scopes: Vec<Scope>,
     /// The algorithm its tokens are signed with; `None` for the configured one.
     pub alg: Option<Alg>,
+    /// A public client (a browser or native app): no secret.
+    pub public: bool,
+    /// The grants it may use; empty for the defaults ([`GrantType::defaults`]).
+    pub grants: Vec<GrantType>,
+    /// Redirection URIs, for the authorization-code grant.
+    pub redirect_uris: Vec<RedirectUri>,
 }
 
 /// A user named by id (the HTTP API) or by name (the CLI).
@@ -181,23 +187,37 @@ impl AdminService {
         Ok(user)
     }
 
-    /// Creates a service client with a fresh secret (`clients.add`). The secret is returned
-    /// once; the store keeps only its hash.
+    /// Creates a client (`clients.add`): a confidential one with a fresh secret, returned once
+    /// (the store keeps only its hash), or a public one without (`None`).
     pub async fn add_client(
         &self,
         actor: &Actor,
         client: NewServiceClient,
-    ) -> Result<(Client, ClientSecret), AdminError> {
-        let secret = ClientSecret::generate();
+    ) -> Result<(Client, Option<ClientSecret>), AdminError> {
+        let secret = (!client.public).then(ClientSecret::generate);
         let now = self.clock.now();
+        let grants = if client.grants.is_empty() {
+            GrantType::defaults(client.public)
+        } else {
+            dedup(client.grants)
+        };
         let new = NewClient {
             id: client.id,
-            secret_hash: secret.hash(),
+            secret_hash: secret.as_ref().map(ClientSecret::hash),
             scopes: dedup(client.scopes),
             alg: client.alg,
+            grants,
+            redirect_uris: dedup(client.redirect_uris),
         };
         let client = self.store.create_client(new, now).await?;
-        let detail = format!("scopes={}", client.scopes.join(" "));
+        let grants: Vec<&str> = client.grants.iter().map(|g| g.as_str()).collect();
+        let detail = format!(
+            "scopes={} public={} grants={} redirect_uris={}",
+            client.scopes.join(" "),
+            client.public,
+            grants.join(" "),
+            client.redirect_uris.join(" ")
+        );
         self.audit(
             actor,
             now,
@@ -209,7 +229,7 @@ impl AdminService {
         Ok((client, secret))
     }
 
-    /// Every service client.
+    /// Every client.
     pub async fn list_clients(&self) -> Result<Vec<Client>, AdminError> {
         Ok(self.store.list_clients().await?)
     }
@@ -385,11 +405,19 @@ mod tests {
                     id: ClientId::parse("cron").unwrap(),
                     scopes: vec![Scope::parse("admin").unwrap()],
                     alg: None,
+                    public: false,
+                    grants: Vec::new(),
+                    redirect_uris: Vec::new(),
                 },
             )
             .await
             .unwrap();
-        assert_eq!(client.secret_hash, secret.hash());
+        assert_eq!(client.secret_hash, secret.map(|s| s.hash()));
+        assert_eq!(
+            client.grants,
+            [GrantType::ClientCredentials],
+            "the default for services"
+        );
         let cron = Actor::Client { id: "cron".into() };
         f.admin.disable_client(&cron, "cron").await.unwrap();
         let options = RotateOptions {

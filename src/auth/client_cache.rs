@@ -1,4 +1,4 @@
-//! A short-lived cache of service-client records for `client_credentials`.
+//! A short-lived cache of client records, read on every grant.
 //!
 //! Reading the client from the database on every token request was 31% of the issuer's CPU in
 //! the load test (`bench/load.sh`); caching records for a second raised ES256 client_credentials
@@ -89,10 +89,13 @@ mod tests {
     fn client(id: &str) -> Client {
         Client {
             id: id.into(),
-            secret_hash: TokenHash([1; 32]),
+            secret_hash: Some(TokenHash([1; 32])),
             scopes: vec![],
             alg: None,
             disabled: false,
+            public: false,
+            grants: vec![crate::store::GrantType::ClientCredentials],
+            redirect_uris: Vec::new(),
             created_at: 0,
         }
     }

@@ -1,5 +1,6 @@
-//! Service clients: generated secrets, client authentication (`client_secret_basic` and
-//! `client_secret_post`, RFC 6749 §2.3.1) and the `client_credentials` grant (§4.4).
+//! Clients: generated secrets, client authentication (`client_secret_basic` and
+//! `client_secret_post`, RFC 6749 §2.3.1), the client of every grant (registered, enabled,
+//! allowed the grant, authenticated if confidential) and the `client_credentials` grant (§4.4).
 
 use std::fmt;
 
@@ -9,7 +10,7 @@ use rand::Rng;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
-use crate::store::{Client, split_scope};
+use crate::store::{Client, ClientId, GrantType, NewClient, Store, StoreError, split_scope};
 use crate::tokens::refresh::TokenHash;
 use crate::tokens::{IssuedToken, Subject};
 
@@ -77,6 +78,42 @@ impl ClientCredentials {
     }
 }
 
+/// How a grant request identifies its client (RFC 6749 §2.3, §3.2.1).
+#[derive(Debug)]
+pub enum PresentedClient {
+    /// No client named: the built-in first-party public client (`default_client_id`).
+    Default,
+    /// A `client_id` without a secret: it must be a public client.
+    Public(String),
+    /// Credentials, by Basic or in the form: it must be a confidential client with that secret.
+    Authenticated(ClientCredentials),
+}
+
+/// Creates the built-in first-party public client `id` (allowed `password` and
+/// `refresh_token`) unless it exists. Replicas starting together may race: a concurrent
+/// creator's unique violation counts as success.
+pub async fn ensure_default_client(
+    store: &dyn Store,
+    id: &ClientId,
+    now: i64,
+) -> Result<(), StoreError> {
+    if store.client_by_id(id.as_str()).await?.is_some() {
+        return Ok(());
+    }
+    let client = NewClient {
+        id: id.clone(),
+        secret_hash: None,
+        scopes: Vec::new(),
+        alg: None,
+        grants: GrantType::defaults(true),
+        redirect_uris: Vec::new(),
+    };
+    match store.create_client(client, now).await {
+        Ok(_) | Err(StoreError::Conflict { .. }) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// `application/x-www-form-urlencoded` decoding of one value (RFC 6749 §2.3.1, Appendix B:
 /// `+` is a space, `%XX` a byte, the result UTF-8), by the `form_urlencoded` crate.
 ///
@@ -100,31 +137,87 @@ fn form_decode(raw: &str) -> Option<String> {
     Some(value.into_owned())
 }
 
-/// A fixed hash compared against when the client id is unknown, so both cases do the same work.
+/// A fixed hash compared against when the client id is unknown or public, so every case does
+/// the same work.
 const NO_CLIENT: TokenHash = TokenHash([0u8; 32]);
 
 impl Authenticator {
-    /// Authenticates a client by id and secret, comparing hashes in constant time. Unknown
-    /// client, wrong secret and disabled client fail alike.
+    /// The client of a `grant` request: the default client if none is named; else a registered,
+    /// enabled client that authenticated if it is confidential (a public client presents no
+    /// secret). It must be allowed `grant` (RFC 6749 §5.2 `unauthorized_client`).
+    pub async fn client_for_grant(
+        &self,
+        presented: PresentedClient,
+        grant: GrantType,
+    ) -> Result<Client, AuthError> {
+        let client = match presented {
+            PresentedClient::Default => self.public_client(&self.default_client_id).await?,
+            PresentedClient::Public(id) => self.public_client(&id).await?,
+            PresentedClient::Authenticated(credentials) => {
+                self.authenticate_client(&credentials).await?
+            }
+        };
+        if !client.allows(grant) {
+            return Err(AuthError::UnauthorizedClient {
+                client_id: client.id,
+                grant,
+            });
+        }
+        Ok(client)
+    }
+
+    /// The public client `id`, if it is registered and enabled. A confidential client named
+    /// without its secret is `invalid_client` too: it must authenticate.
+    async fn public_client(&self, id: &str) -> Result<Client, AuthError> {
+        // Not a valid client id (a 5,000-character name, say): not worth a database read.
+        let client = match ClientId::parse(id) {
+            Ok(parsed) if parsed.as_str() == id => self.client_record(id).await?,
+            _ => None,
+        };
+        match client {
+            Some(client) if client.public && !client.disabled => Ok(client),
+            Some(client) if !client.public => Err(AuthError::InvalidClient(
+                "client authentication is required for this client".into(),
+            )),
+            _ => Err(AuthError::InvalidClient(
+                "unknown or disabled client".into(),
+            )),
+        }
+    }
+
+    /// The stored record of client `id`, from the cache if fresh.
+    async fn client_record(&self, id: &str) -> Result<Option<Client>, AuthError> {
+        if let Some(client) = self.clients.get(id) {
+            return Ok(Some(client));
+        }
+        let client = self.store.client_by_id(id).await?;
+        if let Some(found) = &client {
+            self.clients.put(found);
+        }
+        Ok(client)
+    }
+
+    /// Authenticates a confidential client by id and secret, comparing hashes in constant
+    /// time. Unknown client, public client, wrong secret and disabled client fail alike.
     pub async fn authenticate_client(
         &self,
         credentials: &ClientCredentials,
     ) -> Result<Client, AuthError> {
-        let client = match self.clients.get(&credentials.client_id) {
-            Some(client) => Some(client),
-            None => {
-                let client = self.store.client_by_id(&credentials.client_id).await?;
-                if let Some(found) = &client {
-                    self.clients.put(found);
-                }
-                client
-            }
+        let client = if ClientId::parse(&credentials.client_id)
+            .is_ok_and(|id| id.as_str() == credentials.client_id)
+        {
+            self.client_record(&credentials.client_id).await?
+        } else {
+            None
         };
         let presented = TokenHash::of(&credentials.secret);
-        let expected = client.as_ref().map_or(NO_CLIENT, |c| c.secret_hash);
+        let expected = client
+            .as_ref()
+            .and_then(|c| c.secret_hash)
+            .unwrap_or(NO_CLIENT);
         let matches: bool = presented.0.ct_eq(&expected.0).into();
         match client {
-            Some(client) if matches && !client.disabled => Ok(client),
+            Some(client) if matches && !client.public && !client.disabled => Ok(client),
             _ => Err(AuthError::InvalidClient(
                 "client authentication failed".into(),
             )),

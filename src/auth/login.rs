@@ -7,12 +7,12 @@ use std::sync::Arc;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::keys::{Alg, KeyError, KeyManager};
-use crate::store::{Family, NewRefreshToken, Store, StoreError, Username, random_id};
+use crate::store::{Family, GrantType, NewRefreshToken, Store, StoreError, Username, random_id};
 use crate::tokens::refresh::{RefreshPolicy, RefreshToken, Rejection};
 use crate::tokens::{IssuedToken, Subject, TokenError, TokenIssuer};
 
 use super::throttle::{Attempt, Throttle};
-use super::{ClientCache, DeviceCookies, Password, PasswordHasher};
+use super::{ClientCache, DeviceCookies, Password, PasswordHasher, PresentedClient};
 
 /// A login attempt, already parsed from the form or JSON body.
 #[derive(Debug)]
@@ -21,8 +21,8 @@ pub struct LoginRequest {
     pub password: Password,
     /// Space-separated requested scope (RFC 6749 §3.3); `None` for the default.
     pub scope: Option<String>,
-    /// The client the user logs in through, if it says.
-    pub client_id: Option<String>,
+    /// The client the user logs in through (RFC 6749 §4.3.2): checked before the password.
+    pub client: PresentedClient,
     /// The caller's address, for throttling.
     pub address: Option<IpAddr>,
     /// The device cookie the caller presented, if any (throttling).
@@ -72,9 +72,17 @@ pub enum AuthError {
     /// A refresh token that cannot be used (RFC 6749 §5.2 `invalid_grant`).
     #[error(transparent)]
     Refresh(#[from] Rejection),
-    /// Client authentication failed (RFC 6749 §5.2 `invalid_client`).
+    /// Client authentication failed, or the named client is unknown, disabled or confidential
+    /// without its secret (RFC 6749 §5.2 `invalid_client`).
     #[error("{0}")]
     InvalidClient(String),
+    /// The client is not allowed this grant (RFC 6749 §5.2 `unauthorized_client`).
+    #[error("client {client_id} is not allowed the {grant} grant")]
+    UnauthorizedClient { client_id: String, grant: GrantType },
+    /// A refresh token presented by a client other than the one it was issued to (RFC 6749
+    /// §6, `invalid_grant`).
+    #[error("the refresh token was issued to another client")]
+    WrongClient,
     /// The key set could not provide a signing key for `alg` (a failure of the issuer's own
     /// machinery, not of the request).
     #[error("no signing key for {alg}: {source}")]
@@ -92,7 +100,7 @@ pub struct Authenticator {
     passwords: PasswordHasher,
     pub(super) tokens: TokenIssuer,
     user_scopes: Vec<String>,
-    default_client_id: String,
+    pub(super) default_client_id: String,
     pub(super) refresh: RefreshPolicy,
     throttle: Throttle,
     /// Device cookies of users' devices that logged in before (throttling).
@@ -141,7 +149,8 @@ impl Authenticator {
     }
 
     /// Checks the password and issues an access token and the first refresh token of a new
-    /// family. A wrong password, an unknown user and a disabled user all run one argon2
+    /// family, for a client allowed the password grant ([`Authenticator::client_for_grant`]).
+    /// A wrong password, an unknown user and a disabled user all run one argon2
     /// verification and fail with the same error. The attempt is reserved with the throttle
     /// before any hashing (refused with [`AuthError::Throttled`]), then admitted to the hashing
     /// queue (refused with [`AuthError::Busy`] when it is full).
@@ -155,6 +164,9 @@ impl Authenticator {
                 "password must not be empty".into(),
             ));
         }
+        let client = self
+            .client_for_grant(request.client, GrantType::Password)
+            .await?;
         let username = Username::parse(&request.username).ok();
         let device = match (&username, &request.device) {
             (Some(name), Some(cookie)) => self.devices.verify(name.as_str(), cookie),
@@ -196,9 +208,7 @@ impl Authenticator {
         };
         self.throttle.succeeded(reservation);
         let scope = self.grant_scope(&user.roles, request.scope.as_deref())?;
-        let client_id = request
-            .client_id
-            .unwrap_or_else(|| self.default_client_id.clone());
+        let client_id = client.id;
         let subject = Subject {
             sub: user.id.clone(),
             client_id: client_id.clone(),

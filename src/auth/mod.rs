@@ -12,7 +12,7 @@ mod sessions;
 mod throttle;
 
 pub use client_cache::ClientCache;
-pub use clients::{ClientCredentials, ClientSecret};
+pub use clients::{ClientCredentials, ClientSecret, PresentedClient, ensure_default_client};
 pub use device::{DEVICE_COOKIE, DEVICE_COOKIE_TTL, DeviceCookies};
 pub use login::{AuthError, Authenticator, IssuedRefresh, LoginRequest, Session};
 pub use online::{LiveToken, OnlineError, TokenOwner};

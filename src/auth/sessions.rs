@@ -4,10 +4,11 @@
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 
-use crate::store::{Client, RefreshOutcome, split_scope};
+use crate::store::{Client, GrantType, RefreshOutcome, split_scope};
 use crate::tokens::refresh::{RefreshToken, Rejection, TokenHash, is_active};
 use crate::tokens::{AccessClaims, Subject};
 
+use super::PresentedClient;
 use super::login::{AuthError, Authenticator, IssuedRefresh, Session};
 use super::online::OnlineError;
 
@@ -17,8 +18,8 @@ pub struct RefreshRequest<'a> {
     pub refresh_token: SecretString,
     /// RFC 6749 §6: a narrower scope than the original grant, if asked.
     pub scope: Option<&'a str>,
-    /// The client the token must have been issued to, if the caller says.
-    pub client_id: Option<&'a str>,
+    /// The client refreshing: the token must have been issued to it (RFC 6749 §6).
+    pub client: PresentedClient,
 }
 
 /// Which kind of token a revocation or introspection request hints at (RFC 7009 §2.1).
@@ -87,22 +88,24 @@ fn looks_like_jwt(token: &str) -> bool {
 
 impl Authenticator {
     /// `grant_type=refresh_token`: spends the presented token and issues its successor in the
-    /// same family, with a fresh access token. The store decides races and reuse atomically.
+    /// same family, with a fresh access token. The client must be allowed the grant and be the
+    /// one the token was issued to. The store decides races and reuse atomically.
     pub async fn refresh_grant(
         &self,
         request: RefreshRequest<'_>,
         now: i64,
     ) -> Result<Session, AuthError> {
+        let client = self
+            .client_for_grant(request.client, GrantType::RefreshToken)
+            .await?;
         let presented = TokenHash::of(request.refresh_token.expose_secret());
         // Client binding and scope never change within a family, so they can be checked before
         // the deciding transaction, without spending a token on a request that must fail.
         let Some(record) = self.store.refresh_record(&presented).await? else {
             return Err(Rejection::Unknown.into());
         };
-        if let Some(client_id) = request.client_id
-            && client_id != record.family.client_id
-        {
-            return Err(AuthError::InvalidGrant);
+        if client.id != record.family.client_id {
+            return Err(AuthError::WrongClient);
         }
         let requested = request.scope.map(split_scope);
         if let Some(requested) = &requested

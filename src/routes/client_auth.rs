@@ -1,11 +1,12 @@
 //! Client authentication from the request (RFC 6749 §2.3.1): `client_secret_basic` or
-//! `client_secret_post`, for the token, revocation and introspection endpoints.
+//! `client_secret_post`, for the token, revocation and introspection endpoints, and the client
+//! a grant request names (RFC 6749 §3.2.1).
 
 use rocket::request::{FromRequest, Outcome, Request};
 use zeroize::Zeroizing;
 
 use crate::App;
-use crate::auth::ClientCredentials;
+use crate::auth::{ClientCredentials, PresentedClient};
 use crate::error::ApiError;
 use crate::store::Client;
 
@@ -59,6 +60,27 @@ pub fn client_credentials(
             "client authentication is required",
         )),
     }
+}
+
+/// The client a grant request names: credentials by one method, a bare `client_id` (a public
+/// client), or nothing (the default client). Both Basic and `client_secret` is `invalid_request`.
+pub fn presented_client(
+    basic: &BasicAuth<'_>,
+    form_id: Option<&str>,
+    form_secret: Option<&str>,
+) -> Result<PresentedClient, ApiError> {
+    let form_id = form_id.filter(|id| !id.is_empty());
+    if basic.0.is_some() || form_secret.is_some() {
+        return Ok(PresentedClient::Authenticated(client_credentials(
+            basic,
+            form_id,
+            form_secret,
+        )?));
+    }
+    Ok(match form_id {
+        Some(id) => PresentedClient::Public(id.to_string()),
+        None => PresentedClient::Default,
+    })
 }
 
 /// Authenticates the calling client.

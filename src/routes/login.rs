@@ -13,6 +13,7 @@ use crate::App;
 use crate::auth::{LoginRequest, Password};
 use crate::error::ApiError;
 
+use super::client_auth::{BasicAuth, presented_client};
 use super::{TokenResponse, cookies, json_error};
 
 /// The JSON login endpoint.
@@ -29,6 +30,8 @@ struct LoginBody {
     password: String,
     #[serde(default)]
     scope: Option<String>,
+    /// The client logging the user in (a public client; a confidential one adds Basic
+    /// credentials); none names the default client.
     #[serde(default)]
     client_id: Option<String>,
     /// Set the tokens as `HttpOnly` cookies instead of returning them in the body.
@@ -40,6 +43,7 @@ struct LoginBody {
 async fn login(
     app: &State<App>,
     jar: &CookieJar<'_>,
+    basic: BasicAuth<'_>,
     address: Option<IpAddr>,
     body: Result<Json<LoginBody>, json::Error<'_>>,
 ) -> Result<TokenResponse, ApiError> {
@@ -53,7 +57,7 @@ async fn login(
         password: Password::for_login(body.password)
             .map_err(|e| ApiError::invalid_request(e.to_string()))?,
         scope: body.scope,
-        client_id: body.client_id,
+        client: presented_client(&basic, body.client_id.as_deref(), None)?,
         address,
         device: cookies::device(jar),
     };

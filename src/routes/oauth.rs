@@ -10,11 +10,12 @@ use rocket::{State, post, routes};
 use secrecy::SecretString;
 
 use crate::App;
-use crate::auth::{LoginRequest, Password, RefreshRequest};
+use crate::auth::{LoginRequest, Password, PresentedClient, RefreshRequest};
 use crate::error::ApiError;
 use crate::metrics::Grant;
+use crate::store::GrantType;
 
-use super::client_auth::{BasicAuth, authenticate};
+use super::client_auth::{BasicAuth, client_credentials, presented_client};
 use super::cookies::{self, REFRESH_COOKIE};
 use super::{TokenResponse, form_error};
 
@@ -60,6 +61,7 @@ async fn token(
     let grant_type = required(form.grant_type, "grant_type")?;
     let cookie_flag = form.cookie.unwrap_or(false);
     let now = app.clock.now();
+    let (form_id, form_secret) = (form.client_id.as_deref(), form.client_secret.as_deref());
     match grant_type.as_str() {
         "password" => {
             let username = required(form.username, "username")?;
@@ -68,7 +70,7 @@ async fn token(
                 password: Password::for_login(required(form.password, "password")?)
                     .map_err(|e| ApiError::invalid_request(e.to_string()))?,
                 scope: form.scope,
-                client_id: form.client_id,
+                client: presented_client(&basic, form_id, form_secret)?,
                 address,
                 device: cookies::device(jar),
             };
@@ -94,7 +96,7 @@ async fn token(
             let request = RefreshRequest {
                 refresh_token: SecretString::from(refresh_token),
                 scope: form.scope.as_deref(),
-                client_id: form.client_id.as_deref(),
+                client: presented_client(&basic, form_id, form_secret)?,
             };
             let session = app.auth.refresh_grant(request, now).await;
             app.metrics.grant(Grant::RefreshToken, &session);
@@ -116,13 +118,15 @@ async fn token(
             ))
         }
         "client_credentials" => {
-            let client = authenticate(
-                app,
-                &basic,
-                form.client_id.as_deref(),
-                form.client_secret.as_deref(),
-            )
-            .await?;
+            // Only a confidential client can use this grant: credentials are required.
+            let credentials = client_credentials(&basic, form_id, form_secret)?;
+            let client = app
+                .auth
+                .client_for_grant(
+                    PresentedClient::Authenticated(credentials),
+                    GrantType::ClientCredentials,
+                )
+                .await?;
             let token = app
                 .auth
                 .client_credentials_grant(&client, form.scope.as_deref(), now)

@@ -19,8 +19,8 @@ pub use error::StoreError;
 use error::insert_error;
 pub use postgres::PgStore;
 pub use sessions::{
-    Client, ClientId, Family, NewClient, NewRefreshToken, RefreshOutcome, RefreshRecord, Scope,
-    split_scope,
+    Client, ClientId, Family, GrantType, NewClient, NewRefreshToken, RedirectUri, RefreshOutcome,
+    RefreshRecord, Scope, split_scope,
 };
 pub use sql::{Dialect, SqlStore};
 pub use sqlite::SqliteStore;
@@ -205,7 +205,7 @@ pub trait SessionStore: Send + Sync + 'static {
     async fn is_access_token_denied(&self, jti: &str) -> Result<bool, StoreError>;
 }
 
-/// Service clients of the `client_credentials` grant.
+/// Registered clients: confidential service clients and public apps.
 #[async_trait]
 pub trait ClientStore: Send + Sync + 'static {
     /// Stores a new client; [`StoreError::Conflict`] if the id is taken.

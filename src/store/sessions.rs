@@ -58,17 +58,34 @@ pub enum RefreshOutcome {
     Rejected(Rejection),
 }
 
-/// A service client of the `client_credentials` grant.
+/// A registered client (RFC 6749 §2): a confidential service client with a secret, or a public
+/// client (a browser or native app) without one. Every grant names one, or the configured
+/// `default_client_id`.
 #[derive(Clone, Serialize)]
 pub struct Client {
     pub id: String,
+    /// SHA-256 of the secret; `None` for a public client, which has no secret.
     #[serde(skip)]
-    pub secret_hash: TokenHash,
+    pub secret_hash: Option<TokenHash>,
     pub scopes: Vec<String>,
     /// The algorithm its tokens are signed with; `None` for the configured one.
     pub alg: Option<Alg>,
     pub disabled: bool,
+    /// A public client (RFC 6749 §2.1): it cannot keep a secret, so it never authenticates.
+    pub public: bool,
+    /// The grants it may use; any other is `unauthorized_client` (RFC 6749 §5.2).
+    pub grants: Vec<GrantType>,
+    /// Where the authorization endpoint may send it back (RFC 6749 §3.1.2), stored for the
+    /// authorization-code grant.
+    pub redirect_uris: Vec<String>,
     pub created_at: i64,
+}
+
+impl Client {
+    /// Whether it may use `grant`.
+    pub fn allows(&self, grant: GrantType) -> bool {
+        self.grants.contains(&grant)
+    }
 }
 
 impl std::fmt::Debug for Client {
@@ -78,6 +95,9 @@ impl std::fmt::Debug for Client {
             .field("scopes", &self.scopes)
             .field("alg", &self.alg)
             .field("disabled", &self.disabled)
+            .field("public", &self.public)
+            .field("grants", &self.grants)
+            .field("redirect_uris", &self.redirect_uris)
             .finish_non_exhaustive()
     }
 }
@@ -85,9 +105,99 @@ impl std::fmt::Debug for Client {
 /// A client to create.
 pub struct NewClient {
     pub id: ClientId,
-    pub secret_hash: TokenHash,
+    /// SHA-256 of its secret; `None` makes a public client.
+    pub secret_hash: Option<TokenHash>,
     pub scopes: Vec<Scope>,
     pub alg: Option<Alg>,
+    /// The grants it may use (see [`GrantType::defaults`]).
+    pub grants: Vec<GrantType>,
+    pub redirect_uris: Vec<RedirectUri>,
+}
+
+/// An OAuth 2.0 grant a client may be allowed (RFC 6749 §4, §6), stored by its `grant_type`
+/// name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum GrantType {
+    Password,
+    RefreshToken,
+    ClientCredentials,
+    /// Reserved for the authorization-code grant (not served yet).
+    AuthorizationCode,
+}
+
+impl GrantType {
+    /// Every grant, in the order they are listed.
+    pub const ALL: [GrantType; 4] = [
+        GrantType::Password,
+        GrantType::RefreshToken,
+        GrantType::ClientCredentials,
+        GrantType::AuthorizationCode,
+    ];
+
+    /// The grants a new client gets when none are named: a public client logs users in and
+    /// refreshes; a confidential (service) client gets tokens for itself.
+    pub fn defaults(public: bool) -> Vec<GrantType> {
+        if public {
+            vec![GrantType::Password, GrantType::RefreshToken]
+        } else {
+            vec![GrantType::ClientCredentials]
+        }
+    }
+
+    /// The `grant_type` value (RFC 6749 §4).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GrantType::Password => "password",
+            GrantType::RefreshToken => "refresh_token",
+            GrantType::ClientCredentials => "client_credentials",
+            GrantType::AuthorizationCode => "authorization_code",
+        }
+    }
+
+    /// The grant named `raw`.
+    pub fn parse(raw: &str) -> Result<GrantType, String> {
+        GrantType::ALL
+            .into_iter()
+            .find(|g| g.as_str() == raw.trim())
+            .ok_or_else(|| {
+                let known: Vec<&str> = GrantType::ALL.iter().map(|g| g.as_str()).collect();
+                format!("unknown grant {raw:?}: use one of {}", known.join(", "))
+            })
+    }
+}
+
+impl std::fmt::Display for GrantType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A checked redirection URI (RFC 6749 §3.1.2): absolute, without a fragment, at most 2,000
+/// characters.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RedirectUri(String);
+
+impl RedirectUri {
+    pub fn parse(raw: &str) -> Result<RedirectUri, String> {
+        let raw = raw.trim();
+        if raw.len() > 2000 {
+            return Err("invalid redirect URI: longer than 2000 characters".into());
+        }
+        let url = url::Url::parse(raw)
+            .map_err(|e| format!("invalid redirect URI {raw:?}: not an absolute URI ({e})"))?;
+        if url.fragment().is_some() {
+            return Err(format!(
+                "invalid redirect URI {raw:?}: it must not have a fragment (RFC 6749 §3.1.2)"
+            ));
+        }
+        Ok(RedirectUri(raw.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
 }
 
 /// A checked client id: 1 to 64 characters of `a-z 0-9 . _ : -`. It becomes `sub` and
@@ -159,6 +269,26 @@ mod tests {
         assert!(ClientId::parse("").is_err());
         assert!(Scope::parse("orders:read").is_ok());
         assert!(Scope::parse("orders read").is_err());
+    }
+
+    #[test]
+    fn grant_types_parse_by_their_rfc_names() {
+        for grant in GrantType::ALL {
+            assert_eq!(GrantType::parse(grant.as_str()), Ok(grant));
+        }
+        assert!(GrantType::parse("implicit").is_err());
+        assert_eq!(
+            GrantType::defaults(false),
+            vec![GrantType::ClientCredentials]
+        );
+    }
+
+    #[test]
+    fn redirect_uris_are_absolute_without_fragment() {
+        assert!(RedirectUri::parse("https://app.example/cb?x=1").is_ok());
+        assert!(RedirectUri::parse("com.example.app:/oauth").is_ok());
+        assert!(RedirectUri::parse("/cb").is_err());
+        assert!(RedirectUri::parse("https://app.example/cb#frag").is_err());
     }
 
     #[test]

@@ -23,9 +23,9 @@ use sqlx::{
 };
 
 use super::{
-    AuditEvent, AuditStore, Client, ClientStore, Family, HealthCheck, NewClient, NewRefreshToken,
-    NewUser, RefreshOutcome, RefreshRecord, SessionStore, StoreError, User, UserStore,
-    insert_error, random_id, split_scope,
+    AuditEvent, AuditStore, Client, ClientStore, Family, GrantType, HealthCheck, NewClient,
+    NewRefreshToken, NewUser, RefreshOutcome, RefreshRecord, SessionStore, StoreError, User,
+    UserStore, insert_error, random_id, split_scope,
 };
 use crate::keys::Alg;
 use crate::tokens::refresh::{RefreshPolicy, RefreshState, Rejection, TokenHash, Verdict, judge};
@@ -90,7 +90,8 @@ impl<DB: Database> SqlStore<DB> {
 const USER_COLUMNS: &str =
     "id, username, password_hash, roles, disabled, token_version, created_at";
 
-const CLIENT_COLUMNS: &str = "id, secret_hash, scopes, alg, disabled, created_at";
+const CLIENT_COLUMNS: &str =
+    "id, secret_hash, scopes, alg, disabled, public, grants, redirect_uris, created_at";
 
 /// The read of a refresh token with its family and owner in one row, the owner's columns named
 /// `user_*`/`u_*`. `$join` joins the owner (`JOIN` or `LEFT JOIN`), `$lock` is a locking clause.
@@ -139,6 +140,7 @@ macro_rules! sql_impl {
             for<'q> &'q str: Encode<'q, DB> + Type<DB>,
             for<'q> Option<&'q str>: Encode<'q, DB> + Type<DB>,
             for<'q> &'q [u8]: Encode<'q, DB> + Type<DB>,
+            for<'q> Option<&'q [u8]>: Encode<'q, DB> + Type<DB>,
             for<'r> String: Decode<'r, DB> + Type<DB>,
             for<'r> Vec<u8>: Decode<'r, DB> + Type<DB>,
             for<'a> &'a str: ColumnIndex<DB::Row>,
@@ -487,15 +489,25 @@ sql_impl! {
                 .iter()
                 .map(|s| s.as_str().to_string())
                 .collect();
-            let stored_scopes = DB::to_list(&scopes, "clients.scopes")?;
+            let grants: Vec<String> = client.grants.iter().map(|g| g.as_str().to_string()).collect();
+            let redirect_uris: Vec<String> = client
+                .redirect_uris
+                .iter()
+                .map(|u| u.as_str().to_string())
+                .collect();
+            let public = client.secret_hash.is_none();
             sqlx::query(
-                "INSERT INTO clients (id, secret_hash, scopes, alg, disabled, created_at, updated_at)
-                 VALUES ($1, $2, $3, $4, FALSE, $5, $5)",
+                "INSERT INTO clients (id, secret_hash, scopes, alg, disabled, public, grants,
+                     redirect_uris, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, FALSE, $5, $6, $7, $8, $8)",
             )
             .bind(client.id.as_str())
-            .bind(client.secret_hash.as_bytes())
-            .bind(stored_scopes)
+            .bind(client.secret_hash.as_ref().map(|h| h.as_bytes()))
+            .bind(DB::to_list(&scopes, "clients.scopes")?)
             .bind(client.alg.map(|a| a.as_str()))
+            .bind(public)
+            .bind(DB::to_list(&grants, "clients.grants")?)
+            .bind(DB::to_list(&redirect_uris, "clients.redirect_uris")?)
             .bind(now)
             .execute(&self.pool)
             .await
@@ -506,6 +518,9 @@ sql_impl! {
                 scopes,
                 alg: client.alg,
                 disabled: false,
+                public,
+                grants: client.grants,
+                redirect_uris,
                 created_at: now,
             })
         }
@@ -677,7 +692,22 @@ where
     for<'r> Vec<u8>: Decode<'r, DB> + Type<DB>,
     for<'a> &'a str: ColumnIndex<DB::Row>,
 {
-    let hash: Vec<u8> = row.try_get("secret_hash")?;
+    let hash: Option<Vec<u8>> = row.try_get("secret_hash")?;
+    let secret_hash = hash
+        .map(|hash| {
+            TokenHash::from_slice(&hash).ok_or_else(|| StoreError::Corrupt {
+                column: "clients.secret_hash",
+                source: format!("{} bytes, not 32", hash.len()).into(),
+            })
+        })
+        .transpose()?;
+    let public: bool = row.try_get("public")?;
+    if public != secret_hash.is_none() {
+        return Err(StoreError::Corrupt {
+            column: "clients.secret_hash",
+            source: "a public client has no secret and a confidential one has one".into(),
+        });
+    }
     let alg = row
         .try_get::<Option<String>, _>("alg")?
         .map(|a| a.parse::<Alg>())
@@ -686,15 +716,23 @@ where
             column: "clients.alg",
             source: Box::new(e),
         })?;
+    let grants = DB::from_list(row.try_get("grants")?, "clients.grants")?
+        .iter()
+        .map(|g| GrantType::parse(g))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| StoreError::Corrupt {
+            column: "clients.grants",
+            source: e.into(),
+        })?;
     Ok(Client {
         id: row.try_get("id")?,
-        secret_hash: TokenHash::from_slice(&hash).ok_or_else(|| StoreError::Corrupt {
-            column: "clients.secret_hash",
-            source: format!("{} bytes, not 32", hash.len()).into(),
-        })?,
+        secret_hash,
         scopes: DB::from_list(row.try_get("scopes")?, "clients.scopes")?,
         alg,
         disabled: row.try_get("disabled")?,
+        public,
+        grants,
+        redirect_uris: DB::from_list(row.try_get("redirect_uris")?, "clients.redirect_uris")?,
         created_at: row.try_get("created_at")?,
     })
 }

@@ -385,9 +385,11 @@ async fn a_service_client_with_the_admin_scope_can_rotate() {
         let secret = ClientSecret::generate();
         let client = NewClient {
             id: ClientId::parse(id).unwrap(),
-            secret_hash: secret.hash(),
+            secret_hash: Some(secret.hash()),
             scopes: scopes.iter().map(|s| Scope::parse(s).unwrap()).collect(),
             alg: None,
+            grants: stamp::store::GrantType::defaults(false),
+            redirect_uris: Vec::new(),
         };
         (client, secret)
     };

@@ -22,9 +22,11 @@ async fn add_client(app: &TestApp, id: &str, scopes: &[&str], alg: Option<Alg>) 
         .create_client(
             NewClient {
                 id: ClientId::parse(id).unwrap(),
-                secret_hash: secret.hash(),
+                secret_hash: Some(secret.hash()),
                 scopes: scopes.iter().map(|s| Scope::parse(s).unwrap()).collect(),
                 alg,
+                grants: stamp::store::GrantType::defaults(false),
+                redirect_uris: Vec::new(),
             },
             stamp::clock::now(),
         )
@@ -293,7 +295,14 @@ async fn cli_clients_add_prints_a_secret_once_that_authenticates() {
         "only the hash is stored"
     );
 
-    let client = TestApp::start(dir.path(), |f| f).await;
+    // A manual clock, so the client cache's TTL passes without sleeping.
+    let clock = stamp::clock::Clock::manual(stamp::clock::now());
+    let rocket = stamp::build_with_clock(crate::helpers::figment_in(dir.path()), clock.clone())
+        .await
+        .unwrap();
+    let client = rocket::local::asynchronous::Client::tracked(rocket)
+        .await
+        .unwrap();
     let app = TestApp { client, dir };
     let response = grant_basic(&app, "billing", &secret, "grant_type=client_credentials").await;
     assert_eq!(response.status(), Status::Ok);
@@ -304,7 +313,7 @@ async fn cli_clients_add_prints_a_secret_once_that_authenticates() {
     let disable = stamp(app.dir.path(), &["clients", "disable", "billing"]);
     assert!(disable.status.success(), "{}", text(&disable.stderr));
     // A change made by another process reaches this one within `client_cache_ttl` (1 s).
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    clock.advance(1);
     let response = grant_basic(&app, "billing", &secret, "grant_type=client_credentials").await;
     assert_oauth_error(response, Status::Unauthorized, "invalid_client").await;
     assert!(
@@ -367,9 +376,11 @@ async fn a_cached_client_still_needs_its_secret_and_the_cache_can_be_turned_off(
         let secret = ClientSecret::generate();
         let client = NewClient {
             id: ClientId::parse("svc").unwrap(),
-            secret_hash: secret.hash(),
+            secret_hash: Some(secret.hash()),
             scopes: vec![Scope::parse("read").unwrap()],
             alg: None,
+            grants: stamp::store::GrantType::defaults(false),
+            redirect_uris: Vec::new(),
         };
         app.app()
             .store

@@ -19,6 +19,7 @@ mod postgres;
 mod rotation;
 mod secrets;
 mod sessions;
+mod trust_clients;
 mod trust_revoke;
 mod trust_throttle;
 mod verify;

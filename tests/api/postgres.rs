@@ -12,7 +12,7 @@ use rocket::http::{Method, Status};
 use rocket::local::asynchronous::Client;
 use serde_json::Value;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{PgPool, Row};
+use sqlx::{Connection, PgConnection, PgPool, Row};
 use stamp::auth::ClientSecret;
 use stamp::keys::{
     Alg, Kek, KeyError, KeyManager, KeyStoreError, Lifecycle, PgKeyStore, RotateOptions,
@@ -321,10 +321,20 @@ async fn a_database_migrated_before_the_split_opens_unchanged_and_back() {
     let Some((_, url)) = fresh_schema_with_url().await else {
         return;
     };
-    // fresh_schema ran the split migrators: an older release still accepts the database.
+    // fresh_schema ran the split migrators, including migrations added after the split (0004:
+    // client grants): an older release refuses a database newer than itself rather than run on
+    // a schema it does not know.
     let pool = PgPool::connect(&url).await.unwrap();
     let (_dir, before) = migrator_before_the_split().await;
-    before.run(&pool).await.unwrap();
+    // sqlx leaves its advisory migration lock held when a run fails, so the refused run gets a
+    // connection of its own, closed afterwards, which releases the lock.
+    let mut conn = PgConnection::connect(&url).await.unwrap();
+    let newer = before.run(&mut conn).await.unwrap_err();
+    conn.close().await.unwrap();
+    assert!(
+        matches!(newer, sqlx::migrate::MigrateError::VersionMissing(v) if v > 2),
+        "{newer}"
+    );
     // And a database the older release migrated is accepted by the split migrators, which find
     // nothing to do.
     sqlx::query("DROP TABLE _sqlx_migrations, signing_keys, key_manifest, users, audit_log, refresh_tokens, refresh_families, access_denylist, clients")
@@ -337,7 +347,17 @@ async fn a_database_migrated_before_the_split_opens_unchanged_and_back() {
     assert_eq!(applied().await.unwrap(), 2);
     PgKeyStore::migrate(&pool).await.unwrap();
     PgStore::from_pool(pool.clone()).await.unwrap();
-    assert_eq!(applied().await.unwrap(), 2, "no migration ran twice");
+    // Only the migrations added after the split ran: none of the first two ran twice.
+    let files = ["keys", "store"]
+        .iter()
+        .map(|dir| {
+            let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("migrations/postgres")
+                .join(dir);
+            std::fs::read_dir(dir).unwrap().count() as i64
+        })
+        .sum::<i64>();
+    assert_eq!(applied().await.unwrap(), files, "no migration ran twice");
 }
 
 // ---- The Store contract on PgStore ---------------------------------------------------------
@@ -720,12 +740,14 @@ async fn pg_store_denylist_clients_and_audit() {
     let secret = ClientSecret::generate();
     let client = |id: &str, alg| NewClient {
         id: ClientId::parse(id).unwrap(),
-        secret_hash: secret.hash(),
+        secret_hash: Some(secret.hash()),
         scopes: vec![
             Scope::parse("orders:read").unwrap(),
             Scope::parse("admin").unwrap(),
         ],
         alg,
+        grants: stamp::store::GrantType::defaults(false),
+        redirect_uris: Vec::new(),
     };
     let billing = store
         .create_client(client("billing", Some(Alg::Rs256)), now)
@@ -742,7 +764,7 @@ async fn pg_store_denylist_clients_and_audit() {
         .unwrap_err();
     assert!(matches!(conflict, StoreError::Conflict(_)), "{conflict}");
     let found = store.client_by_id("billing").await.unwrap().unwrap();
-    assert!(found.secret_hash == secret.hash());
+    assert!(found.secret_hash == Some(secret.hash()));
     assert_eq!(found.alg, Some(Alg::Rs256));
     assert_eq!(found.scopes, ["orders:read", "admin"]);
     assert!(store.client_by_id("nobody").await.unwrap().is_none());
@@ -904,9 +926,11 @@ async fn logout_and_revoke_all_on_one_replica_hold_on_the_other() {
         .create_client(
             NewClient {
                 id: ClientId::parse("gateway").unwrap(),
-                secret_hash: secret.hash(),
+                secret_hash: Some(secret.hash()),
                 scopes: vec![],
                 alg: None,
+                grants: stamp::store::GrantType::defaults(false),
+                redirect_uris: Vec::new(),
             },
             stamp::clock::now(),
         )
@@ -1155,9 +1179,11 @@ async fn log_out_everywhere_on_one_replica_ends_live_access_tokens_on_the_other(
         .create_client(
             NewClient {
                 id: ClientId::parse("gateway").unwrap(),
-                secret_hash: secret.hash(),
+                secret_hash: Some(secret.hash()),
                 scopes: vec![],
                 alg: None,
+                grants: stamp::store::GrantType::defaults(false),
+                redirect_uris: Vec::new(),
             },
             stamp::clock::now(),
         )

@@ -38,7 +38,7 @@ async fn tokens_do_not_print_but_still_reach_the_wire() {
     let request = RefreshRequest {
         refresh_token: SecretString::from(REFRESH),
         scope: Some("openid"),
-        client_id: Some("stamp"),
+        client: stamp::auth::PresentedClient::Public("stamp".into()),
     };
     let response = TokenResponse {
         refresh_token: Some(SecretString::from(REFRESH)),

@@ -41,9 +41,11 @@ async fn add_client(app: &TestApp, id: &str, scopes: &[&str]) -> String {
         .create_client(
             NewClient {
                 id: ClientId::parse(id).unwrap(),
-                secret_hash: secret.hash(),
+                secret_hash: Some(secret.hash()),
                 scopes: scopes.iter().map(|s| Scope::parse(s).unwrap()).collect(),
                 alg: None,
+                grants: stamp::store::GrantType::defaults(false),
+                redirect_uris: Vec::new(),
             },
             stamp::clock::now(),
         )
