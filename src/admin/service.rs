@@ -193,14 +193,19 @@ impl AdminService {
     }
 
     /// Creates a service client with a fresh secret (`clients.add`). The secret is returned
-    /// once; the store keeps only its hash.
+    /// once; the store keeps only its hash. Keys for the client's algorithm are published first
+    /// (no token request ever makes a key), or the client is not created.
     pub async fn add_client(
         &self,
         actor: &Actor,
+        keys: &KeyManager,
         client: NewServiceClient,
     ) -> Result<(Client, ClientSecret), AdminError> {
         let secret = ClientSecret::generate();
         let now = self.clock.now();
+        if let Some(alg) = client.alg {
+            keys.publish_keys(&[alg], now).await?;
+        }
         let new = NewClient {
             id: client.id,
             secret_hash: secret.hash(),
@@ -392,6 +397,7 @@ mod tests {
             .admin
             .add_client(
                 &cli,
+                &f.keys,
                 NewServiceClient {
                     id: ClientId::parse("cron").unwrap(),
                     scopes: vec![Scope::parse("admin").unwrap()],

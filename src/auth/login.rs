@@ -179,7 +179,7 @@ impl Authenticator {
             scope: scope.clone(),
             roles: user.roles.clone(),
         };
-        let access = self.tokens.issue(&self.keys.snapshot(), subject, now)?;
+        let access = self.sign(subject, now)?;
         let family = Family {
             id: random_id(),
             user_id: user.id.clone(),

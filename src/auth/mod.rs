@@ -7,6 +7,7 @@ mod clients;
 mod login;
 mod password;
 mod sessions;
+mod signing;
 mod throttle;
 
 pub use client_cache::ClientCache;

@@ -135,7 +135,7 @@ impl Authenticator {
             scope,
             roles: user.roles,
         };
-        let access = self.tokens.issue(&self.keys.snapshot(), subject, now)?;
+        let access = self.sign(subject, now)?;
         Ok(Session {
             access,
             refresh: Some(IssuedRefresh {

@@ -19,4 +19,5 @@ mod postgres;
 mod rotation;
 mod secrets;
 mod sessions;
+mod trust_keys;
 mod verify;
