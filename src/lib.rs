@@ -111,7 +111,12 @@ impl App {
 /// clients name.
 async fn enabled_algs(config: &Config, store: &dyn Store) -> Result<Vec<keys::Alg>, StartError> {
     let mut algs = vec![config.keys.signing_alg];
-    for alg in store.list_clients().await?.into_iter().filter_map(|c| c.alg) {
+    for alg in store
+        .list_clients()
+        .await?
+        .into_iter()
+        .filter_map(|c| c.alg)
+    {
         if !algs.contains(&alg) {
             algs.push(alg);
         }

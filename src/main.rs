@@ -285,7 +285,9 @@ async fn clients(command: ClientsCommand) -> Result<(), CliError> {
                 .map(|a| a.parse::<Alg>())
                 .transpose()
                 .map_err(|e| CliError::Usage(format!("{e} (use ES256 or RS256)")))?;
-            let algs: Vec<Alg> = std::iter::once(config.keys.signing_alg).chain(alg).collect();
+            let algs: Vec<Alg> = std::iter::once(config.keys.signing_alg)
+                .chain(alg)
+                .collect();
             let keys = key_manager(&config, &algs).await?;
             let (client, secret) = admin
                 .add_client(&Actor::Cli, &keys, NewServiceClient { id, scopes, alg })

@@ -203,7 +203,11 @@ async fn a_client_may_have_its_tokens_signed_with_another_algorithm() {
     // Written straight to the store: publish its key as `clients add` does, and let the upkeep
     // promote it (no pre-publication wait here). trust_keys.rs covers the wait itself.
     let now = stamp::clock::now();
-    app.app().keys.publish_keys(&[Alg::Rs256], now).await.unwrap();
+    app.app()
+        .keys
+        .publish_keys(&[Alg::Rs256], now)
+        .await
+        .unwrap();
     app.app().keys.tick(now).await.unwrap();
 
     let response = grant_basic(&app, "legacy", &secret, "grant_type=client_credentials").await;

@@ -127,8 +127,8 @@ async fn clients_add_publishes_the_key_of_its_algorithm_and_token_requests_make_
     assert!(add.status.success(), "{}", text(&add.stderr));
     let secret = text(&add.stdout).trim().to_string();
     app.app().keys.reload_if_changed().await.unwrap();
-    let rs_next = kid_in_state(&app, Alg::Rs256, KeyState::Next)
-        .expect("clients add published an RS256 key");
+    let rs_next =
+        kid_in_state(&app, Alg::Rs256, KeyState::Next).expect("clients add published an RS256 key");
     assert!(kid_in_state(&app, Alg::Rs256, KeyState::Active).is_none());
     assert!(app.published_kids().await.contains(&rs_next));
 
@@ -182,7 +182,10 @@ async fn start_is_refused_when_the_manifest_is_gone_but_key_files_remain() {
     assert!(!list.status.success(), "the CLI refuses too");
     assert!(text(&list.stderr).contains(&format!("{kid}.pem")));
 
-    assert!(keys.join(format!("{kid}.pem")).exists(), "the old key is kept");
+    assert!(
+        keys.join(format!("{kid}.pem")).exists(),
+        "the old key is kept"
+    );
     assert!(
         !keys.join("manifest.json").exists(),
         "no new key set was started over it"
@@ -192,8 +195,7 @@ async fn start_is_refused_when_the_manifest_is_gone_but_key_files_remain() {
 #[rocket::async_test]
 async fn a_cli_revocation_reaches_the_running_server_within_a_second() {
     // The upkeep's polling would take an hour: only the store watch can be this quick.
-    let app =
-        TestApp::spawn_with(|f| f.merge(Serialized::global("key_poll_interval", 3600))).await;
+    let app = TestApp::spawn_with(|f| f.merge(Serialized::global("key_poll_interval", 3600))).await;
     app.add_user("alice", PASSWORD, &[]).await;
     let compromised = app.active_kid(Alg::Es256);
 
@@ -223,7 +225,11 @@ async fn leftovers_of_interrupted_commits_are_removed_at_start() {
     app.add_user("alice", PASSWORD, &[]).await;
     let keys = app.keys_dir();
     let before = app.app().keys.current().manifest().clone();
-    let named: Vec<String> = before.keys.iter().map(|k| format!("{}.pem", k.kid)).collect();
+    let named: Vec<String> = before
+        .keys
+        .iter()
+        .map(|k| format!("{}.pem", k.kid))
+        .collect();
 
     // A rotation that crashes after writing its new key file, before the manifest names it.
     let store = Arc::new(FileKeyStore::open(&keys).unwrap().fail_after_writes(1));
