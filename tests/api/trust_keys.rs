@@ -17,7 +17,7 @@ use serde_json::Value;
 use stamp::clock::Clock;
 use stamp::keys::{Alg, FileKeyStore, KeyManager, KeyState, RotateOptions};
 
-use crate::cli::{stamp, text};
+use crate::cli::stamp;
 use crate::helpers::{PASSWORD, TestApp, assert_oauth_error, figment_in, no_waits};
 
 /// The defaults' pre-publication wait: `jwks_max_age` (300) plus `rotation_leeway` (60).
@@ -52,6 +52,11 @@ fn stored_generation(app: &TestApp) -> u64 {
     let text = std::fs::read_to_string(app.keys_dir().join("manifest.json")).unwrap();
     let manifest: Value = serde_json::from_str(&text).unwrap();
     manifest["generation"].as_u64().unwrap()
+}
+
+/// Output of the CLI as text.
+fn lossy(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
 }
 
 /// `grant_type=client_credentials` with Basic authentication.
@@ -124,8 +129,8 @@ async fn clients_add_publishes_the_key_of_its_algorithm_and_token_requests_make_
         "",
         &[],
     );
-    assert!(add.status.success(), "{}", text(&add.stderr));
-    let secret = text(&add.stdout).trim().to_string();
+    assert!(add.status.success(), "{}", lossy(&add.stderr));
+    let secret = lossy(&add.stdout).trim().to_string();
     app.app().keys.reload_if_changed().await.unwrap();
     let rs_next =
         kid_in_state(&app, Alg::Rs256, KeyState::Next).expect("clients add published an RS256 key");
@@ -180,7 +185,7 @@ async fn start_is_refused_when_the_manifest_is_gone_but_key_files_remain() {
     assert!(message.contains("manifest.json"), "{message}");
     let list = stamp(&dir, &["keys", "list"], "", &[]);
     assert!(!list.status.success(), "the CLI refuses too");
-    assert!(text(&list.stderr).contains(&format!("{kid}.pem")));
+    assert!(lossy(&list.stderr).contains(&format!("{kid}.pem")));
 
     assert!(
         keys.join(format!("{kid}.pem")).exists(),
@@ -200,7 +205,7 @@ async fn a_cli_revocation_reaches_the_running_server_within_a_second() {
     let compromised = app.active_kid(Alg::Es256);
 
     let revoke = stamp(&app.dir, &["keys", "revoke", &compromised], "", &[]);
-    assert!(revoke.status.success(), "{}", text(&revoke.stderr));
+    assert!(revoke.status.success(), "{}", lossy(&revoke.stderr));
     let started = stamp::clock::instant();
     while app.published_kids().await.contains(&compromised) {
         assert!(
