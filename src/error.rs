@@ -182,6 +182,21 @@ impl From<AuthError> for ApiError {
                 ApiError::unauthorized_client(e.to_string())
             }
             e @ AuthError::WrongClient => ApiError::invalid_grant(e.to_string()),
+            // A newly enabled algorithm's first key is still being pre-published (README,
+            // "Keys"): a retry after the promotion succeeds. The log names the key.
+            AuthError::Keys {
+                source: e @ KeyError::NotYetActive { retry_after, .. },
+                ..
+            } => {
+                rocket::warn!("token refused for now: {e}");
+                let mut err = ApiError::new(
+                    Status::ServiceUnavailable,
+                    "temporarily_unavailable",
+                    "the signing key for this client is not in use yet; retry later",
+                );
+                err.retry_after = Some(retry_after);
+                err
+            }
             // The cause goes to the log; the caller learns only that the server failed.
             e @ AuthError::Keys { .. } => ApiError::internal(error_chain(&e)),
         }

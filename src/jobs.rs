@@ -1,5 +1,5 @@
-//! The issuer's background jobs, all in one place: key upkeep, the key-change listener and
-//! session pruning.
+//! The issuer's background jobs, all in one place: key upkeep, the key-store watch, the
+//! key-change listener and session pruning.
 //!
 //! They live together rather than in each feature's stage because they are not tied to routes
 //! (the key jobs serve every endpoint that signs or publishes keys), because they share one
@@ -9,6 +9,8 @@
 //! `store`.
 
 use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use rocket::Shutdown;
@@ -19,19 +21,24 @@ use crate::App;
 /// How often expired sessions and denylist entries are pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
+/// How often the file key store is checked for changes made by another process.
+const KEY_WATCH_EVERY: Duration = Duration::from_millis(250);
+
 /// Every background job, started at liftoff.
 pub fn stage() -> AdHoc {
     AdHoc::on_ignite("background jobs", |rocket| async {
         rocket
             .attach(key_upkeep())
+            .attach(key_watch())
             .attach(key_events())
             .attach(session_pruning())
     })
 }
 
 /// Key upkeep (DESIGN.md, "Key lifecycle"): every `key_poll_interval` seconds, pick up key-set
-/// changes made elsewhere, remove retired keys whose tokens have expired, and run the rotation
-/// schedule.
+/// changes made elsewhere, remove retired keys whose tokens have expired, run the rotation
+/// schedule, and activate a newly enabled algorithm's first key once it has been published long
+/// enough.
 fn key_upkeep() -> AdHoc {
     AdHoc::on_liftoff("key upkeep", |rocket| {
         Box::pin(async move {
@@ -47,6 +54,48 @@ fn key_upkeep() -> AdHoc {
                 async move {
                     if let Err(e) = keys.tick(now).await {
                         rocket::error!("key upkeep failed: {e}");
+                    }
+                }
+            });
+        })
+    })
+}
+
+/// The file key store has no change notification: every quarter second, read the manifest's
+/// generation and reload the key set if another process (`stamp keys revoke`, `stamp keys
+/// rotate`, `stamp clients add`) committed a change. An emergency revocation from the CLI thus
+/// stops signing and leaves the JWKS within a second, not after `key_poll_interval`. Reading a
+/// manifest of a few kilobytes costs about what a `stat` of it would, and unlike a comparison
+/// of mtime and size it cannot miss a change. The database key store announces changes instead
+/// ([`key_events`]).
+fn key_watch() -> AdHoc {
+    AdHoc::on_liftoff("key store watch", |rocket| {
+        Box::pin(async move {
+            let Some(app) = rocket.state::<App>() else {
+                return;
+            };
+            if app.key_events.is_some() {
+                return;
+            }
+            let keys = app.keys.clone();
+            // A failing read is logged once, not four times a second.
+            let failing = Arc::new(AtomicBool::new(false));
+            every(KEY_WATCH_EVERY, rocket.shutdown(), move || {
+                let keys = keys.clone();
+                let failing = failing.clone();
+                async move {
+                    match keys.reload_if_changed().await {
+                        Ok(reloaded) => {
+                            if reloaded {
+                                rocket::info!("key set reloaded after a change by another process");
+                            }
+                            failing.store(false, Ordering::Relaxed);
+                        }
+                        Err(e) => {
+                            if !failing.swap(true, Ordering::Relaxed) {
+                                rocket::warn!("key store watch: reload failed: {e}");
+                            }
+                        }
                     }
                 }
             });

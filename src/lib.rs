@@ -75,15 +75,16 @@ impl App {
     pub async fn open(config: Config, clock: clock::Clock) -> Result<App, StartError> {
         let now = clock.now();
         let (store, key_store, key_events) = open_stores(&config).await?;
-        let keys = Arc::new(
-            KeyManager::open(
-                key_store,
-                config.keys.signing_alg,
-                config.keys.lifecycle,
-                now,
-            )
-            .await?,
-        );
+        let algs = enabled_algs(&config, store.as_ref()).await?;
+        let keys =
+            Arc::new(KeyManager::open_for(key_store, &algs, config.keys.lifecycle, now).await?);
+        if let Some(active_from) = keys.activation_pending(config.keys.signing_alg) {
+            rocket::warn!(
+                "signing_alg {} is new to this key set: its first key is published and signs \
+                 from {active_from} (unix time) on; until then tokens are signed as before",
+                config.keys.signing_alg
+            );
+        }
         let default_client = store::ClientId::parse(&config.default_client_id)
             .map_err(|reason| StartError::DefaultClientId { reason })?;
         auth::ensure_default_client(store.as_ref(), &default_client, now).await?;
@@ -122,6 +123,23 @@ impl App {
             metrics: metrics::Metrics::default(),
         })
     }
+}
+
+/// The algorithms that need keys: the configured `signing_alg`, then those that registered
+/// clients name.
+async fn enabled_algs(config: &Config, store: &dyn Store) -> Result<Vec<keys::Alg>, StartError> {
+    let mut algs = vec![config.keys.signing_alg];
+    for alg in store
+        .list_clients()
+        .await?
+        .into_iter()
+        .filter_map(|c| c.alg)
+    {
+        if !algs.contains(&alg) {
+            algs.push(alg);
+        }
+    }
+    Ok(algs)
 }
 
 /// The store and the key store that `config` names: SQLite (or PostgreSQL) and the file key

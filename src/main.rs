@@ -313,6 +313,10 @@ async fn clients(command: ClientsCommand) -> Result<(), CliError> {
                 .map(|a| a.parse::<Alg>())
                 .transpose()
                 .map_err(|e| CliError::Usage(format!("{e} (use ES256 or RS256)")))?;
+            let algs: Vec<Alg> = std::iter::once(config.keys.signing_alg)
+                .chain(alg)
+                .collect();
+            let keys = key_manager(&config, &algs).await?;
             let new = NewServiceClient {
                 id,
                 scopes,
@@ -321,7 +325,7 @@ async fn clients(command: ClientsCommand) -> Result<(), CliError> {
                 grants,
                 redirect_uris,
             };
-            let (client, secret) = admin.add_client(&Actor::Cli, new).await?;
+            let (client, secret) = admin.add_client(&Actor::Cli, &keys, new).await?;
             let grants: Vec<&str> = client.grants.iter().map(|g| g.as_str()).collect();
             let Some(secret) = secret else {
                 println!(
@@ -405,21 +409,22 @@ fn read_new_password(from_stdin: bool) -> Result<Password, CliError> {
     Password::new_checked(raw).map_err(|e| CliError::Usage(e.to_string()))
 }
 
-/// Key commands work on the store directly; a running server picks the change up within
-/// `key_poll_interval` seconds, or at once through `NOTIFY` with the database key store (the
-/// store's generation check keeps both from losing a change).
+/// The key set for `algs`, opened as the server does ([`KeyManager::open_for`]).
+async fn key_manager(config: &Config, algs: &[Alg]) -> Result<KeyManager, CliError> {
+    let store = stamp::open_key_store(config).await?;
+    let manager = KeyManager::open_for(store, algs, config.keys.lifecycle, Clock::system().now())
+        .await
+        .map_err(StartError::from)?;
+    Ok(manager)
+}
+
+/// Key commands work on the store directly; a running server picks the change up within a
+/// quarter of a second with the file key store (it watches the manifest), or at once through
+/// `NOTIFY` with the database key store (the store's generation check keeps both from losing a
+/// change).
 async fn keys(command: KeysCommand) -> Result<(), CliError> {
     let config = load_config()?;
-    let store = stamp::open_key_store(&config).await?;
-    let clock = Clock::system();
-    let manager = KeyManager::open(
-        store,
-        config.keys.signing_alg,
-        config.keys.lifecycle,
-        clock.now(),
-    )
-    .await
-    .map_err(StartError::from)?;
+    let manager = key_manager(&config, &[config.keys.signing_alg]).await?;
     let admin = admin_service(&config).await?;
     let set = match command {
         KeysCommand::List => admin.list_keys(&manager),

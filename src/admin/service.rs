@@ -188,10 +188,13 @@ impl AdminService {
     }
 
     /// Creates a client (`clients.add`): a confidential one with a fresh secret, returned once
-    /// (the store keeps only its hash), or a public one without (`None`).
+    /// (the store keeps only its hash), or a public one without (`None`). Keys for the client's
+    /// algorithm are published first (no token request ever makes a key), or the client is not
+    /// created.
     pub async fn add_client(
         &self,
         actor: &Actor,
+        keys: &KeyManager,
         client: NewServiceClient,
     ) -> Result<(Client, Option<ClientSecret>), AdminError> {
         let secret = (!client.public).then(ClientSecret::generate);
@@ -201,6 +204,9 @@ impl AdminService {
         } else {
             dedup(client.grants)
         };
+        if let Some(alg) = client.alg {
+            keys.publish_keys(&[alg], now).await?;
+        }
         let new = NewClient {
             id: client.id,
             secret_hash: secret.as_ref().map(ClientSecret::hash),
@@ -401,6 +407,7 @@ mod tests {
             .admin
             .add_client(
                 &cli,
+                &f.keys,
                 NewServiceClient {
                     id: ClientId::parse("cron").unwrap(),
                     scopes: vec![Scope::parse("admin").unwrap()],

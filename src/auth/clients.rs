@@ -226,7 +226,8 @@ impl Authenticator {
 
     /// `grant_type=client_credentials`: an access token for the client itself (`sub` and
     /// `client_id` are its id), scope limited to what it may have (none asked: all of it),
-    /// signed with the client's algorithm if it names one. No refresh token (RFC 6749 §4.4.3).
+    /// signed with the client's algorithm if it names one (whose keys `clients add` published;
+    /// none are made here). No refresh token (RFC 6749 §4.4.3).
     pub async fn client_credentials_grant(
         &self,
         client: &Client,
@@ -250,18 +251,10 @@ impl Authenticator {
             roles: Vec::new(),
             ver: None,
         };
-        let alg = client.alg.unwrap_or(self.tokens.alg());
-        if self.keys.snapshot().active(alg).is_none() {
-            // The first token for an algorithm other than the configured one: have the key
-            // manager keep an active (and next) key for it from now on.
-            self.keys
-                .ensure_keys(alg, now)
-                .await
-                .map_err(|source| AuthError::Keys { alg, source })?;
+        match client.alg {
+            Some(alg) => self.sign_with(subject, alg, now),
+            None => self.sign(subject, now),
         }
-        Ok(self
-            .tokens
-            .issue_with_alg(&self.keys.snapshot(), subject, alg, now)?)
     }
 }
 

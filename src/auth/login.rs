@@ -216,7 +216,7 @@ impl Authenticator {
             roles: user.roles.clone(),
             ver: Some(user.token_version),
         };
-        let access = self.tokens.issue(&self.keys.snapshot(), subject, now)?;
+        let access = self.sign(subject, now)?;
         let family = Family {
             id: random_id(),
             user_id: user.id.clone(),

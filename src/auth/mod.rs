@@ -9,6 +9,7 @@ mod login;
 mod online;
 mod password;
 mod sessions;
+mod signing;
 mod throttle;
 
 pub use client_cache::ClientCache;

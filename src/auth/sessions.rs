@@ -140,7 +140,7 @@ impl Authenticator {
             roles: user.roles,
             ver: Some(user.token_version),
         };
-        let access = self.tokens.issue(&self.keys.snapshot(), subject, now)?;
+        let access = self.sign(subject, now)?;
         Ok(Session {
             access,
             refresh: Some(IssuedRefresh {

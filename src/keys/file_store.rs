@@ -2,8 +2,13 @@
 //!
 //! Every file is written to a temporary name, fsynced, renamed over its final name, and the folder
 //! fsynced: the rename of `manifest.json` is the commit point of a key-set change. Key files are
-//! written before the manifest that names them, so a crash leaves at worst an unreferenced file.
+//! written before the manifest that names them, so a crash leaves at worst an unreferenced file
+//! or a temporary one; [`KeyStore::remove_leftovers`] deletes those at the next start. The very
+//! first commit writes an empty manifest before any key file, so key files without any manifest
+//! never come from a crash: they mean the manifest was lost, and the store refuses to start a new
+//! key set over them ([`KeyStoreError::Orphaned`]).
 
+use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
@@ -76,6 +81,36 @@ impl FileKeyStore {
     }
 
     fn load_blocking(&self) -> Result<Option<(Manifest, Vec<StoredKey>)>, KeyStoreError> {
+        let Some(manifest) = self.read_manifest()? else {
+            self.refuse_orphaned_keys()?;
+            return Ok(None);
+        };
+        let origin = self.dir.join(MANIFEST).display().to_string();
+        let mut keys = Vec::new();
+        for meta in manifest.keys.iter().filter(|m| m.state.is_published()) {
+            if !is_safe_kid(&meta.kid) {
+                return Err(KeyStoreError::Corrupt {
+                    origin,
+                    reason: format!("invalid kid {:?}", meta.kid),
+                });
+            }
+            let path = self.key_path(&meta.kid);
+            let origin = path.display().to_string();
+            let pem = fs::read_to_string(&path).map_err(|e| KeyStoreError::Io {
+                origin: origin.clone(),
+                reason: e.to_string(),
+            })?;
+            keys.push(StoredKey {
+                meta: meta.clone(),
+                pem: Zeroizing::new(pem),
+                origin,
+            });
+        }
+        Ok(Some((manifest, keys)))
+    }
+
+    /// The stored manifest, `None` if there is none.
+    fn read_manifest(&self) -> Result<Option<Manifest>, KeyStoreError> {
         let manifest_path = self.dir.join(MANIFEST);
         let origin = manifest_path.display().to_string();
         let text = match fs::read_to_string(&manifest_path) {
@@ -99,27 +134,103 @@ impl FileKeyStore {
                 reason: format!("unknown manifest format {}", manifest.format),
             });
         }
-        let mut keys = Vec::new();
-        for meta in manifest.keys.iter().filter(|m| m.state.is_published()) {
-            if !is_safe_kid(&meta.kid) {
-                return Err(KeyStoreError::Corrupt {
-                    origin,
-                    reason: format!("invalid kid {:?}", meta.kid),
-                });
+        Ok(Some(manifest))
+    }
+
+    /// With no manifest, the folder must hold no private key: [`KeyStoreError::Orphaned`] names
+    /// every `.pem` file it finds (any name, not only this store's: better to stop than to
+    /// guess).
+    fn refuse_orphaned_keys(&self) -> Result<(), KeyStoreError> {
+        let mut keys: Vec<String> = self
+            .file_names()?
+            .into_iter()
+            .filter(|name| name.ends_with(".pem"))
+            .map(|name| self.dir.join(name).display().to_string())
+            .collect();
+        if keys.is_empty() {
+            return Ok(());
+        }
+        keys.sort();
+        Err(KeyStoreError::Orphaned {
+            manifest: self.dir.join(MANIFEST).display().to_string(),
+            keys,
+        })
+    }
+
+    /// The names of the folder's entries (names that are not UTF-8 are none of this store's).
+    fn file_names(&self) -> Result<Vec<String>, KeyStoreError> {
+        let io = |e: std::io::Error| KeyStoreError::Io {
+            origin: self.dir.display().to_string(),
+            reason: e.to_string(),
+        };
+        let mut names = Vec::new();
+        for entry in fs::read_dir(self.dir.as_path()).map_err(io)? {
+            if let Ok(name) = entry.map_err(io)?.file_name().into_string() {
+                names.push(name);
             }
-            let path = self.key_path(&meta.kid);
-            let origin = path.display().to_string();
-            let pem = fs::read_to_string(&path).map_err(|e| KeyStoreError::Io {
-                origin: origin.clone(),
+        }
+        Ok(names)
+    }
+
+    /// Deletes, under the commit lock (so no commit is half done meanwhile), the temporary files
+    /// of interrupted writes and the key files the manifest does not publish: keys written
+    /// before a crash kept their manifest from being committed, and keys the manifest marks
+    /// removed or revoked whose deletion (the commit's last step) a crash cut short. Only names
+    /// this store writes are touched; without a manifest nothing is.
+    fn remove_leftovers_blocking(&self) -> Result<Vec<String>, KeyStoreError> {
+        let _lock = self.lock()?;
+        let Some(manifest) = self.read_manifest()? else {
+            return Ok(Vec::new());
+        };
+        let published: HashSet<&str> = manifest
+            .keys
+            .iter()
+            .filter(|m| m.state.is_published())
+            .map(|m| m.kid.as_str())
+            .collect();
+        let mut removed = Vec::new();
+        for name in self.file_names()? {
+            let leftover = is_temp_file(&name)
+                || key_file_kid(&name).is_some_and(|kid| !published.contains(kid));
+            if !leftover {
+                continue;
+            }
+            let path = self.dir.join(&name);
+            fs::remove_file(&path).map_err(|e| KeyStoreError::Io {
+                origin: path.display().to_string(),
                 reason: e.to_string(),
             })?;
-            keys.push(StoredKey {
-                meta: meta.clone(),
-                pem: Zeroizing::new(pem),
-                origin,
-            });
+            removed.push(path.display().to_string());
         }
-        Ok(Some((manifest, keys)))
+        if !removed.is_empty() {
+            File::open(self.dir.as_path())
+                .and_then(|dir| dir.sync_all())
+                .map_err(|e| KeyStoreError::Io {
+                    origin: self.dir.display().to_string(),
+                    reason: e.to_string(),
+                })?;
+        }
+        removed.sort();
+        Ok(removed)
+    }
+
+    /// Takes the exclusive lock on `.lock` that serialises writers across processes (the server
+    /// and the CLI); it is held until the returned file is dropped.
+    fn lock(&self) -> Result<File, KeyStoreError> {
+        let lock_path = self.dir.join(".lock");
+        let io = |e: std::io::Error| KeyStoreError::Io {
+            origin: lock_path.display().to_string(),
+            reason: e.to_string(),
+        };
+        let lock = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&lock_path)
+            .map_err(io)?;
+        lock.lock().map_err(io)?;
+        Ok(lock)
     }
 
     fn generation_blocking(&self) -> Result<u64, KeyStoreError> {
@@ -151,29 +262,34 @@ impl FileKeyStore {
         manifest: &Manifest,
         new_keys: &[(String, Zeroizing<String>)],
     ) -> Result<(), KeyStoreError> {
-        // An exclusive lock on `.lock` serialises writers across processes (the server and the
-        // CLI); the generation check turns a lost update into a clean `Stale` error.
-        let lock_path = self.dir.join(".lock");
-        let lock = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(&lock_path)
-            .map_err(|e| KeyStoreError::Io {
-                origin: lock_path.display().to_string(),
-                reason: e.to_string(),
-            })?;
-        lock.lock().map_err(|e| KeyStoreError::Io {
-            origin: lock_path.display().to_string(),
-            reason: e.to_string(),
-        })?;
+        // The lock serialises writers across processes (the server and the CLI); the generation
+        // check turns a lost update into a clean `Stale` error.
+        let _lock = self.lock()?;
         let stored = self.generation_blocking()?;
         let expected = manifest.generation.saturating_sub(1);
         if stored != expected {
             return Err(KeyStoreError::Stale { stored, expected });
         }
         let mut writes = 0usize;
+        let manifest_path = self.dir.join(MANIFEST);
+        if stored == 0 && !manifest_path.exists() {
+            // The first commit: never over keys whose manifest was lost, and an empty manifest
+            // first, so that a crash before the real one leaves unnamed key files (removed at
+            // the next start) rather than key files without a manifest (refused).
+            self.refuse_orphaned_keys()?;
+            let empty = Manifest {
+                format: Manifest::FORMAT,
+                generation: 0,
+                keys: Vec::new(),
+            };
+            let json = serde_json::to_vec_pretty(&empty).map_err(|e| KeyStoreError::Io {
+                origin: MANIFEST.into(),
+                reason: e.to_string(),
+            })?;
+            self.check_fault(writes)?;
+            write_atomic(&manifest_path, &json)?;
+            writes += 1;
+        }
         for (kid, pem) in new_keys {
             if !is_safe_kid(kid) {
                 return Err(KeyStoreError::Corrupt {
@@ -190,7 +306,7 @@ impl FileKeyStore {
             reason: e.to_string(),
         })?;
         self.check_fault(writes)?;
-        write_atomic(&self.dir.join(MANIFEST), &json)?;
+        write_atomic(&manifest_path, &json)?;
         // The private bytes of keys that can no longer sign or verify anything have no use left.
         for meta in manifest.keys.iter().filter(|m| !m.state.is_published()) {
             let _ = fs::remove_file(self.key_path(&meta.kid));
@@ -216,6 +332,27 @@ fn is_safe_kid(kid: &str) -> bool {
         && kid
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// The kid of `name` if it is a key file this store writes: `<kid>.pem`, the kid an RFC 7638
+/// thumbprint (base64url of a SHA-256, 43 characters), so an operator's `backup.pem` is not one.
+fn key_file_kid(name: &str) -> Option<&str> {
+    let kid = name.strip_suffix(".pem")?;
+    (kid.len() == 43 && is_safe_kid(kid)).then_some(kid)
+}
+
+/// Whether `name` is a temporary file of [`write_atomic`] for the manifest or a key file:
+/// `.<final name>.tmp-<pid>`.
+fn is_temp_file(name: &str) -> bool {
+    let Some((target, pid)) = name
+        .strip_prefix('.')
+        .and_then(|rest| rest.rsplit_once(".tmp-"))
+    else {
+        return false;
+    };
+    !pid.is_empty()
+        && pid.bytes().all(|b| b.is_ascii_digit())
+        && (target == MANIFEST || key_file_kid(target).is_some())
 }
 
 /// Writes `bytes` to `path` so that a reader sees either the old file or the complete new one:
@@ -280,6 +417,16 @@ impl KeyStore for FileKeyStore {
         let manifest = manifest.clone();
         let new_keys = new_keys.to_vec();
         tokio::task::spawn_blocking(move || this.commit_blocking(&manifest, &new_keys))
+            .await
+            .map_err(|e| KeyStoreError::Io {
+                origin: this_dir(&self.dir),
+                reason: e.to_string(),
+            })?
+    }
+
+    async fn remove_leftovers(&self) -> Result<Vec<String>, KeyStoreError> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || this.remove_leftovers_blocking())
             .await
             .map_err(|e| KeyStoreError::Io {
                 origin: this_dir(&self.dir),
@@ -387,6 +534,105 @@ mod tests {
             })
         ));
         assert_eq!(store.generation_blocking().unwrap(), 1);
+    }
+
+    /// A kid shaped like a real thumbprint (43 base64url characters).
+    fn kid(c: char) -> String {
+        std::iter::repeat_n(c, 43).collect()
+    }
+
+    #[test]
+    fn leftovers_of_interrupted_commits_are_removed_and_named_keys_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileKeyStore::open(dir.path()).unwrap();
+        let (live, revoked, orphan) = (kid('a'), kid('b'), kid('c'));
+        let mut gone = meta(&revoked);
+        gone.state = KeyState::Revoked;
+        let manifest = Manifest {
+            format: Manifest::FORMAT,
+            generation: 1,
+            keys: vec![meta(&live), gone],
+        };
+        store
+            .commit_blocking(&manifest, &[(live.clone(), Zeroizing::new("1".into()))])
+            .unwrap();
+        let plant = |name: &str| fs::write(dir.path().join(name), "x").unwrap();
+        plant(&format!("{revoked}.pem"));
+        plant(&format!("{orphan}.pem"));
+        plant(&format!(".{orphan}.pem.tmp-4242"));
+        plant(".manifest.json.tmp-17");
+        plant("backup.pem");
+        plant("notes.tmp-1");
+
+        let removed = store.remove_leftovers_blocking().unwrap();
+        assert_eq!(removed.len(), 4, "{removed:?}");
+        let mut left: Vec<String> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            [
+                ".lock".to_string(),
+                format!("{live}.pem"),
+                "backup.pem".into(),
+                "manifest.json".into(),
+                "notes.tmp-1".into(),
+            ]
+        );
+        assert!(store.remove_leftovers_blocking().unwrap().is_empty());
+    }
+
+    #[test]
+    fn key_files_without_a_manifest_are_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileKeyStore::open(dir.path()).unwrap();
+        let name = format!("{}.pem", kid('k'));
+        fs::write(dir.path().join(&name), "x").unwrap();
+        let Err(KeyStoreError::Orphaned { keys, .. }) = store.load_blocking() else {
+            panic!("a key file without a manifest must be refused");
+        };
+        assert!(keys[0].ends_with(&name));
+        assert!(
+            store.remove_leftovers_blocking().unwrap().is_empty(),
+            "nothing is removed without a manifest"
+        );
+        let first = Manifest {
+            format: Manifest::FORMAT,
+            generation: 1,
+            keys: vec![meta("one")],
+        };
+        assert!(matches!(
+            store.commit_blocking(&first, &[("one".into(), Zeroizing::new("1".into()))]),
+            Err(KeyStoreError::Orphaned { .. })
+        ));
+        assert!(dir.path().join(&name).exists());
+    }
+
+    #[test]
+    fn a_first_commit_cut_short_leaves_an_empty_manifest_and_removable_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileKeyStore::open(dir.path()).unwrap();
+        let live = kid('z');
+        let first = Manifest {
+            format: Manifest::FORMAT,
+            generation: 1,
+            keys: vec![meta(&live)],
+        };
+        // The empty manifest and the key file are written; the crash comes before the manifest.
+        let failing = store.clone().fail_after_writes(2);
+        assert!(
+            failing
+                .commit_blocking(&first, &[(live.clone(), Zeroizing::new("1".into()))])
+                .is_err()
+        );
+        let (empty, keys) = store.load_blocking().unwrap().unwrap();
+        assert!(empty.keys.is_empty() && keys.is_empty());
+        assert_eq!(store.remove_leftovers_blocking().unwrap().len(), 1);
+        store
+            .commit_blocking(&first, &[(live, Zeroizing::new("1".into()))])
+            .unwrap();
     }
 
     #[test]

@@ -45,6 +45,17 @@ pub enum KeyError {
     UnknownKid(String),
     #[error("no {0} key is active")]
     NoActiveKey(Alg),
+    /// `alg` was enabled on an existing key set: its first key is published but may not sign
+    /// before `active_from` (unix time), when caches have had max-age plus leeway to learn it.
+    #[error(
+        "the first {alg} key is published but signs only from {active_from} (unix time) on, \
+         {retry_after} s from now, once JWKS caches have learned it"
+    )]
+    NotYetActive {
+        alg: Alg,
+        active_from: i64,
+        retry_after: u64,
+    },
     /// The `next` key has not been published long enough for caches to have it.
     #[error(
         "the next {alg} key has been published for less than the JWKS max-age plus leeway; \
@@ -89,14 +100,34 @@ pub struct KeyManager {
 }
 
 impl KeyManager {
-    /// Loads the stored key set, or creates one, so that `signing_alg` has an active key and a
-    /// pre-published next key. A key that cannot be read stops here: it is never replaced.
+    /// [`KeyManager::open_for`] the one algorithm `signing_alg`.
     pub async fn open(
         store: Arc<dyn KeyStore>,
         signing_alg: Alg,
         lifecycle: Lifecycle,
         now: i64,
     ) -> Result<KeyManager, KeyError> {
+        KeyManager::open_for(store, &[signing_alg], lifecycle, now).await
+    }
+
+    /// Opens the key set for the enabled algorithms `algs` (the configured one and those of
+    /// registered clients): removes what interrupted commits left in the store, loads the set,
+    /// and publishes the keys `algs` lack ([`KeyManager::publish_keys`]). A key that cannot be
+    /// read stops here: it is never replaced; nor is a store that lost its manifest.
+    pub async fn open_for(
+        store: Arc<dyn KeyStore>,
+        algs: &[Alg],
+        lifecycle: Lifecycle,
+        now: i64,
+    ) -> Result<KeyManager, KeyError> {
+        let removed = store.remove_leftovers().await?;
+        if !removed.is_empty() {
+            log::warn!(
+                "removed {} leftover file(s) of interrupted key-set changes: {}",
+                removed.len(),
+                removed.join(", ")
+            );
+        }
         let set = load_set(store.as_ref()).await?;
         let manager = KeyManager {
             current: ArcSwap::from_pointee(set),
@@ -104,7 +135,7 @@ impl KeyManager {
             write: tokio::sync::Mutex::new(()),
             lifecycle,
         };
-        manager.ensure_keys(signing_alg, now).await?;
+        manager.publish_keys(algs, now).await?;
         Ok(manager)
     }
 
@@ -148,30 +179,24 @@ impl KeyManager {
         Ok(true)
     }
 
-    /// Makes sure `alg` has an active and a next key, generating what is missing.
-    pub async fn ensure_keys(&self, alg: Alg, now: i64) -> Result<Arc<KeySet>, KeyError> {
+    /// Makes sure every algorithm in `algs` has keys, without ever letting a key sign before it
+    /// has been published (DESIGN.md, "Key lifecycle"). An empty key set (first start: no token
+    /// and no cached JWKS exists yet) gets an active and a next key per algorithm at once. On an
+    /// existing set, an algorithm only ever gets a missing `next` key here; a newly enabled
+    /// algorithm's first key becomes active through rotation once it has been published for
+    /// max-age plus leeway ([`KeyManager::tick`] does it on its own). Called at start and by
+    /// `clients add`, never on a token request.
+    pub async fn publish_keys(&self, algs: &[Alg], now: i64) -> Result<Arc<KeySet>, KeyError> {
         let _guard = self.write.lock().await;
         self.reload_locked().await?;
         let set = self.current();
-        let has = |state| {
-            set.manifest()
-                .keys
-                .iter()
-                .any(|k| k.alg == alg && k.state == state)
-        };
-        let mut wanted = Vec::new();
-        if !has(KeyState::Active) {
-            wanted.push(KeyState::Active);
-        }
-        if !has(KeyState::Next) {
-            wanted.push(KeyState::Next);
-        }
+        let wanted = keys_to_publish(set.manifest(), algs);
         if wanted.is_empty() {
             return Ok(set);
         }
         let mut manifest = set.manifest().clone();
         let mut fresh = Vec::new();
-        for state in wanted {
+        for (alg, state) in wanted {
             let (meta, key) = self.generate(alg, now).await?;
             let meta = KeyMeta {
                 state,
@@ -182,6 +207,22 @@ impl KeyManager {
             fresh.push((meta, Arc::new(key)));
         }
         self.commit(manifest, fresh).await
+    }
+
+    /// When the first key of `alg` may sign, if `alg` has a published `next` key but no active
+    /// key yet (an algorithm newly enabled on an existing key set); `None` otherwise.
+    pub fn activation_pending(&self, alg: Alg) -> Option<i64> {
+        let set = self.current();
+        let keys = &set.manifest().keys;
+        if keys
+            .iter()
+            .any(|k| k.alg == alg && k.state == KeyState::Active)
+        {
+            return None;
+        }
+        keys.iter()
+            .find(|k| k.alg == alg && k.state == KeyState::Next)
+            .map(|next| self.promotion_allowed_at(next))
     }
 
     /// Rotation for `alg`: the published `next` key becomes `active`, the old active key is
@@ -343,8 +384,13 @@ impl KeyManager {
         }
     }
 
-    /// When the schedule will next promote a key of `alg`, if the schedule is on.
+    /// When the schedule will next promote a key of `alg`: the first key of a newly enabled
+    /// algorithm as soon as it has been published long enough (whether or not the schedule is
+    /// on: enabling the algorithm asked for it), any other only if the schedule is on.
     pub fn next_scheduled_rotation(&self, alg: Alg) -> Option<i64> {
+        if let Some(at) = self.activation_pending(alg) {
+            return Some(at);
+        }
         if self.lifecycle.rotate_every <= 0 {
             return None;
         }
@@ -372,7 +418,8 @@ impl KeyManager {
     }
 
     /// One round of background upkeep: pick up other writers' changes, remove retired keys
-    /// whose tokens have all expired, and run scheduled rotations that are due.
+    /// whose tokens have all expired, run scheduled rotations that are due, and activate the
+    /// first key of a newly enabled algorithm once it has been published long enough.
     pub async fn tick(&self, now: i64) -> Result<(), KeyError> {
         self.reload_if_changed().await?;
         self.sweep(now).await?;
@@ -445,6 +492,28 @@ impl KeyManager {
         self.current.store(set.clone());
         Ok(set)
     }
+}
+
+/// Which keys (algorithm, state) [`KeyManager::publish_keys`] makes for `algs`: with nothing
+/// published yet, an active and a next key each; otherwise only missing next keys.
+fn keys_to_publish(manifest: &Manifest, algs: &[Alg]) -> Vec<(Alg, KeyState)> {
+    let empty = !manifest.keys.iter().any(|k| k.state.is_published());
+    let mut wanted = Vec::new();
+    for alg in Alg::ALL.into_iter().filter(|alg| algs.contains(alg)) {
+        let has = |state| {
+            manifest
+                .keys
+                .iter()
+                .any(|k| k.alg == alg && k.state == state)
+        };
+        if empty {
+            wanted.push((alg, KeyState::Active));
+        }
+        if !has(KeyState::Next) {
+            wanted.push((alg, KeyState::Next));
+        }
+    }
+    wanted
 }
 
 /// How long a `removed` or `revoked` key stays listed in the manifest (and so in `/admin/keys`
@@ -520,6 +589,57 @@ mod tests {
             removed_at: None,
             revoked_at: None,
         }
+    }
+
+    fn manifest(keys: Vec<KeyMeta>) -> Manifest {
+        Manifest {
+            format: Manifest::FORMAT,
+            generation: 1,
+            keys,
+        }
+    }
+
+    #[test]
+    fn an_empty_key_set_gets_an_active_and_a_next_key_for_each_algorithm() {
+        let wanted = keys_to_publish(&manifest(Vec::new()), &[Alg::Rs256, Alg::Es256, Alg::Rs256]);
+        assert_eq!(
+            wanted,
+            [
+                (Alg::Es256, KeyState::Active),
+                (Alg::Es256, KeyState::Next),
+                (Alg::Rs256, KeyState::Active),
+                (Alg::Rs256, KeyState::Next),
+            ]
+        );
+    }
+
+    #[test]
+    fn an_algorithm_enabled_on_an_existing_key_set_gets_only_a_next_key() {
+        let existing = manifest(vec![
+            meta("es-active", KeyState::Active, None),
+            meta("es-next", KeyState::Next, None),
+        ]);
+        assert_eq!(
+            keys_to_publish(&existing, &[Alg::Es256, Alg::Rs256]),
+            [(Alg::Rs256, KeyState::Next)]
+        );
+        let retired_only = manifest(vec![meta("old", KeyState::Retired, Some(100))]);
+        assert_eq!(
+            keys_to_publish(&retired_only, &[Alg::Es256]),
+            [(Alg::Es256, KeyState::Next)],
+            "a published key means tokens may exist: nothing signs unpublished"
+        );
+        let mut rs_next = meta("rs-next", KeyState::Next, None);
+        rs_next.alg = Alg::Rs256;
+        let pending = manifest(vec![
+            meta("es-active", KeyState::Active, None),
+            meta("es-next", KeyState::Next, None),
+            rs_next,
+        ]);
+        assert!(
+            keys_to_publish(&pending, &[Alg::Es256, Alg::Rs256]).is_empty(),
+            "a pending next key is promoted by rotation, not replaced"
+        );
     }
 
     #[test]

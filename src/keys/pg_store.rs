@@ -164,7 +164,25 @@ impl KeyStore for PgKeyStore {
             .fetch_optional(&mut *tx)
             .await
             .map_err(|e| db("key_manifest", e))?;
-        let Some(row) = row else { return Ok(None) };
+        let Some(row) = row else {
+            // Keys without a manifest: the manifest row was deleted, not a crash (a commit is one
+            // transaction). Refuse rather than start a new key set over them.
+            let orphans: Vec<String> =
+                sqlx::query_scalar("SELECT kid FROM signing_keys ORDER BY kid")
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(|e| db("signing_keys", e))?;
+            if !orphans.is_empty() {
+                return Err(KeyStoreError::Orphaned {
+                    manifest: "the key_manifest row".into(),
+                    keys: orphans
+                        .into_iter()
+                        .map(|kid| format!("signing_keys row {kid}"))
+                        .collect(),
+                });
+            }
+            return Ok(None);
+        };
         let json: serde_json::Value = row.try_get("manifest").map_err(|e| db("key_manifest", e))?;
         let manifest: Manifest =
             serde_json::from_value(json).map_err(|e| KeyStoreError::Corrupt {

@@ -128,6 +128,36 @@ pub enum KeyStoreError {
     /// Someone else (another process, a replica) changed the key set since it was read.
     #[error("the key set changed concurrently (stored generation {stored}, expected {expected})")]
     Stale { stored: u64, expected: u64 },
+    /// The store holds private keys but no manifest names them (e.g. `manifest.json` was
+    /// deleted). Starting anyway would make a new key set and orphan these keys, and every token
+    /// they signed would stop verifying, so the store refuses until an operator decides.
+    #[error(
+        "{manifest} is missing, but the key store still holds {}; refusing to start a new key \
+         set over them. Restore {manifest} from a backup, or, to give these keys up (tokens they \
+         signed stop verifying), move them out of the key store",
+        name_list(.keys)
+    )]
+    Orphaned {
+        /// Where the manifest should be.
+        manifest: String,
+        /// The keys left without it (file paths, table rows).
+        keys: Vec<String>,
+    },
+}
+
+/// `a, b, c and 4 more`: enough names to find the files, not a page of them.
+fn name_list(names: &[String]) -> String {
+    const SHOWN: usize = 3;
+    let mut list = names
+        .iter()
+        .take(SHOWN)
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .join(", ");
+    if names.len() > SHOWN {
+        list.push_str(&format!(" and {} more", names.len() - SHOWN));
+    }
+    list
 }
 
 /// Persistent storage for the key set. Implementations make [`KeyStore::commit`] atomic: after a
@@ -150,6 +180,14 @@ pub trait KeyStore: Send + Sync + 'static {
         manifest: &Manifest,
         new_keys: &[(String, Zeroizing<String>)],
     ) -> Result<(), KeyStoreError>;
+
+    /// Removes what interrupted commits left behind: temporary files, and private keys that were
+    /// written before a manifest that never came to name them (or to delete them). Never touches
+    /// a key the stored manifest publishes. Returns what it removed, for the log. Stores whose
+    /// commits are transactions have nothing to remove.
+    async fn remove_leftovers(&self) -> Result<Vec<String>, KeyStoreError> {
+        Ok(Vec::new())
+    }
 
     /// A short description for logs (`file store at keys/`).
     fn describe(&self) -> String;

@@ -252,7 +252,15 @@ async fn revoking_a_compromised_key_unpublishes_it_and_hands_over_at_once() {
 
 #[rocket::async_test]
 async fn a_new_algorithm_is_published_before_it_signs() {
-    let app = TestApp::spawn_with(no_waits).await;
+    // The upkeep would activate the published key on its own once it may (no wait here); an
+    // hour between rounds leaves that to the second call.
+    let app = TestApp::spawn_with(|f| {
+        no_waits(f).merge(rocket::figment::providers::Serialized::global(
+            "key_poll_interval",
+            3600,
+        ))
+    })
+    .await;
     let token = app.admin_token().await;
     let first = app
         .admin_call(

@@ -13,7 +13,7 @@ use stamp::auth::ClientSecret;
 use stamp::keys::Alg;
 use stamp::store::{ClientId, NewClient, Scope};
 
-use crate::helpers::{PASSWORD, TestApp, assert_oauth_error, run_stamp, text, urlencode};
+use crate::helpers::{PASSWORD, TestApp, assert_oauth_error, no_waits, run_stamp, text, urlencode};
 
 async fn add_client(app: &TestApp, id: &str, scopes: &[&str], alg: Option<Alg>) -> String {
     let secret = ClientSecret::generate();
@@ -199,9 +199,18 @@ async fn bad_client_authentication_is_401_invalid_client_with_a_basic_challenge(
 
 #[rocket::async_test]
 async fn a_client_may_have_its_tokens_signed_with_another_algorithm() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(no_waits).await;
     let secret = add_client(&app, "legacy", &["reports"], Some(Alg::Rs256)).await;
     let es_secret = add_client(&app, "modern", &["reports"], None).await;
+    // Written straight to the store: publish its key as `clients add` does, and let the upkeep
+    // promote it (no pre-publication wait here). trust_keys.rs covers the wait itself.
+    let now = stamp::clock::now();
+    app.app()
+        .keys
+        .publish_keys(&[Alg::Rs256], now)
+        .await
+        .unwrap();
+    app.app().keys.tick(now).await.unwrap();
 
     let response = grant_basic(&app, "legacy", &secret, "grant_type=client_credentials").await;
     assert_eq!(response.status(), Status::Ok);

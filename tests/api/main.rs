@@ -20,6 +20,7 @@ mod rotation;
 mod secrets;
 mod sessions;
 mod trust_clients;
+mod trust_keys;
 mod trust_revoke;
 mod trust_throttle;
 mod verify;

@@ -25,7 +25,12 @@ async fn add_client(app: &TestApp, id: &str, public: bool, grants: &[GrantType])
         grants: grants.to_vec(),
         redirect_uris: Vec::new(),
     };
-    let (_, secret) = app.app().admin.add_client(&Actor::Cli, new).await.unwrap();
+    let app_state = app.app();
+    let (_, secret) = app_state
+        .admin
+        .add_client(&Actor::Cli, &app_state.keys, new)
+        .await
+        .unwrap();
     secret.map(|s| s.expose().to_string())
 }
 
