@@ -98,7 +98,7 @@ impl FileKeyStore {
             let origin = path.display().to_string();
             let pem = fs::read_to_string(&path).map_err(|e| KeyStoreError::Io {
                 origin: origin.clone(),
-                reason: e.to_string(),
+                source: e,
             })?;
             keys.push(StoredKey {
                 meta: meta.clone(),
@@ -117,10 +117,7 @@ impl FileKeyStore {
             Ok(text) => text,
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
             Err(e) => {
-                return Err(KeyStoreError::Io {
-                    origin,
-                    reason: e.to_string(),
-                });
+                return Err(KeyStoreError::Io { origin, source: e });
             }
         };
         let manifest: Manifest =
@@ -161,7 +158,7 @@ impl FileKeyStore {
     fn file_names(&self) -> Result<Vec<String>, KeyStoreError> {
         let io = |e: std::io::Error| KeyStoreError::Io {
             origin: self.dir.display().to_string(),
-            reason: e.to_string(),
+            source: e,
         };
         let mut names = Vec::new();
         for entry in fs::read_dir(self.dir.as_path()).map_err(io)? {
@@ -198,7 +195,7 @@ impl FileKeyStore {
             let path = self.dir.join(&name);
             fs::remove_file(&path).map_err(|e| KeyStoreError::Io {
                 origin: path.display().to_string(),
-                reason: e.to_string(),
+                source: e,
             })?;
             removed.push(path.display().to_string());
         }
@@ -207,7 +204,7 @@ impl FileKeyStore {
                 .and_then(|dir| dir.sync_all())
                 .map_err(|e| KeyStoreError::Io {
                     origin: self.dir.display().to_string(),
-                    reason: e.to_string(),
+                    source: e,
                 })?;
         }
         removed.sort();
@@ -220,7 +217,7 @@ impl FileKeyStore {
         let lock_path = self.dir.join(".lock");
         let io = |e: std::io::Error| KeyStoreError::Io {
             origin: lock_path.display().to_string(),
-            reason: e.to_string(),
+            source: e,
         };
         let lock = OpenOptions::new()
             .write(true)
@@ -250,10 +247,7 @@ impl FileKeyStore {
                     })
             }
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(0),
-            Err(e) => Err(KeyStoreError::Io {
-                origin,
-                reason: e.to_string(),
-            }),
+            Err(e) => Err(KeyStoreError::Io { origin, source: e }),
         }
     }
 
@@ -282,10 +276,11 @@ impl FileKeyStore {
                 generation: 0,
                 keys: Vec::new(),
             };
-            let json = serde_json::to_vec_pretty(&empty).map_err(|e| KeyStoreError::Io {
-                origin: MANIFEST.into(),
-                reason: e.to_string(),
-            })?;
+            let json =
+                serde_json::to_vec_pretty(&empty).map_err(|source| KeyStoreError::Encode {
+                    origin: MANIFEST.into(),
+                    source,
+                })?;
             self.check_fault(writes)?;
             write_atomic(&manifest_path, &json)?;
             writes += 1;
@@ -301,9 +296,9 @@ impl FileKeyStore {
             write_atomic(&self.key_path(kid), pem.as_bytes())?;
             writes += 1;
         }
-        let json = serde_json::to_vec_pretty(manifest).map_err(|e| KeyStoreError::Io {
+        let json = serde_json::to_vec_pretty(manifest).map_err(|source| KeyStoreError::Encode {
             origin: MANIFEST.into(),
-            reason: e.to_string(),
+            source,
         })?;
         self.check_fault(writes)?;
         write_atomic(&manifest_path, &json)?;
@@ -318,7 +313,7 @@ impl FileKeyStore {
         match self.fail_after_writes {
             Some(limit) if writes >= limit => Err(KeyStoreError::Io {
                 origin: self.dir.display().to_string(),
-                reason: "simulated crash (fault injection)".into(),
+                source: std::io::Error::other("simulated crash (fault injection)"),
             }),
             _ => Ok(()),
         }
@@ -361,7 +356,7 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), KeyStoreError> {
     let origin = path.display().to_string();
     let io = |e: std::io::Error| KeyStoreError::Io {
         origin: origin.clone(),
-        reason: e.to_string(),
+        source: e,
     };
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
@@ -392,9 +387,9 @@ impl KeyStore for FileKeyStore {
         let this = self.clone();
         tokio::task::spawn_blocking(move || this.load_blocking())
             .await
-            .map_err(|e| KeyStoreError::Io {
+            .map_err(|source| KeyStoreError::Worker {
                 origin: this_dir(&self.dir),
-                reason: e.to_string(),
+                source,
             })?
     }
 
@@ -402,9 +397,9 @@ impl KeyStore for FileKeyStore {
         let this = self.clone();
         tokio::task::spawn_blocking(move || this.generation_blocking())
             .await
-            .map_err(|e| KeyStoreError::Io {
+            .map_err(|source| KeyStoreError::Worker {
                 origin: this_dir(&self.dir),
-                reason: e.to_string(),
+                source,
             })?
     }
 
@@ -418,9 +413,9 @@ impl KeyStore for FileKeyStore {
         let new_keys = new_keys.to_vec();
         tokio::task::spawn_blocking(move || this.commit_blocking(&manifest, &new_keys))
             .await
-            .map_err(|e| KeyStoreError::Io {
+            .map_err(|source| KeyStoreError::Worker {
                 origin: this_dir(&self.dir),
-                reason: e.to_string(),
+                source,
             })?
     }
 
@@ -428,9 +423,9 @@ impl KeyStore for FileKeyStore {
         let this = self.clone();
         tokio::task::spawn_blocking(move || this.remove_leftovers_blocking())
             .await
-            .map_err(|e| KeyStoreError::Io {
+            .map_err(|source| KeyStoreError::Worker {
                 origin: this_dir(&self.dir),
-                reason: e.to_string(),
+                source,
             })?
     }
 

@@ -104,10 +104,11 @@ pub struct PgKeyStore {
     migrated: OnceCell<()>,
 }
 
-fn io(origin: &str, e: impl fmt::Display) -> KeyStoreError {
-    KeyStoreError::Io {
+/// The row or table `origin` does not hold what the store wrote.
+fn corrupt(origin: &str, reason: &str) -> KeyStoreError {
+    KeyStoreError::Corrupt {
         origin: origin.to_string(),
-        reason: e.to_string(),
+        reason: reason.to_string(),
     }
 }
 
@@ -197,7 +198,7 @@ impl KeyStore for PgKeyStore {
                 .fetch_optional(&mut *tx)
                 .await
                 .map_err(|e| db(&origin, e))?
-                .ok_or_else(|| io(&origin, "missing"))?;
+                .ok_or_else(|| corrupt(&origin, "missing"))?;
             let nonce: Vec<u8> = row.try_get("nonce").map_err(|e| db(&origin, e))?;
             let ciphertext: Vec<u8> = row.try_get("ciphertext").map_err(|e| db(&origin, e))?;
             let pem = self
@@ -257,7 +258,7 @@ impl KeyStore for PgKeyStore {
                 .keys
                 .iter()
                 .find(|m| &m.kid == kid)
-                .ok_or_else(|| io(kid, "not in the manifest"))?;
+                .ok_or_else(|| corrupt(kid, "not in the manifest"))?;
             let (nonce, ciphertext) =
                 self.kek
                     .seal(kid, pem.as_bytes())
@@ -275,7 +276,10 @@ impl KeyStore for PgKeyStore {
                 .await
                 .map_err(|e| db(kid, e))?;
         }
-        let json = serde_json::to_value(manifest).map_err(|e| io("key_manifest", e))?;
+        let json = serde_json::to_value(manifest).map_err(|source| KeyStoreError::Encode {
+            origin: "key_manifest".into(),
+            source,
+        })?;
         let written = sqlx::query(
             "INSERT INTO key_manifest (singleton, generation, manifest) VALUES (TRUE, $1, $2)
              ON CONFLICT (singleton) DO UPDATE SET generation = EXCLUDED.generation, manifest = EXCLUDED.manifest

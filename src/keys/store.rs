@@ -96,9 +96,27 @@ pub struct StoredKey {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum KeyStoreError {
-    /// Reading or writing the named file or record failed.
-    #[error("{origin}: {reason}")]
-    Io { origin: String, reason: String },
+    /// Reading or writing the named file failed.
+    #[error("{origin}: {source}")]
+    Io {
+        origin: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The manifest could not be serialised for the named file or row.
+    #[error("{origin}: cannot encode the manifest")]
+    Encode {
+        origin: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A blocking key-store task (file I/O runs off the async runtime) panicked or was cancelled.
+    #[error("key store worker on {origin} failed")]
+    Worker {
+        origin: String,
+        #[source]
+        source: tokio::task::JoinError,
+    },
     /// A statement on the named table or row of the database key store failed.
     #[error("{origin}: {source}")]
     Database {
