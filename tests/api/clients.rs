@@ -9,30 +9,12 @@ use base64::engine::general_purpose::STANDARD;
 use rocket::http::{ContentType, Header, Status};
 use rocket::local::asynchronous::LocalResponse;
 use serde_json::Value;
-use stamp::auth::ClientSecret;
 use stamp::keys::Alg;
-use stamp::store::{ClientId, NewClient, Scope};
 
 use crate::helpers::{PASSWORD, TestApp, assert_oauth_error, no_waits, run_stamp, text, urlencode};
 
 async fn add_client(app: &TestApp, id: &str, scopes: &[&str], alg: Option<Alg>) -> String {
-    let secret = ClientSecret::generate();
-    app.app()
-        .store
-        .create_client(
-            NewClient {
-                id: ClientId::parse(id).unwrap(),
-                secret_hash: Some(secret.hash()),
-                scopes: scopes.iter().map(|s| Scope::parse(s).unwrap()).collect(),
-                alg,
-                grants: stamp::store::GrantType::defaults(false),
-                redirect_uris: Vec::new(),
-            },
-            stamp::clock::now(),
-        )
-        .await
-        .unwrap();
-    secret.expose().to_string()
+    app.add_service_client(id, scopes, alg).await
 }
 
 fn basic(id: &str, secret: &str) -> Header<'static> {

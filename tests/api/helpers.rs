@@ -46,6 +46,49 @@ impl TestApp {
         TestApp { client, dir }
     }
 
+    /// An issuer whose time is `clock` (tests move a manual clock instead of sleeping).
+    pub async fn spawn_on_clock(
+        clock: &stamp::clock::Clock,
+        tweak: impl FnOnce(Figment) -> Figment,
+    ) -> TestApp {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let rocket = stamp::build_with_clock(tweak(figment_in(dir.path())), clock.clone())
+            .await
+            .expect("issuer builds");
+        let client = Client::tracked(rocket).await.expect("valid rocket");
+        TestApp { client, dir }
+    }
+
+    /// A confidential service client (`client_credentials`, for introspection and revocation
+    /// too) written straight to the store, optionally with its own algorithm; returns its secret.
+    pub async fn add_service_client(
+        &self,
+        id: &str,
+        scopes: &[&str],
+        alg: Option<stamp::keys::Alg>,
+    ) -> String {
+        use stamp::store::{ClientId, GrantType, NewClient, Scope};
+
+        let secret = stamp::auth::ClientSecret::generate();
+        let client = NewClient {
+            id: ClientId::parse(id).expect("client id"),
+            secret_hash: Some(secret.hash()),
+            scopes: scopes
+                .iter()
+                .map(|s| Scope::parse(s).expect("scope"))
+                .collect(),
+            alg,
+            grants: GrantType::defaults(false),
+            redirect_uris: Vec::new(),
+        };
+        self.app()
+            .store
+            .create_client(client, stamp::clock::now())
+            .await
+            .expect("create client");
+        secret.expose().to_string()
+    }
+
     /// Starts an issuer on existing state (a restart).
     pub async fn start(dir: &Path, tweak: impl FnOnce(Figment) -> Figment) -> Client {
         let rocket = stamp::build(tweak(figment_in(dir)))
@@ -240,7 +283,21 @@ pub const STAMP: &str = env!("CARGO_BIN_EXE_stamp");
 /// `dir`, logging off, and no `ROCKET_*` variable of the test's own environment leaking in. Add
 /// arguments and further `ROCKET_*` settings to the returned command.
 pub fn stamp_command(dir: &Path) -> std::process::Command {
-    let mut cmd = std::process::Command::new(STAMP);
+    configure_stamp(std::process::Command::new(STAMP), dir)
+}
+
+/// [`stamp_command`] run by `sh` under `umask MASK` (a test of file modes must not depend on
+/// the umask of the shell that runs the tests; the crate forbids the `unsafe` a direct
+/// `umask(2)` call would need).
+pub fn stamp_command_under_umask(dir: &Path, mask: &str) -> std::process::Command {
+    let mut cmd = std::process::Command::new("sh");
+    cmd.arg("-c")
+        .arg(format!(r#"umask {mask}; exec "$0" "$@""#))
+        .arg(STAMP);
+    configure_stamp(cmd, dir)
+}
+
+fn configure_stamp(mut cmd: std::process::Command, dir: &Path) -> std::process::Command {
     for (name, _) in std::env::vars_os() {
         if name.to_string_lossy().starts_with("ROCKET_") {
             cmd.env_remove(name);
@@ -262,12 +319,17 @@ pub fn run_stamp(
     stdin: &str,
     extra_env: &[(&str, &str)],
 ) -> std::process::Output {
+    let mut cmd = stamp_command(dir);
+    cmd.args(args).envs(extra_env.iter().copied());
+    run_with_stdin(cmd, stdin)
+}
+
+/// Runs `cmd` to completion, feeding it `stdin` and capturing its output.
+pub fn run_with_stdin(mut cmd: std::process::Command, stdin: &str) -> std::process::Output {
     use std::io::Write;
     use std::process::Stdio;
 
-    let mut child = stamp_command(dir)
-        .args(args)
-        .envs(extra_env.iter().copied())
+    let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

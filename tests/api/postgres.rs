@@ -920,29 +920,14 @@ async fn logout_and_revoke_all_on_one_replica_hold_on_the_other() {
     let a = replica(&url, |f| f).await;
     let b = replica(&url, |f| f).await;
     let alice = a.add_user("alice", PASSWORD, &[]).await;
-    let secret = ClientSecret::generate();
-    b.app()
-        .store
-        .create_client(
-            NewClient {
-                id: ClientId::parse("gateway").unwrap(),
-                secret_hash: Some(secret.hash()),
-                scopes: vec![],
-                alg: None,
-                grants: stamp::store::GrantType::defaults(false),
-                redirect_uris: Vec::new(),
-            },
-            stamp::clock::now(),
-        )
-        .await
-        .unwrap();
+    let secret = b.add_service_client("gateway", &[], None).await;
 
     // Logout on A: B refuses the refresh token and introspects the access token as inactive.
     let session = password_login(&b, "alice").await;
     let access = session["access_token"].as_str().unwrap();
     let refresh = session["refresh_token"].as_str().unwrap();
     assert_eq!(
-        introspect_on(&a, "gateway", secret.expose(), access).await["active"],
+        introspect_on(&a, "gateway", &secret, access).await["active"],
         true
     );
     let response = a
@@ -959,7 +944,7 @@ async fn logout_and_revoke_all_on_one_replica_hold_on_the_other() {
     assert!(response.status().code < 300, "{}", response.status());
     assert_eq!(refresh_on(&b, refresh).await.0, Status::BadRequest);
     assert_eq!(
-        introspect_on(&b, "gateway", secret.expose(), access).await["active"],
+        introspect_on(&b, "gateway", &secret, access).await["active"],
         false
     );
 
@@ -1173,22 +1158,7 @@ async fn log_out_everywhere_on_one_replica_ends_live_access_tokens_on_the_other(
     let a = replica(&url, |f| f).await;
     let b = replica(&url, |f| f).await;
     let root = a.add_user("root", PASSWORD, &["admin"]).await;
-    let secret = ClientSecret::generate();
-    a.app()
-        .store
-        .create_client(
-            NewClient {
-                id: ClientId::parse("gateway").unwrap(),
-                secret_hash: Some(secret.hash()),
-                scopes: vec![],
-                alg: None,
-                grants: stamp::store::GrantType::defaults(false),
-                redirect_uris: Vec::new(),
-            },
-            stamp::clock::now(),
-        )
-        .await
-        .unwrap();
+    let secret = a.add_service_client("gateway", &[], None).await;
     let session = password_login(&b, "root").await;
     let token = session["access_token"].as_str().unwrap();
     let keys_on_b = |token: &str| {
@@ -1202,7 +1172,7 @@ async fn log_out_everywhere_on_one_replica_ends_live_access_tokens_on_the_other(
     };
     assert_eq!(keys_on_b(token).await, Status::Ok);
     assert_eq!(
-        introspect_on(&b, "gateway", secret.expose(), token).await["active"],
+        introspect_on(&b, "gateway", &secret, token).await["active"],
         true
     );
 
@@ -1229,7 +1199,7 @@ async fn log_out_everywhere_on_one_replica_ends_live_access_tokens_on_the_other(
         .await;
     assert_eq!(rotate.status(), Status::Unauthorized);
     assert_eq!(
-        introspect_on(&b, "gateway", secret.expose(), token).await["active"],
+        introspect_on(&b, "gateway", &secret, token).await["active"],
         false
     );
     // A new login (on either replica) is live on the other.

@@ -8,8 +8,7 @@ use rocket::local::asynchronous::LocalResponse;
 use rocket::time::Duration;
 use secrecy::ExposeSecret;
 use serde_json::Value;
-use stamp::auth::ClientSecret;
-use stamp::store::{ClientId, NewClient, Scope};
+
 use stamp::tokens::Subject;
 
 use crate::helpers::{PASSWORD, TestApp, assert_oauth_error, urlencode};
@@ -57,23 +56,7 @@ async fn assert_refresh_fails(app: &TestApp, refresh_token: &str) {
 
 /// A service client (for introspection and revocation) and its secret.
 async fn add_client(app: &TestApp, id: &str, scopes: &[&str]) -> String {
-    let secret = ClientSecret::generate();
-    app.app()
-        .store
-        .create_client(
-            NewClient {
-                id: ClientId::parse(id).unwrap(),
-                secret_hash: Some(secret.hash()),
-                scopes: scopes.iter().map(|s| Scope::parse(s).unwrap()).collect(),
-                alg: None,
-                grants: stamp::store::GrantType::defaults(false),
-                redirect_uris: Vec::new(),
-            },
-            stamp::clock::now(),
-        )
-        .await
-        .unwrap();
-    secret.expose().to_string()
+    app.add_service_client(id, scopes, None).await
 }
 
 async fn introspect(app: &TestApp, client: (&str, &str), token: &str) -> Value {

@@ -12,10 +12,9 @@ use rocket::http::{ContentType, Cookie, Header, Method, Status};
 use rocket::local::asynchronous::{Client, LocalResponse};
 use serde_json::{Value, json};
 use stamp::admin::Actor;
-use stamp::auth::ClientSecret;
 use stamp::clock::Clock;
 use stamp::keys::Alg;
-use stamp::store::{ClientId, NewClient, Scope, Username};
+use stamp::store::Username;
 use stamp::verify::{Verifier, VerifierConfig, VerifyingKeys};
 
 use crate::helpers::{PASSWORD, TestApp, assert_oauth_error, figment_in, urlencode};
@@ -24,34 +23,13 @@ const NOW: i64 = 1_900_000_000;
 
 /// An issuer on a manual clock standing at [`NOW`].
 async fn spawn_at_now(tweak: impl FnOnce(Figment) -> Figment) -> (TestApp, Clock) {
-    let dir = tempfile::tempdir().unwrap();
     let clock = Clock::manual(NOW);
-    let rocket = stamp::build_with_clock(tweak(figment_in(dir.path())), clock.clone())
-        .await
-        .unwrap();
-    let client = Client::tracked(rocket).await.unwrap();
-    (TestApp { client, dir }, clock)
+    (TestApp::spawn_on_clock(&clock, tweak).await, clock)
 }
 
 /// A confidential client with `scopes`; returns its secret.
 async fn add_client(app: &TestApp, id: &str, scopes: &[&str]) -> String {
-    let secret = ClientSecret::generate();
-    app.app()
-        .store
-        .create_client(
-            NewClient {
-                id: ClientId::parse(id).unwrap(),
-                secret_hash: Some(secret.hash()),
-                scopes: scopes.iter().map(|s| Scope::parse(s).unwrap()).collect(),
-                alg: None,
-                grants: stamp::store::GrantType::defaults(false),
-                redirect_uris: Vec::new(),
-            },
-            stamp::clock::now(),
-        )
-        .await
-        .unwrap();
-    secret.expose().to_string()
+    app.add_service_client(id, scopes, None).await
 }
 
 /// Whether the gateway client's introspection finds `token` active.

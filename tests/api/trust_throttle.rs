@@ -4,7 +4,7 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 use rocket::figment::Figment;
 use rocket::figment::providers::Serialized;
@@ -305,30 +305,9 @@ async fn a_full_password_queue_answers_503_at_once() {
 
 /// The real binary under `umask 022`, with its state in `dir`.
 fn stamp_under_umask(dir: &Path, args: &[&str], stdin: &str) -> Output {
-    use std::io::Write;
-    let mut child = Command::new("sh")
-        .arg("-c")
-        .arg(r#"umask 022; exec "$0" "$@""#)
-        .arg(env!("CARGO_BIN_EXE_stamp"))
-        .args(args)
-        .env(
-            "ROCKET_DATABASE_URL",
-            format!("sqlite://{}", dir.join("stamp.db").display()),
-        )
-        .env("ROCKET_KEYS_DIR", dir.join("keys"))
-        .env("ROCKET_LOG_LEVEL", "off")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
+    let mut cmd = crate::helpers::stamp_command_under_umask(dir, "022");
+    cmd.args(args);
+    crate::helpers::run_with_stdin(cmd, stdin)
 }
 
 fn mode(path: &Path) -> u32 {
