@@ -46,7 +46,7 @@ async fn change<'a>(app: &'a TestApp, token: &str, body: &str) -> LocalResponse<
         .post("/account/password")
         .header(Header::new("Authorization", format!("Bearer {token}")))
         .header(ContentType::JSON)
-        .body(body.to_string())
+        .body(body)
         .dispatch()
         .await
 }
