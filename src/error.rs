@@ -9,7 +9,7 @@ use rocket::{Catcher, catch, catchers};
 use serde::Serialize;
 
 use crate::admin::AdminError;
-use crate::auth::AuthError;
+use crate::auth::{AuthError, PasswordError};
 use crate::keys::{KeyError, KeyStoreError};
 use crate::store::StoreError;
 use crate::tokens::TokenError;
@@ -222,6 +222,13 @@ impl From<AdminError> for ApiError {
             }
             AdminError::Keys(e) => e.into(),
             AdminError::Store(e) => e.into(),
+            AdminError::Auth(AuthError::InvalidGrant) => {
+                ApiError::invalid_grant("the current password is wrong")
+            }
+            AdminError::Auth(e) => e.into(),
+            AdminError::Password(
+                e @ (PasswordError::TooShort { .. } | PasswordError::TooLong { .. }),
+            ) => ApiError::invalid_request(e.to_string()),
             other => ApiError::internal(error_chain(&other)),
         }
     }

@@ -76,6 +76,14 @@ enum UsersCommand {
     Disable { name: String },
     /// Log a user out everywhere: every refresh token they hold stops working.
     RevokeTokens { name: String },
+    /// Reset a user's password (prompted for without echo, or read from stdin); every session
+    /// of the user ends, as with revoke-tokens.
+    Passwd {
+        name: String,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -277,6 +285,21 @@ async fn users(command: UsersCommand) -> Result<(), CliError> {
                 .await?;
             println!(
                 "revoked every refresh token of {} (token version {})",
+                user.username, user.token_version
+            );
+        }
+        UsersCommand::Passwd {
+            name,
+            password_stdin,
+        } => {
+            let username = Username::parse(&name).map_err(CliError::Usage)?;
+            let password = read_new_password(password_stdin)?;
+            let hasher = PasswordHasher::new(1).await.map_err(StartError::from)?;
+            let user = admin
+                .reset_password(&Actor::Cli, &hasher, UserRef::Name(&username), password)
+                .await?;
+            println!(
+                "set the password of {}; every session ended (token version {})",
                 user.username, user.token_version
             );
         }

@@ -1,5 +1,5 @@
-//! The admin service: every administrative change (users, clients, keys) performed and audited
-//! once, for the HTTP admin API and the `stamp` CLI alike.
+//! The admin service: every administrative change (users, clients, keys) and a user's own
+//! password change, performed and audited once, for the HTTP API and the `stamp` CLI alike.
 //!
 //! Callers parse their input (a path segment, a JSON body, command-line arguments), name the
 //! [`Actor`], call [`AdminService`] and present the result; the rules live here.
@@ -8,4 +8,6 @@ mod actor;
 mod service;
 
 pub use actor::{ADMIN, Actor, Admin, NotAdmin, client_still_admin, still_admin, user_still_admin};
-pub use service::{AdminError, AdminService, AuditFailure, NewAccount, NewServiceClient, UserRef};
+pub use service::{
+    AdminError, AdminService, AuditFailure, NewAccount, NewServiceClient, PasswordChange, UserRef,
+};

@@ -1,8 +1,11 @@
 //! [`AdminService`]: performs each administrative change and writes its audit entry.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
-use crate::auth::{ClientSecret, Password, PasswordError, PasswordHasher};
+use crate::auth::{
+    AuthError, Authenticator, ClientSecret, Password, PasswordError, PasswordHasher,
+};
 use crate::clock::Clock;
 use crate::keys::{Alg, KeyError, KeyManager, KeySet, RotateOptions};
 use crate::store::{
@@ -46,6 +49,10 @@ pub enum AdminError {
     /// The new password could not be hashed.
     #[error(transparent)]
     Password(#[from] PasswordError),
+    /// The current password was wrong ([`AuthError::InvalidGrant`], counted as a failed
+    /// login), or could not be checked now (throttled, hashing queue full).
+    #[error(transparent)]
+    Auth(#[from] AuthError),
     /// The change is committed but its audit entry could not be written
     /// ([`AuditFailure::Fail`] only).
     #[error("{action} was done, but writing its audit entry failed: {source}")]
@@ -76,6 +83,16 @@ pub struct NewServiceClient {
     pub grants: Vec<GrantType>,
     /// Redirection URIs, for the authorization-code grant.
     pub redirect_uris: Vec<RedirectUri>,
+}
+
+/// A password change by the account's owner: the user as the online check read them, the
+/// password they say is current, and the new one (already checked against the policy).
+pub struct PasswordChange {
+    pub user: User,
+    pub current: Password,
+    pub new: Password,
+    /// The caller's address, for login throttling.
+    pub address: Option<IpAddr>,
 }
 
 /// A user named by id (the HTTP API) or by name (the CLI).
@@ -163,23 +180,82 @@ impl AdminService {
         user: UserRef<'_>,
     ) -> Result<User, AdminError> {
         let now = self.clock.now();
-        let id = match user {
-            UserRef::Id(id) => id.to_string(),
-            UserRef::Name(name) => match self.store.user_by_username(name.as_str()).await? {
-                Some(user) => user.id,
-                None => {
-                    return Err(AdminError::NoSuchUser {
-                        username: name.as_str().to_string(),
-                    });
-                }
-            },
-        };
+        let id = self.user_id(user).await?;
         let user = self.store.revoke_user_tokens(&id, now).await?;
         let detail = format!("token_version={}", user.token_version);
         self.audit(
             actor,
             now,
             "users.revoke_tokens",
+            Some(user.id.clone()),
+            Some(detail),
+        )
+        .await?;
+        Ok(user)
+    }
+
+    /// A user changes their own password (`users.password_change`, the user as actor): the
+    /// current password is confirmed first, throttled like a login
+    /// ([`Authenticator::confirm_password`]); then the new one is hashed on the bounded pool
+    /// and stored, which bumps the token version: every refresh token of the user dies and
+    /// every access token issued before fails the online checks, the caller's own included.
+    pub async fn change_own_password(
+        &self,
+        auth: &Authenticator,
+        passwords: &PasswordHasher,
+        change: PasswordChange,
+    ) -> Result<User, AdminError> {
+        let PasswordChange {
+            user,
+            current,
+            new,
+            address,
+        } = change;
+        auth.confirm_password(&user, current, address, self.clock.now())
+            .await?;
+        let password_hash = passwords.hash(new).await?;
+        let now = self.clock.now();
+        let user = self
+            .store
+            .set_password_hash(&user.id, &password_hash, now)
+            .await?;
+        let actor = Actor::User {
+            id: user.id.clone(),
+        };
+        let detail = format!("token_version={}", user.token_version);
+        self.audit(
+            &actor,
+            now,
+            "users.password_change",
+            Some(user.id.clone()),
+            Some(detail),
+        )
+        .await?;
+        Ok(user)
+    }
+
+    /// An administrator sets a user's password (`users.password_reset`): hashed on the bounded
+    /// pool and stored with a token-version bump, so every session of the user ends as with
+    /// [`AdminService::revoke_user_tokens`].
+    pub async fn reset_password(
+        &self,
+        actor: &Actor,
+        passwords: &PasswordHasher,
+        user: UserRef<'_>,
+        password: Password,
+    ) -> Result<User, AdminError> {
+        let id = self.user_id(user).await?;
+        let password_hash = passwords.hash(password).await?;
+        let now = self.clock.now();
+        let user = self
+            .store
+            .set_password_hash(&id, &password_hash, now)
+            .await?;
+        let detail = format!("token_version={}", user.token_version);
+        self.audit(
+            actor,
+            now,
+            "users.password_reset",
             Some(user.id.clone()),
             Some(detail),
         )
@@ -296,6 +372,20 @@ impl AdminService {
     /// The newest `limit` audit entries, newest first.
     pub async fn recent_audit(&self, limit: u32) -> Result<Vec<AuditEvent>, AdminError> {
         Ok(self.store.recent_audit(limit).await?)
+    }
+
+    /// The id of the user `user` names; an unknown name is [`AdminError::NoSuchUser`] (an
+    /// unknown id is found missing by the store, as `not found`).
+    async fn user_id(&self, user: UserRef<'_>) -> Result<String, AdminError> {
+        match user {
+            UserRef::Id(id) => Ok(id.to_string()),
+            UserRef::Name(name) => match self.store.user_by_username(name.as_str()).await? {
+                Some(user) => Ok(user.id),
+                None => Err(AdminError::NoSuchUser {
+                    username: name.as_str().to_string(),
+                }),
+            },
+        }
     }
 
     /// Appends the audit entry of a committed change; a failure is handled as
@@ -503,6 +593,24 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(err.to_string(), "no user nobody");
+    }
+
+    #[tokio::test]
+    async fn resetting_the_password_of_an_unknown_name_names_it_and_audits_nothing() {
+        let f = fixture().await;
+        let nobody = Username::parse("nobody").unwrap();
+        let err = f
+            .admin
+            .reset_password(
+                &Actor::Cli,
+                &PasswordHasher::new(1).await.unwrap(),
+                UserRef::Name(&nobody),
+                Password::new_checked("a long password".into()).unwrap(),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(err.to_string(), "no user nobody");
+        assert!(f.admin.recent_audit(10).await.unwrap().is_empty());
     }
 
     #[test]

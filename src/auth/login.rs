@@ -7,7 +7,9 @@ use std::sync::Arc;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::keys::{Alg, KeyError, KeyManager};
-use crate::store::{Family, GrantType, NewRefreshToken, Store, StoreError, Username, random_id};
+use crate::store::{
+    Family, GrantType, NewRefreshToken, Store, StoreError, User, Username, random_id,
+};
 use crate::tokens::refresh::{RefreshPolicy, RefreshToken, Rejection};
 use crate::tokens::{IssuedToken, Subject, TokenError, TokenIssuer};
 
@@ -243,6 +245,44 @@ impl Authenticator {
                 expires_in: expires_at - now,
             }),
         })
+    }
+
+    /// Confirms that `password` is `user`'s current password before a change to the account
+    /// (a password change by its owner), throttled exactly like the password grant: the attempt
+    /// is reserved against the username and `address` before any hashing
+    /// ([`AuthError::Throttled`]), admitted to the hashing queue ([`AuthError::Busy`]), and a
+    /// wrong password stays counted as a failed login ([`AuthError::InvalidGrant`]).
+    pub async fn confirm_password(
+        &self,
+        user: &User,
+        password: Password,
+        address: Option<IpAddr>,
+        now: i64,
+    ) -> Result<(), AuthError> {
+        let attempt = Attempt {
+            username: Some(user.username.clone()),
+            address,
+            device: None,
+        };
+        let reservation =
+            self.throttle
+                .reserve(&attempt, now)
+                .map_err(|t| AuthError::Throttled {
+                    retry_after: t.retry_after,
+                })?;
+        let Ok(admitted) = self.passwords.admit() else {
+            self.throttle.cancel(reservation);
+            return Err(AuthError::Busy { retry_after: 1 });
+        };
+        if !admitted
+            .verify(password, Some(user.password_hash.clone()))
+            .await
+        {
+            // The reservation stays counted: that was the failure.
+            return Err(AuthError::InvalidGrant);
+        }
+        self.throttle.succeeded(reservation);
+        Ok(())
     }
 
     /// The scopes a user may have now: the configured user scopes and the user's roles.

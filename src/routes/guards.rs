@@ -1,13 +1,14 @@
 //! Request guards: the bearer token of a request, and bearer-token authentication of the admin
-//! API.
+//! API and of a user's own account endpoints.
 
 use rocket::http::Status;
 use rocket::request::{FromRequest, Outcome, Request};
 
 use crate::App;
 use crate::admin::{Admin, still_admin};
-use crate::auth::OnlineError;
+use crate::auth::{LiveToken, OnlineError, TokenOwner};
 use crate::error::ApiError;
+use crate::store::User;
 
 /// The bearer token of `Authorization: Bearer <token>` (RFC 6750 §2.1; the scheme is
 /// case-insensitive).
@@ -42,6 +43,63 @@ fn challenge(status: Status, error: &'static str, description: &str) -> ApiError
     err
 }
 
+/// The person a live bearer access token speaks for: the guard of a user's own account
+/// endpoints (`/account/…`). The token passes the same online check as the admin guard; a
+/// service client's own token (client_credentials) has no account and gets 403.
+pub struct AccountHolder {
+    /// The user as read by the online check, now.
+    pub user: User,
+}
+
+#[rocket::async_trait]
+impl<'r> FromRequest<'r> for AccountHolder {
+    type Error = ApiError;
+
+    async fn from_request(req: &'r Request<'_>) -> Outcome<Self, Self::Error> {
+        let live = match live_token(req).await {
+            Ok(live) => live,
+            Err(err) => return err.fail_guard(req),
+        };
+        match live.owner {
+            TokenOwner::User(user) => Outcome::Success(AccountHolder { user }),
+            TokenOwner::Client(_) => challenge(
+                Status::Forbidden,
+                "insufficient_scope",
+                "a client's own token has no user account",
+            )
+            .fail_guard(req),
+        }
+    }
+}
+
+/// The request's bearer token after the online check
+/// ([`crate::auth::Authenticator::check_online`]): 401 without a live token.
+async fn live_token(req: &Request<'_>) -> Result<LiveToken, ApiError> {
+    let Some(app) = req.rocket().state::<App>() else {
+        return Err(ApiError::internal("App state missing"));
+    };
+    let Some(token) = bearer_token(req) else {
+        return Err(challenge(
+            Status::Unauthorized,
+            "invalid_request",
+            "a bearer access token is required",
+        ));
+    };
+    // The online check: the verifier's rules, then what offline verifiers cannot see (a
+    // logged-out token, a disabled or deleted owner, a revocation of the user's tokens).
+    match app.auth.check_online(token, app.clock.now()).await {
+        Ok(live) => Ok(live),
+        Err(OnlineError::Store(e)) => Err(ApiError::internal(e)),
+        // The description is fixed text per refusal: nothing from the token is echoed into
+        // the WWW-Authenticate header.
+        Err(e) => Err(challenge(
+            Status::Unauthorized,
+            "invalid_token",
+            &e.to_string(),
+        )),
+    }
+}
+
 #[rocket::async_trait]
 impl<'r> FromRequest<'r> for Admin {
     type Error = ApiError;
@@ -50,28 +108,9 @@ impl<'r> FromRequest<'r> for Admin {
     /// requires the admin role or scope: 401 without a live token, 403 with a live token that
     /// lacks the right, 401 again if its owner has lost the right since.
     async fn from_request(req: &'r Request<'_>) -> Outcome<Self, Self::Error> {
-        let Some(app) = req.rocket().state::<App>() else {
-            return ApiError::internal("App state missing").fail_guard(req);
-        };
-        let Some(token) = bearer_token(req) else {
-            return challenge(
-                Status::Unauthorized,
-                "invalid_request",
-                "a bearer access token is required",
-            )
-            .fail_guard(req);
-        };
-        // The online check: the verifier's rules, then what offline verifiers cannot see (a
-        // logged-out token, a disabled or deleted owner, a revocation of the user's tokens).
-        let live = match app.auth.check_online(token, app.clock.now()).await {
+        let live = match live_token(req).await {
             Ok(live) => live,
-            Err(OnlineError::Store(e)) => return ApiError::internal(e).fail_guard(req),
-            // The description is fixed text per refusal: nothing from the token is echoed into
-            // the WWW-Authenticate header.
-            Err(e) => {
-                return challenge(Status::Unauthorized, "invalid_token", &e.to_string())
-                    .fail_guard(req);
-            }
+            Err(err) => return err.fail_guard(req),
         };
         match Admin::authorize(&live.claims) {
             Ok(admin) if still_admin(&live.owner) => Outcome::Success(admin),

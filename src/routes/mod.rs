@@ -7,6 +7,7 @@
 //! authentication), [`guards`] (bearer tokens, the admin guard) and `responses` (response shapes,
 //! body-parsing errors).
 
+pub mod account;
 pub mod admin;
 pub mod admin_users;
 pub mod client_auth;
