@@ -1,7 +1,8 @@
 //! The `stamp` command: `serve` runs the issuer; `users`, `keys` and `token` manage it from the
 //! shell with the same configuration as the server.
 
-use std::io::{BufRead, IsTerminal};
+use std::fmt::Write as _;
+use std::io::{BufRead, IsTerminal, Write as _};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -10,6 +11,7 @@ use secrecy::ExposeSecret;
 use stamp::StartError;
 use stamp::admin::{
     ADMIN, Actor, AdminError, AdminService, AuditFailure, NewAccount, NewServiceClient, UserRef,
+    UserUpdate, UserView,
 };
 use stamp::auth::{Password, PasswordHasher};
 use stamp::clock::Clock;
@@ -70,10 +72,40 @@ enum UsersCommand {
         #[arg(long)]
         password_stdin: bool,
     },
-    /// List users.
-    List,
+    /// List users, by username.
+    List {
+        /// One JSON document (an array of users) instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one user.
+    Show {
+        name: String,
+        /// One JSON document instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Enable a disabled user: logins work again (tokens from before stay revoked).
+    Enable { name: String },
     /// Disable a user: logins fail from now on.
     Disable { name: String },
+    /// Delete a user with every refresh token they hold; their access tokens fail every online
+    /// check from now on.
+    Delete {
+        name: String,
+        /// Confirm the deletion (required).
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Set a user's roles (replacing the old ones).
+    Roles {
+        name: String,
+        /// The new roles.
+        roles: Vec<String>,
+        /// Remove every role.
+        #[arg(long, conflicts_with = "roles")]
+        clear: bool,
+    },
     /// Log a user out everywhere: every refresh token they hold stops working.
     RevokeTokens { name: String },
     /// Reset a user's password (prompted for without echo, or read from stdin); every session
@@ -159,6 +191,9 @@ enum CliError {
     Admin(#[from] AdminError),
     #[error("{0}")]
     Usage(String),
+    /// Standard output was closed early (`stamp users list | head -1`): not an error to report.
+    #[error("standard output closed")]
+    ClosedOutput,
 }
 
 impl From<store::StoreError> for CliError {
@@ -180,7 +215,7 @@ fn main() -> ExitCode {
         }
     };
     match runtime.block_on(run(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) | Err(CliError::ClosedOutput) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {}", stamp::error::error_chain(&e));
             ExitCode::FAILURE
@@ -253,40 +288,100 @@ async fn users(command: UsersCommand) -> Result<(), CliError> {
                 password,
             };
             let user = admin.create_user(&Actor::Cli, &hasher, account).await?;
-            println!(
-                "created user {} (id {}, roles [{}])",
+            emit(&format!(
+                "created user {} (id {}, roles [{}])\n",
                 user.username,
                 user.id,
                 user.roles.join(", ")
-            );
+            ))?;
         }
-        UsersCommand::List => {
-            println!("{:<24} {:<32} {:<9} roles", "id", "username", "state");
-            for user in admin.list_users().await? {
-                let state = if user.disabled { "disabled" } else { "enabled" };
-                println!(
-                    "{:<24} {:<32} {:<9} {}",
-                    user.id,
-                    user.username,
-                    state,
-                    user.roles.join(",")
-                );
+        UsersCommand::List { json } => {
+            let users: Vec<UserView> = admin
+                .list_users()
+                .await?
+                .into_iter()
+                .map(UserView::from)
+                .collect();
+            if json {
+                emit(&to_json(&users)?)?;
+            } else {
+                emit(&user_table(&users))?;
             }
+        }
+        UsersCommand::Show { name, json } => {
+            let username = Username::parse(&name).map_err(CliError::Usage)?;
+            let user = UserView::from(admin.user(UserRef::Name(&username)).await?);
+            if json {
+                emit(&to_json(&user)?)?;
+            } else {
+                emit(&user_details(&user))?;
+            }
+        }
+        UsersCommand::Enable { name } => {
+            let username = Username::parse(&name).map_err(CliError::Usage)?;
+            let update = UserUpdate {
+                disabled: Some(false),
+                ..UserUpdate::default()
+            };
+            let user = admin
+                .update_user(&Actor::Cli, UserRef::Name(&username), update)
+                .await?;
+            emit(&format!("enabled user {}\n", user.username))?;
         }
         UsersCommand::Disable { name } => {
             let username = Username::parse(&name).map_err(CliError::Usage)?;
             let user = admin.disable_user(&Actor::Cli, &username).await?;
-            println!("disabled user {}", user.username);
+            emit(&format!("disabled user {}\n", user.username))?;
+        }
+        UsersCommand::Delete { name, yes } => {
+            let username = Username::parse(&name).map_err(CliError::Usage)?;
+            if !yes {
+                return Err(CliError::Usage(format!(
+                    "deleting {} cannot be undone: pass --yes",
+                    username.as_str()
+                )));
+            }
+            let user = admin
+                .delete_user(&Actor::Cli, UserRef::Name(&username))
+                .await?;
+            emit(&format!(
+                "deleted user {} (id {}) and every refresh token they held\n",
+                user.username, user.id
+            ))?;
+        }
+        UsersCommand::Roles { name, roles, clear } => {
+            let username = Username::parse(&name).map_err(CliError::Usage)?;
+            if roles.is_empty() && !clear {
+                return Err(CliError::Usage(
+                    "name the roles, or pass --clear for none".into(),
+                ));
+            }
+            let roles = roles
+                .iter()
+                .map(|role| Role::parse(role).map_err(CliError::Usage))
+                .collect::<Result<Vec<_>, _>>()?;
+            let update = UserUpdate {
+                roles: Some(roles),
+                ..UserUpdate::default()
+            };
+            let user = admin
+                .update_user(&Actor::Cli, UserRef::Name(&username), update)
+                .await?;
+            emit(&format!(
+                "roles of {}: [{}]\n",
+                user.username,
+                user.roles.join(", ")
+            ))?;
         }
         UsersCommand::RevokeTokens { name } => {
             let username = Username::parse(&name).map_err(CliError::Usage)?;
             let user = admin
                 .revoke_user_tokens(&Actor::Cli, UserRef::Name(&username))
                 .await?;
-            println!(
-                "revoked every refresh token of {} (token version {})",
+            emit(&format!(
+                "revoked every refresh token of {} (token version {})\n",
                 user.username, user.token_version
-            );
+            ))?;
         }
         UsersCommand::Passwd {
             name,
@@ -298,13 +393,92 @@ async fn users(command: UsersCommand) -> Result<(), CliError> {
             let user = admin
                 .reset_password(&Actor::Cli, &hasher, UserRef::Name(&username), password)
                 .await?;
-            println!(
-                "set the password of {}; every session ended (token version {})",
+            emit(&format!(
+                "set the password of {}; every session ended (token version {})\n",
                 user.username, user.token_version
-            );
+            ))?;
         }
     }
     Ok(())
+}
+
+/// Writes `text` to standard output; a closed pipe (`| head -1`) ends the command quietly
+/// ([`CliError::ClosedOutput`]) instead of the panic `println!` would raise.
+fn emit(text: &str) -> Result<(), CliError> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(CliError::ClosedOutput),
+        Err(e) => Err(CliError::Usage(format!("writing to standard output: {e}"))),
+    }
+}
+
+/// `value` as one pretty-printed JSON document with a final newline.
+fn to_json(value: &impl serde::Serialize) -> Result<String, CliError> {
+    serde_json::to_string_pretty(value)
+        .map(|json| json + "\n")
+        .map_err(|e| CliError::Usage(format!("cannot write JSON: {e}")))
+}
+
+/// Users as a table with aligned columns.
+fn user_table(users: &[UserView]) -> String {
+    let header = ["username", "id", "state", "created", "roles"];
+    let rows: Vec<[String; 5]> = users
+        .iter()
+        .map(|u| {
+            [
+                u.username.clone(),
+                u.id.clone(),
+                state(u.disabled).to_string(),
+                u.created_at.clone(),
+                u.roles.join(","),
+            ]
+        })
+        .collect();
+    let mut widths = header.map(str::len);
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let header = header.map(String::from);
+    for row in std::iter::once(&header).chain(&rows) {
+        let [name, id, state, created, roles] = row;
+        let _ = writeln!(
+            out,
+            "{name:<w0$}  {id:<w1$}  {state:<w2$}  {created:<w3$}  {roles}",
+            w0 = widths[0],
+            w1 = widths[1],
+            w2 = widths[2],
+            w3 = widths[3],
+        );
+    }
+    out.lines()
+        .map(|l| l.trim_end().to_string() + "\n")
+        .collect()
+}
+
+/// One user, a field a line.
+fn user_details(user: &UserView) -> String {
+    format!(
+        "username:      {}\nid:            {}\nstate:         {}\nroles:         {}\n\
+         created:       {}\ntoken version: {}\n",
+        user.username,
+        user.id,
+        state(user.disabled),
+        if user.roles.is_empty() {
+            "-".to_string()
+        } else {
+            user.roles.join(",")
+        },
+        user.created_at,
+        user.token_version
+    )
+}
+
+fn state(disabled: bool) -> &'static str {
+    if disabled { "disabled" } else { "enabled" }
 }
 
 async fn clients(command: ClientsCommand) -> Result<(), CliError> {

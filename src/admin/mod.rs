@@ -6,8 +6,11 @@
 
 mod actor;
 mod service;
+mod users;
 
 pub use actor::{ADMIN, Actor, Admin, NotAdmin, client_still_admin, still_admin, user_still_admin};
 pub use service::{
     AdminError, AdminService, AuditFailure, NewAccount, NewServiceClient, PasswordChange, UserRef,
+    UserUpdate,
 };
+pub use users::{UserView, rfc3339};

@@ -95,6 +95,15 @@ pub struct PasswordChange {
     pub address: Option<IpAddr>,
 }
 
+/// A change of a user's roles and state; `None` leaves it as it is.
+#[derive(Debug, Default)]
+pub struct UserUpdate {
+    /// The new roles (duplicates are dropped); empty for none.
+    pub roles: Option<Vec<Role>>,
+    /// Disable (`true`) or enable (`false`) the user.
+    pub disabled: Option<bool>,
+}
+
 /// A user named by id (the HTTP API) or by name (the CLI).
 #[derive(Clone, Copy, Debug)]
 pub enum UserRef<'a> {
@@ -187,6 +196,80 @@ impl AdminService {
             actor,
             now,
             "users.revoke_tokens",
+            Some(user.id.clone()),
+            Some(detail),
+        )
+        .await?;
+        Ok(user)
+    }
+
+    /// The user `user` names.
+    pub async fn user(&self, user: UserRef<'_>) -> Result<User, AdminError> {
+        self.resolve(user).await
+    }
+
+    /// Up to `limit` users whose name starts with `prefix` (normalised as names are) and sorts
+    /// after `after`, by username: one page of a listing.
+    pub async fn list_users_page(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<User>, AdminError> {
+        let prefix = Username::normalise(prefix);
+        Ok(self.store.list_users_page(&prefix, after, limit).await?)
+    }
+
+    /// Changes a user's roles and/or state, audited once: `users.roles` for roles alone,
+    /// `users.disable` or `users.enable` for the state alone, `users.update` for both.
+    /// Disabling bumps the token version (as [`AdminService::disable_user`]); enabling does not
+    /// bring old tokens back.
+    pub async fn update_user(
+        &self,
+        actor: &Actor,
+        user: UserRef<'_>,
+        update: UserUpdate,
+    ) -> Result<User, AdminError> {
+        let mut user = self.resolve(user).await?;
+        let now = self.clock.now();
+        let action = match (&update.roles, update.disabled) {
+            (None, None) => return Ok(user),
+            (Some(_), None) => "users.roles",
+            (None, Some(true)) => "users.disable",
+            (None, Some(false)) => "users.enable",
+            (Some(_), Some(_)) => "users.update",
+        };
+        if let Some(roles) = update.roles {
+            user = self.store.set_roles(&user.id, &dedup(roles), now).await?;
+        }
+        if let Some(disabled) = update.disabled {
+            user = self
+                .store
+                .set_disabled(&user.username, disabled, now)
+                .await?;
+        }
+        let detail = format!(
+            "roles={} disabled={} token_version={}",
+            user.roles.join(","),
+            user.disabled,
+            user.token_version
+        );
+        self.audit(actor, now, action, Some(user.id.clone()), Some(detail))
+            .await?;
+        Ok(user)
+    }
+
+    /// Deletes a user (`users.delete`): every refresh family they hold goes with them, and
+    /// their access tokens fail every online check, which finds no such user.
+    pub async fn delete_user(&self, actor: &Actor, user: UserRef<'_>) -> Result<User, AdminError> {
+        let id = self.user_id(user).await?;
+        let now = self.clock.now();
+        let user = self.store.delete_user(&id).await?;
+        let detail = format!("username={}", user.username);
+        self.audit(
+            actor,
+            now,
+            "users.delete",
             Some(user.id.clone()),
             Some(detail),
         )
@@ -386,6 +469,21 @@ impl AdminService {
                 }),
             },
         }
+    }
+
+    /// The user `user` names; an unknown name is [`AdminError::NoSuchUser`], an unknown id a
+    /// store `not found`.
+    async fn resolve(&self, user: UserRef<'_>) -> Result<User, AdminError> {
+        let found = match user {
+            UserRef::Id(id) => self.store.user_by_id(id).await?,
+            UserRef::Name(name) => self.store.user_by_username(name.as_str()).await?,
+        };
+        found.ok_or_else(|| match user {
+            UserRef::Id(id) => StoreError::NotFound(format!("user {id}")).into(),
+            UserRef::Name(name) => AdminError::NoSuchUser {
+                username: name.as_str().to_string(),
+            },
+        })
     }
 
     /// Appends the audit entry of a committed change; a failure is handled as

@@ -58,14 +58,16 @@ pub struct NewUser {
     pub roles: Vec<Role>,
 }
 
-/// A checked username: 1 to 64 characters of `a-z 0-9 . _ @ + -`, lower-cased, so that `Alice`
-/// and `alice` are one account on every backend.
+/// A checked username: 1 to 64 characters of `a-z 0-9 . _ @ + -` after normalisation (Unicode
+/// NFKC, then lower case), so that `Alice`, `ALICE` and the fullwidth `ａｌｉｃｅ` are one account
+/// on every backend. The one entry point for names: login, sign-up, the CLI and the admin API.
+/// Stored names were always ASCII lower case, which this normalisation leaves unchanged.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Username(String);
 
 impl Username {
     pub fn parse(raw: &str) -> Result<Username, String> {
-        let name = raw.trim().to_ascii_lowercase();
+        let name = Username::normalise(raw);
         if name.is_empty() || name.len() > 64 {
             return Err("a username has 1 to 64 characters".into());
         }
@@ -76,6 +78,13 @@ impl Username {
             return Err("a username may contain only letters, digits and . _ @ + -".into());
         }
         Ok(Username(name))
+    }
+
+    /// `raw` normalised as names are, unchecked: for a prefix to search by.
+    pub fn normalise(raw: &str) -> String {
+        use unicode_normalization::UnicodeNormalization;
+        let name = raw.trim().nfkc().collect::<String>().to_lowercase();
+        name.trim().to_string()
     }
 
     pub fn as_str(&self) -> &str {
@@ -148,6 +157,19 @@ pub trait UserStore: Send + Sync + 'static {
     ) -> Result<User, StoreError>;
     /// The user with this id.
     async fn user_by_id(&self, id: &str) -> Result<Option<User>, StoreError>;
+    /// Up to `limit` users whose name starts with `prefix` and sorts after `after` (byte order),
+    /// by username.
+    async fn list_users_page(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<User>, StoreError>;
+    /// Replaces the roles of the user with this id.
+    async fn set_roles(&self, user_id: &str, roles: &[Role], now: i64) -> Result<User, StoreError>;
+    /// Deletes the user with this id, with every refresh family (and token) they hold; returns
+    /// the deleted user.
+    async fn delete_user(&self, user_id: &str) -> Result<User, StoreError>;
     /// "Log out everywhere": increments the user's token version, so every refresh token the
     /// user holds stops working at once.
     async fn revoke_user_tokens(&self, user_id: &str, now: i64) -> Result<User, StoreError>;
@@ -278,6 +300,12 @@ mod tests {
         assert!(Username::parse("a b").is_err());
         assert!(Username::parse("robert'); drop table users;--").is_err());
         assert!(Username::parse(&"x".repeat(65)).is_err());
+        assert_eq!(Username::parse("ALICE").unwrap().as_str(), "alice");
+        assert_eq!(Username::parse("ａｌｉｃｅ").unwrap().as_str(), "alice");
+        assert!(
+            Username::parse("ålice").is_err(),
+            "only ASCII after normalisation"
+        );
     }
 
     #[test]

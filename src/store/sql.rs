@@ -24,7 +24,7 @@ use sqlx::{
 
 use super::{
     AuditEvent, AuditStore, Client, ClientStore, Family, GrantType, HealthCheck, NewClient,
-    NewRefreshToken, NewUser, RefreshOutcome, RefreshRecord, SessionStore, StoreError, User,
+    NewRefreshToken, NewUser, RefreshOutcome, RefreshRecord, Role, SessionStore, StoreError, User,
     UserStore, insert_error, random_id, split_scope,
 };
 use crate::keys::Alg;
@@ -278,6 +278,74 @@ sql_impl! {
         async fn user_by_id(&self, id: &str) -> Result<Option<User>, StoreError> {
             let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1");
             self.find(&sql, id, user_from_row::<DB>).await
+        }
+
+        async fn list_users_page(
+            &self,
+            prefix: &str,
+            after: Option<&str>,
+            limit: u32,
+        ) -> Result<Vec<User>, StoreError> {
+            let order = DB::BYTE_ORDER;
+            // `LIKE` with `_`, `%` and `\` escaped; names are lower case, so SQLite's
+            // ASCII-case-insensitive LIKE matches as PostgreSQL's does.
+            let pattern: String = prefix
+                .chars()
+                .flat_map(|c| match c {
+                    '_' | '%' | '\\' => vec!['\\', c],
+                    c => vec![c],
+                })
+                .chain(['%'])
+                .collect();
+            let sql = format!(
+                "SELECT {USER_COLUMNS} FROM users
+                 WHERE username LIKE $1 ESCAPE '\\' AND ($2 IS NULL OR username{order} > $2)
+                 ORDER BY username{order} LIMIT $3"
+            );
+            let rows = sqlx::query(&sql)
+                .bind(pattern.as_str())
+                .bind(after)
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?;
+            rows.iter().map(user_from_row::<DB>).collect()
+        }
+
+        async fn set_roles(
+            &self,
+            user_id: &str,
+            roles: &[Role],
+            now: i64,
+        ) -> Result<User, StoreError> {
+            let roles: Vec<String> = roles.iter().map(|r| r.as_str().to_string()).collect();
+            let stored_roles = DB::to_list(&roles, "users.roles")?;
+            let row = sqlx::query(&format!(
+                "UPDATE users SET roles = $1, updated_at = $2 WHERE id = $3
+                 RETURNING {USER_COLUMNS}"
+            ))
+            .bind(stored_roles)
+            .bind(now)
+            .bind(user_id)
+            .fetch_optional(&self.pool)
+            .await?;
+            match row {
+                Some(row) => user_from_row(&row),
+                None => Err(StoreError::NotFound(format!("user {user_id}"))),
+            }
+        }
+
+        async fn delete_user(&self, user_id: &str) -> Result<User, StoreError> {
+            // The families and their tokens go with the user (ON DELETE CASCADE in both schemas).
+            let row = sqlx::query(&format!(
+                "DELETE FROM users WHERE id = $1 RETURNING {USER_COLUMNS}"
+            ))
+            .bind(user_id)
+            .fetch_optional(&self.pool)
+            .await?;
+            match row {
+                Some(row) => user_from_row(&row),
+                None => Err(StoreError::NotFound(format!("user {user_id}"))),
+            }
         }
 
         async fn revoke_user_tokens(&self, user_id: &str, now: i64) -> Result<User, StoreError> {

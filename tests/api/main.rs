@@ -24,4 +24,5 @@ mod trust_clients;
 mod trust_keys;
 mod trust_revoke;
 mod trust_throttle;
+mod users_admin;
 mod verify;

@@ -1209,3 +1209,59 @@ async fn log_out_everywhere_on_one_replica_ends_live_access_tokens_on_the_other(
         Status::Ok
     );
 }
+
+#[rocket::async_test]
+async fn pg_store_pages_users_sets_roles_and_deletes_with_their_families() {
+    let Some(store) = pg_store().await else {
+        return;
+    };
+    let now = 1_800_000_000;
+    for name in ["ann", "al_x", "alx", "bob"] {
+        store.create_user(new_user(name, &[]), now).await.unwrap();
+    }
+    let page = |prefix: &'static str, after: Option<&'static str>, limit: u32| {
+        let store = &store;
+        async move {
+            store
+                .list_users_page(prefix, after, limit)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|u| u.username)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(page("", None, 2).await, ["al_x", "alx"], "byte order");
+    assert_eq!(page("", Some("alx"), 2).await, ["ann", "bob"]);
+    assert_eq!(page("a", Some("al_x"), 10).await, ["alx", "ann"]);
+    assert_eq!(page("al_", None, 10).await, ["al_x"], "`_` is no wildcard");
+    assert!(page("c", None, 10).await.is_empty());
+
+    let ann = store.user_by_username("ann").await.unwrap().unwrap();
+    let ops = [Role::parse("ops").unwrap(), Role::parse("admin").unwrap()];
+    let changed = store.set_roles(&ann.id, &ops, now + 1).await.unwrap();
+    assert_eq!(changed.roles, ["ops", "admin"]);
+    assert_eq!(changed.token_version, 0);
+    assert!(
+        store
+            .set_roles(&ann.id, &[], now + 2)
+            .await
+            .unwrap()
+            .roles
+            .is_empty()
+    );
+    let missing = store.set_roles("nope", &[], now).await.unwrap_err();
+    assert!(matches!(missing, StoreError::NotFound(_)), "{missing}");
+
+    let (_, first) = start_family(&store, &ann.id, now).await;
+    assert!(store.refresh_record(&first).await.unwrap().is_some());
+    let deleted = store.delete_user(&ann.id).await.unwrap();
+    assert_eq!(deleted.username, "ann");
+    assert!(store.user_by_id(&ann.id).await.unwrap().is_none());
+    assert!(
+        store.refresh_record(&first).await.unwrap().is_none(),
+        "the families and tokens go with the user"
+    );
+    let again = store.delete_user(&ann.id).await.unwrap_err();
+    assert!(matches!(again, StoreError::NotFound(_)), "{again}");
+}
