@@ -9,7 +9,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::App;
 use crate::admin::{Admin, UserRef};
-use crate::auth::Password;
 use crate::error::ApiError;
 
 use super::json_error;
@@ -66,7 +65,11 @@ async fn reset_password(
     body: Result<Json<ResetBody>, json::Error<'_>>,
 ) -> Result<Status, ApiError> {
     let body = body.map_err(json_error)?.into_inner();
-    let password = Password::new_checked(body.password)
+    let password = app
+        .config
+        .password_policy
+        .check(body.password, &[])
+        .await
         .map_err(|e| ApiError::invalid_request(format!("password: {e}")))?;
     app.admin
         .reset_password(&admin.actor, &app.passwords, UserRef::Id(id), password)
