@@ -884,7 +884,7 @@ mod tests {
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), Settings::NAMES.len());
-        assert_eq!(Settings::NAMES.len(), 28);
+        assert_eq!(Settings::NAMES.len(), 32);
         assert!(
             Settings::NAMES
                 .iter()

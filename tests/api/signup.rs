@@ -24,7 +24,7 @@ async fn signup_from<'a>(app: &'a TestApp, address: &str, body: &str) -> LocalRe
         .post("/signup")
         .remote(SocketAddr::new(address.parse().unwrap(), 40000))
         .header(ContentType::JSON)
-        .body(body.to_string())
+        .body(body)
         .dispatch()
         .await
 }
