@@ -33,7 +33,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
-use crate::auth::ThrottlePolicy;
+use crate::auth::{PasswordPolicy, ThrottlePolicy};
 use crate::keys::{Alg, Kek, KekError, Lifecycle};
 use crate::tokens::refresh::RefreshPolicy;
 
@@ -107,6 +107,16 @@ settings! {
     default_client_id: String = "stamp".into();
     /// Upper bound of concurrent argon2 computations (0: the number of cores).
     password_concurrency: usize = 0;
+    /// Fewest bytes in a new password (NIST SP 800-63B: at least 8).
+    password_min_length: usize = 8, check = within(1..=1_024, " bytes");
+    /// Most bytes in a new password; login refuses anything over 1024 bytes, so that is the
+    /// ceiling.
+    password_max_length: usize = 1_024, check = within(8..=1_024, " bytes");
+    /// Lowest `zxcvbn` strength (0 to 4) of a new password: common, leaked and guessable
+    /// passwords (and ones derived from the username) score low. 0 turns the check off.
+    password_min_score: u8 = 3, check = within(0..=4, "");
+    /// `POST /signup`: anyone may create an account (throttled per address like login).
+    signup: bool = false;
     /// Login password checks that may wait for an argon2 permit; beyond them a login is answered
     /// `503` with `Retry-After` at once.
     password_queue: usize = 32, check = within(0..=100_000, " requests");
@@ -180,6 +190,10 @@ pub struct Config {
     pub password_concurrency: usize,
     /// Login password checks that may wait for an argon2 permit.
     pub password_queue: usize,
+    /// What a new password must meet.
+    pub password_policy: PasswordPolicy,
+    /// Whether `POST /signup` is open.
+    pub signup: bool,
     /// Seconds a service client's record is cached (0: off).
     pub client_cache_ttl: u64,
     /// Signing keys: algorithm, store and lifecycle.
@@ -433,6 +447,12 @@ impl Settings {
                 rule: "must be at least refresh_token_ttl",
             });
         }
+        if self.password_min_length > self.password_max_length {
+            return Err(ConfigError::Rule {
+                setting: "password_min_length",
+                rule: "must be at most password_max_length",
+            });
+        }
         let password_concurrency = match self.password_concurrency {
             // One argon2 computation per core: two on one core run slower per CPU-second and use
             // twice the memory (measured with bench/load.sh).
@@ -451,6 +471,12 @@ impl Settings {
             jwks_max_age: self.jwks_max_age,
             password_concurrency,
             password_queue: self.password_queue,
+            password_policy: PasswordPolicy {
+                min_length: self.password_min_length,
+                max_length: self.password_max_length,
+                min_score: self.password_min_score,
+            },
+            signup: self.signup,
             client_cache_ttl: self.client_cache_ttl,
             keys: KeyConfig {
                 signing_alg,
@@ -858,7 +884,7 @@ mod tests {
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), Settings::NAMES.len());
-        assert_eq!(Settings::NAMES.len(), 28);
+        assert_eq!(Settings::NAMES.len(), 32);
         assert!(
             Settings::NAMES
                 .iter()

@@ -227,7 +227,9 @@ impl From<AdminError> for ApiError {
             }
             AdminError::Auth(e) => e.into(),
             AdminError::Password(
-                e @ (PasswordError::TooShort { .. } | PasswordError::TooLong { .. }),
+                e @ (PasswordError::TooShort { .. }
+                | PasswordError::TooLong { .. }
+                | PasswordError::TooGuessable { .. }),
             ) => ApiError::invalid_request(e.to_string()),
             other => ApiError::internal(error_chain(&other)),
         }

@@ -195,6 +195,7 @@ pub async fn build_with_clock(
         .attach(routes::well_known::stage())
         .attach(routes::oauth::stage())
         .attach(routes::login::stage())
+        .attach(routes::signup::stage())
         .attach(routes::session::stage())
         .attach(routes::health::stage())
         .attach(routes::admin::stage())

@@ -280,7 +280,7 @@ async fn users(command: UsersCommand) -> Result<(), CliError> {
                 .chain(is_admin.then_some(ADMIN))
                 .map(|role| Role::parse(role).map_err(CliError::Usage))
                 .collect::<Result<Vec<_>, _>>()?;
-            let password = read_new_password(password_stdin)?;
+            let password = read_new_password(&config, username.as_str(), password_stdin).await?;
             let hasher = PasswordHasher::new(1).await.map_err(StartError::from)?;
             let account = NewAccount {
                 username,
@@ -388,7 +388,7 @@ async fn users(command: UsersCommand) -> Result<(), CliError> {
             password_stdin,
         } => {
             let username = Username::parse(&name).map_err(CliError::Usage)?;
-            let password = read_new_password(password_stdin)?;
+            let password = read_new_password(&config, username.as_str(), password_stdin).await?;
             let hasher = PasswordHasher::new(1).await.map_err(StartError::from)?;
             let user = admin
                 .reset_password(&Actor::Cli, &hasher, UserRef::Name(&username), password)
@@ -580,8 +580,13 @@ async fn clients(command: ClientsCommand) -> Result<(), CliError> {
     Ok(())
 }
 
-/// A new password from stdin (`--password-stdin`) or an interactive prompt without echo.
-fn read_new_password(from_stdin: bool) -> Result<Password, CliError> {
+/// A new password from stdin (`--password-stdin`) or an interactive prompt without echo,
+/// checked against the configured password policy (`username` counts as guessable).
+async fn read_new_password(
+    config: &Config,
+    username: &str,
+    from_stdin: bool,
+) -> Result<Password, CliError> {
     let raw = if from_stdin {
         let mut line = String::new();
         std::io::stdin()
@@ -603,7 +608,11 @@ fn read_new_password(from_stdin: bool) -> Result<Password, CliError> {
             "no terminal to prompt on: pass --password-stdin".into(),
         ));
     };
-    Password::new_checked(raw).map_err(|e| CliError::Usage(e.to_string()))
+    config
+        .password_policy
+        .check(raw, &[username])
+        .await
+        .map_err(|e| CliError::Usage(e.to_string()))
 }
 
 /// The key set for `algs`, opened as the server does ([`KeyManager::open_for`]).

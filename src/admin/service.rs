@@ -151,6 +151,30 @@ impl AdminService {
         Ok(user)
     }
 
+    /// Someone signs up (`POST /signup`): a user without roles is created with a hashed
+    /// password, audited as `users.signup` with the new user as actor.
+    pub async fn sign_up(
+        &self,
+        passwords: &PasswordHasher,
+        username: Username,
+        password: Password,
+    ) -> Result<User, AdminError> {
+        let password_hash = passwords.hash(password).await?;
+        let user = NewUser {
+            username,
+            password_hash,
+            roles: Vec::new(),
+        };
+        let now = self.clock.now();
+        let user = self.store.create_user(user, now).await?;
+        let actor = Actor::User {
+            id: user.id.clone(),
+        };
+        self.audit(&actor, now, "users.signup", Some(user.id.clone()), None)
+            .await?;
+        Ok(user)
+    }
+
     /// Every user.
     pub async fn list_users(&self) -> Result<Vec<User>, AdminError> {
         Ok(self.store.list_users().await?)

@@ -8,7 +8,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::keys::{Alg, KeyError, KeyManager};
 use crate::store::{
-    Family, GrantType, NewRefreshToken, Store, StoreError, User, Username, random_id,
+    Client, Family, GrantType, NewRefreshToken, Store, StoreError, User, Username, random_id,
 };
 use crate::tokens::refresh::{RefreshPolicy, RefreshToken, Rejection};
 use crate::tokens::{IssuedToken, Subject, TokenError, TokenIssuer};
@@ -209,7 +209,53 @@ impl Authenticator {
             _ => return Err(AuthError::InvalidGrant),
         };
         self.throttle.succeeded(reservation);
-        let scope = self.grant_scope(&user.roles, request.scope.as_deref())?;
+        self.start_session(&user, client, request.scope.as_deref(), now)
+            .await
+    }
+
+    /// Counts a sign-up against its client address with the login throttle, before anything
+    /// else is done: refused with [`AuthError::Throttled`] while the address is held back.
+    /// Every counted sign-up stays counted, the successful ones too, so one address gets
+    /// `4 × login_throttle_failures` sign-ups (and failed logins) before it is slowed down.
+    pub fn reserve_signup(&self, address: Option<IpAddr>, now: i64) -> Result<(), AuthError> {
+        let attempt = Attempt {
+            username: None,
+            address,
+            device: None,
+        };
+        let reservation =
+            self.throttle
+                .reserve(&attempt, now)
+                .map_err(|t| AuthError::Throttled {
+                    retry_after: t.retry_after,
+                })?;
+        // Dropped: the sign-up stays counted.
+        drop(reservation);
+        Ok(())
+    }
+
+    /// Logs in a user who has just signed up (their password was set a moment ago): an access
+    /// token and the first refresh token of a new family, for a client allowed the password
+    /// grant, exactly as [`Authenticator::password_grant`] issues them.
+    pub async fn signup_session(
+        &self,
+        user: &User,
+        client: PresentedClient,
+        now: i64,
+    ) -> Result<Session, AuthError> {
+        let client = self.client_for_grant(client, GrantType::Password).await?;
+        self.start_session(user, client, None, now).await
+    }
+
+    /// The tokens of a new login: the access token and the first refresh token of a new family.
+    async fn start_session(
+        &self,
+        user: &User,
+        client: Client,
+        requested_scope: Option<&str>,
+        now: i64,
+    ) -> Result<Session, AuthError> {
+        let scope = self.grant_scope(&user.roles, requested_scope)?;
         let client_id = client.id;
         let subject = Subject {
             sub: user.id.clone(),

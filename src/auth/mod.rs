@@ -17,6 +17,6 @@ pub use clients::{ClientCredentials, ClientSecret, PresentedClient, ensure_defau
 pub use device::{DEVICE_COOKIE, DEVICE_COOKIE_TTL, DeviceCookies};
 pub use login::{AuthError, Authenticator, IssuedRefresh, LoginRequest, Session};
 pub use online::{LiveToken, OnlineError, TokenOwner};
-pub use password::{Admitted, Password, PasswordError, PasswordHasher};
+pub use password::{Admitted, Password, PasswordError, PasswordHasher, PasswordPolicy};
 pub use sessions::{Introspection, RefreshRequest, TokenHint};
 pub use throttle::{Attempt, Reservation, Throttle, ThrottleKey, ThrottlePolicy, Throttled};

@@ -39,7 +39,8 @@ impl Password {
         Ok(Password(raw))
     }
 
-    /// A new password: checked against the length policy.
+    /// A new password checked against the default length bounds only (tests, fixtures); new
+    /// passwords from people go through [`PasswordPolicy::check`].
     pub fn new_checked(raw: String) -> Result<Password, PasswordError> {
         let len = raw.len();
         if len < Self::MIN_LEN {
@@ -67,16 +68,96 @@ impl fmt::Debug for Password {
     }
 }
 
-/// A new password that breaks the length policy, or a hashing failure.
+/// The rules a new password must meet (settings `password_min_length`, `password_max_length`,
+/// `password_min_score`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PasswordPolicy {
+    /// Fewest bytes.
+    pub min_length: usize,
+    /// Most bytes; at most [`Password::MAX_LEN`], which login enforces.
+    pub max_length: usize,
+    /// Lowest `zxcvbn` score (0 to 4) accepted; 0 turns the check off.
+    pub min_score: u8,
+}
+
+impl Default for PasswordPolicy {
+    fn default() -> PasswordPolicy {
+        PasswordPolicy {
+            min_length: Password::MIN_LEN,
+            max_length: Password::MAX_LEN,
+            min_score: 3,
+        }
+    }
+}
+
+impl PasswordPolicy {
+    /// `raw` as a new password if it meets the policy: the length first (cheap), then the
+    /// `zxcvbn` score on the blocking pool, with `user_inputs` (the username) counted as known
+    /// to an attacker. The refusal names the rule broken.
+    pub async fn check(
+        &self,
+        raw: String,
+        user_inputs: &[&str],
+    ) -> Result<Password, PasswordError> {
+        let raw = Zeroizing::new(raw);
+        let len = raw.len();
+        if len < self.min_length {
+            return Err(PasswordError::TooShort {
+                min: self.min_length,
+            });
+        }
+        if len > self.max_length {
+            return Err(PasswordError::TooLong {
+                max: self.max_length,
+            });
+        }
+        if self.min_score == 0 {
+            return Ok(Password(raw));
+        }
+        let inputs: Vec<String> = user_inputs.iter().map(|s| s.to_string()).collect();
+        let min = self.min_score;
+        tokio::task::spawn_blocking(move || {
+            let inputs: Vec<&str> = inputs.iter().map(String::as_str).collect();
+            let entropy = zxcvbn::zxcvbn(&raw, &inputs);
+            let score = u8::from(entropy.score());
+            if score < min {
+                let warning = entropy
+                    .feedback()
+                    .and_then(|f| f.warning())
+                    .map(|w| w.to_string());
+                return Err(PasswordError::TooGuessable {
+                    score,
+                    min,
+                    warning,
+                });
+            }
+            Ok(Password(raw))
+        })
+        .await
+        .map_err(PasswordError::Task)?
+    }
+}
+
+/// A new password that breaks the policy, or a hashing failure.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum PasswordError {
-    /// Shorter than [`Password::MIN_LEN`].
-    #[error("a password needs at least {min} characters")]
+    /// Shorter than the policy's minimum.
+    #[error("password too short: a password needs at least {min} characters")]
     TooShort { min: usize },
-    /// Longer than [`Password::MAX_LEN`] bytes.
-    #[error("a password has at most {max} bytes")]
+    /// Longer than the policy's maximum (or [`Password::MAX_LEN`]) in bytes.
+    #[error("password too long: a password has at most {max} bytes")]
     TooLong { max: usize },
+    /// Common or guessable: `zxcvbn` scored it below the policy's minimum.
+    #[error(
+        "password too easy to guess (strength {score} of 4, at least {min} needed){}",
+        warning.as_deref().map(|w| format!(": {w}")).unwrap_or_default()
+    )]
+    TooGuessable {
+        score: u8,
+        min: u8,
+        warning: Option<String>,
+    },
     /// argon2 refused to hash.
     #[error("password hashing failed: {0}")]
     Hash(#[source] argon2::password_hash::Error),
@@ -371,6 +452,32 @@ mod tests {
             format!("{:?}", Password::for_login("secret".into()).unwrap()),
             "Password(<hidden>)"
         );
+    }
+
+    #[tokio::test]
+    async fn the_policy_refuses_short_long_common_and_username_derived_passwords() {
+        let policy = PasswordPolicy::default();
+        let refused = |r: Result<Password, PasswordError>| r.err().map(|e| e.to_string());
+        let short = refused(policy.check("short".into(), &[]).await).unwrap();
+        assert!(short.contains("too short"), "{short}");
+        let long = refused(policy.check("x".repeat(1025), &[]).await).unwrap();
+        assert!(long.contains("too long"), "{long}");
+        for common in ["password1234", "qwertyuiop"] {
+            let err = refused(policy.check(common.into(), &[]).await).unwrap();
+            assert!(err.contains("too easy to guess"), "{common}: {err}");
+        }
+        assert!(policy.check("alice123".into(), &["alice"]).await.is_err());
+        assert!(
+            policy
+                .check("correct horse battery staple".into(), &["alice"])
+                .await
+                .is_ok()
+        );
+        let lax = PasswordPolicy {
+            min_score: 0,
+            ..policy
+        };
+        assert!(lax.check("password1234".into(), &[]).await.is_ok());
     }
 
     #[tokio::test]

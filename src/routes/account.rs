@@ -41,7 +41,11 @@ async fn change_password(
     body: Result<Json<ChangeBody>, json::Error<'_>>,
 ) -> Result<Status, ApiError> {
     let body = body.map_err(json_error)?.into_inner();
-    let new = Password::new_checked(body.new_password)
+    let new = app
+        .config
+        .password_policy
+        .check(body.new_password, &[holder.user.username.as_str()])
+        .await
         .map_err(|e| ApiError::invalid_request(format!("new_password: {e}")))?;
     let current = Password::for_login(body.current_password)
         .map_err(|e| ApiError::invalid_request(format!("current_password: {e}")))?;

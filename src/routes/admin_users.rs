@@ -10,7 +10,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::App;
 use crate::admin::{Admin, NewAccount, UserRef, UserUpdate, UserView};
-use crate::auth::Password;
 use crate::error::ApiError;
 use crate::store::{Role, Username};
 
@@ -105,7 +104,11 @@ async fn create_user(
     let username = Username::parse(&body.username)
         .map_err(|e| ApiError::invalid_request(format!("username: {e}")))?;
     let roles = parse_roles(&body.roles)?;
-    let password = Password::new_checked(body.password)
+    let password = app
+        .config
+        .password_policy
+        .check(body.password, &[username.as_str()])
+        .await
         .map_err(|e| ApiError::invalid_request(format!("password: {e}")))?;
     let account = NewAccount {
         username,
@@ -221,7 +224,11 @@ async fn reset_password(
     body: Result<Json<ResetBody>, json::Error<'_>>,
 ) -> Result<Status, ApiError> {
     let body = body.map_err(json_error)?.into_inner();
-    let password = Password::new_checked(body.password)
+    let password = app
+        .config
+        .password_policy
+        .check(body.password, &[])
+        .await
         .map_err(|e| ApiError::invalid_request(format!("password: {e}")))?;
     app.admin
         .reset_password(&admin.actor, &app.passwords, UserRef::Id(id), password)

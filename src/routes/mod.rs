@@ -17,6 +17,7 @@ pub mod health;
 pub mod login;
 pub mod oauth;
 pub mod session;
+pub mod signup;
 pub mod well_known;
 
 mod responses;

@@ -20,6 +20,7 @@ mod postgres;
 mod rotation;
 mod secrets;
 mod sessions;
+mod signup;
 mod trust_clients;
 mod trust_keys;
 mod trust_revoke;
