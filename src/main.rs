@@ -112,9 +112,37 @@ enum ClientsCommand {
         alg: Option<String>,
     },
     /// List clients.
-    List,
+    List {
+        /// Print a JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one client.
+    Show {
+        id: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Enable a client again.
+    Enable { id: String },
     /// Disable a client: it cannot authenticate from now on.
     Disable { id: String },
+    /// Delete a client: its refresh tokens are revoked and its own tokens fail online checks.
+    Delete {
+        id: String,
+        /// Confirm the deletion.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Give a confidential client a new secret, printed once on stdout.
+    RotateSecret {
+        id: String,
+        /// Keep the old secret valid for this many seconds (at most 7 days); default: it stops
+        /// working at once.
+        #[arg(long = "overlap", value_name = "SECS")]
+        overlap: Option<u64>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -368,35 +396,50 @@ async fn clients(command: ClientsCommand) -> Result<(), CliError> {
             );
             println!("{}", secret.expose());
         }
-        ClientsCommand::List => {
-            println!(
-                "{:<32} {:<9} {:<12} {:<6} {:<40} {:<24} redirect_uris",
-                "id", "state", "type", "alg", "grants", "scopes"
-            );
-            for client in admin.list_clients().await? {
-                let state = if client.disabled {
-                    "disabled"
-                } else {
-                    "enabled"
-                };
-                let kind = if client.public {
-                    "public"
-                } else {
-                    "confidential"
-                };
-                let alg = client.alg.map_or("-", |a| a.as_str());
-                let grants: Vec<&str> = client.grants.iter().map(|g| g.as_str()).collect();
-                println!(
-                    "{:<32} {:<9} {:<12} {:<6} {:<40} {:<24} {}",
-                    client.id,
-                    state,
-                    kind,
-                    alg,
-                    grants.join(","),
-                    client.scopes.join(" "),
-                    client.redirect_uris.join(" ")
-                );
+        ClientsCommand::List { json } => {
+            let clients = admin.list_clients().await?;
+            if json {
+                return print_json(&clients);
             }
+            print_out(&client_table(&clients))?;
+        }
+        ClientsCommand::Show { id, json } => {
+            let client = admin.client(&id).await?;
+            if json {
+                return print_json(&client);
+            }
+            print_out(&client_details(&client))?;
+        }
+        ClientsCommand::Enable { id } => {
+            let client = admin.enable_client(&Actor::Cli, &id).await?;
+            println!("enabled client {}", client.id);
+        }
+        ClientsCommand::Delete { id, yes } => {
+            if !yes {
+                return Err(CliError::Usage(format!(
+                    "deleting client {id} revokes its refresh tokens; confirm with --yes"
+                )));
+            }
+            admin.delete_client(&Actor::Cli, &id).await?;
+            println!("deleted client {id}");
+        }
+        ClientsCommand::RotateSecret { id, overlap } => {
+            let (client, secret) = admin
+                .rotate_client_secret(&Actor::Cli, &id, overlap)
+                .await?;
+            match overlap.filter(|secs| *secs > 0) {
+                Some(secs) => eprintln!(
+                    "new secret for client {}; the old one stays valid for {secs} seconds. The \
+                     new secret follows and is shown only this once:",
+                    client.id
+                ),
+                None => eprintln!(
+                    "new secret for client {}; the old one no longer works. The new secret \
+                     follows and is shown only this once:",
+                    client.id
+                ),
+            }
+            print_out(&format!("{}\n", secret.expose()))?;
         }
         ClientsCommand::Disable { id } => {
             let client = admin.disable_client(&Actor::Cli, &id).await?;
@@ -404,6 +447,134 @@ async fn clients(command: ClientsCommand) -> Result<(), CliError> {
         }
     }
     Ok(())
+}
+
+/// Writes `text` to stdout; a closed pipe (`stamp clients list | head`) ends quietly.
+fn print_out(text: &str) -> Result<(), CliError> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(CliError::Usage(format!("writing to stdout: {e}")))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Prints `value` as pretty JSON and a newline.
+fn print_json<T: serde::Serialize>(value: &T) -> Result<(), CliError> {
+    let text = serde_json::to_string_pretty(value)
+        .map_err(|e| CliError::Usage(format!("encoding JSON: {e}")))?;
+    print_out(&format!("{text}\n"))
+}
+
+/// The clients as a table with aligned columns.
+fn client_table(clients: &[store::Client]) -> String {
+    let rows: Vec<[String; 8]> = clients
+        .iter()
+        .map(|c| {
+            [
+                c.id.clone(),
+                client_state(c).into(),
+                client_kind(c).into(),
+                c.alg.map_or("-", |a| a.as_str()).into(),
+                or_dash(client_grants(c).join(",")),
+                or_dash(c.scopes.join(" ")),
+                rfc3339(c.created_at),
+                or_dash(c.redirect_uris.join(" ")),
+            ]
+        })
+        .collect();
+    let header = [
+        "id",
+        "state",
+        "type",
+        "alg",
+        "grants",
+        "scopes",
+        "created",
+        "redirect_uris",
+    ]
+    .map(String::from);
+    let mut widths = header.clone().map(|h| h.len());
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in std::iter::once(&header).chain(&rows) {
+        let cells: Vec<String> = row
+            .iter()
+            .zip(widths)
+            .map(|(cell, width)| format!("{cell:<width$}"))
+            .collect();
+        out.push_str(cells.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// One client, a field a line.
+fn client_details(c: &store::Client) -> String {
+    let mut fields = vec![
+        ("id", c.id.clone()),
+        ("state", client_state(c).into()),
+        ("type", client_kind(c).into()),
+        ("alg", c.alg.map_or("-", |a| a.as_str()).into()),
+        ("grants", or_dash(client_grants(c).join(" "))),
+        ("scopes", or_dash(c.scopes.join(" "))),
+        ("redirect_uris", or_dash(c.redirect_uris.join(" "))),
+        ("created", rfc3339(c.created_at)),
+    ];
+    if let Some((_, until)) = c.previous_secret {
+        fields.push(("old secret valid until", rfc3339(until)));
+    }
+    fields
+        .iter()
+        .map(|(name, value)| format!("{:<23} {value}\n", format!("{name}:")))
+        .collect()
+}
+
+fn client_state(c: &store::Client) -> &'static str {
+    if c.disabled { "disabled" } else { "enabled" }
+}
+
+fn client_kind(c: &store::Client) -> &'static str {
+    if c.public { "public" } else { "confidential" }
+}
+
+fn client_grants(c: &store::Client) -> Vec<&'static str> {
+    c.grants.iter().map(|g| g.as_str()).collect()
+}
+
+fn or_dash(text: String) -> String {
+    if text.is_empty() { "-".into() } else { text }
+}
+
+/// Unix seconds as an RFC 3339 UTC time (`2026-11-30T04:42:29Z`).
+fn rfc3339(unix: i64) -> String {
+    let days = unix.div_euclid(86_400);
+    let secs = unix.rem_euclid(86_400);
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
 }
 
 /// A new password from stdin (`--password-stdin`) or an interactive prompt without echo.

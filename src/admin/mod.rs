@@ -9,5 +9,6 @@ mod service;
 
 pub use actor::{ADMIN, Actor, Admin, NotAdmin, client_still_admin, still_admin, user_still_admin};
 pub use service::{
-    AdminError, AdminService, AuditFailure, NewAccount, NewServiceClient, PasswordChange, UserRef,
+    AdminError, AdminService, AuditFailure, ClientUpdate, MAX_SECRET_OVERLAP, NewAccount,
+    NewServiceClient, PasswordChange, UserRef,
 };
