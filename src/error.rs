@@ -220,6 +220,9 @@ impl From<AdminError> for ApiError {
                 err.retry_after = Some(retry_after);
                 err
             }
+            e @ (AdminError::PublicClient { .. } | AdminError::OverlapTooLong { .. }) => {
+                ApiError::invalid_request(e.to_string())
+            }
             AdminError::Keys(e) => e.into(),
             AdminError::Store(e) => e.into(),
             AdminError::Auth(AuthError::InvalidGrant) => {

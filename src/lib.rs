@@ -199,6 +199,7 @@ pub async fn build_with_clock(
         .attach(routes::session::stage())
         .attach(routes::health::stage())
         .attach(routes::admin::stage())
+        .attach(routes::admin_clients::stage())
         .attach(routes::admin_users::stage())
         .attach(routes::account::stage())
         .attach(jobs::stage())

@@ -11,7 +11,7 @@ use secrecy::ExposeSecret;
 use stamp::StartError;
 use stamp::admin::{
     ADMIN, Actor, AdminError, AdminService, AuditFailure, NewAccount, NewServiceClient, UserRef,
-    UserUpdate, UserView,
+    UserUpdate, UserView, rfc3339,
 };
 use stamp::auth::{Password, PasswordHasher};
 use stamp::clock::Clock;
@@ -144,9 +144,37 @@ enum ClientsCommand {
         alg: Option<String>,
     },
     /// List clients.
-    List,
+    List {
+        /// Print a JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one client.
+    Show {
+        id: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Enable a client again.
+    Enable { id: String },
     /// Disable a client: it cannot authenticate from now on.
     Disable { id: String },
+    /// Delete a client: its refresh tokens are revoked and its own tokens fail online checks.
+    Delete {
+        id: String,
+        /// Confirm the deletion.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Give a confidential client a new secret, printed once on stdout.
+    RotateSecret {
+        id: String,
+        /// Keep the old secret valid for this many seconds (at most 7 days); default: it stops
+        /// working at once.
+        #[arg(long = "overlap", value_name = "SECS")]
+        overlap: Option<u64>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -542,35 +570,50 @@ async fn clients(command: ClientsCommand) -> Result<(), CliError> {
             );
             println!("{}", secret.expose());
         }
-        ClientsCommand::List => {
-            println!(
-                "{:<32} {:<9} {:<12} {:<6} {:<40} {:<24} redirect_uris",
-                "id", "state", "type", "alg", "grants", "scopes"
-            );
-            for client in admin.list_clients().await? {
-                let state = if client.disabled {
-                    "disabled"
-                } else {
-                    "enabled"
-                };
-                let kind = if client.public {
-                    "public"
-                } else {
-                    "confidential"
-                };
-                let alg = client.alg.map_or("-", |a| a.as_str());
-                let grants: Vec<&str> = client.grants.iter().map(|g| g.as_str()).collect();
-                println!(
-                    "{:<32} {:<9} {:<12} {:<6} {:<40} {:<24} {}",
-                    client.id,
-                    state,
-                    kind,
-                    alg,
-                    grants.join(","),
-                    client.scopes.join(" "),
-                    client.redirect_uris.join(" ")
-                );
+        ClientsCommand::List { json } => {
+            let clients = admin.list_clients().await?;
+            if json {
+                return print_json(&clients);
             }
+            emit(&client_table(&clients))?;
+        }
+        ClientsCommand::Show { id, json } => {
+            let client = admin.client(&id).await?;
+            if json {
+                return print_json(&client);
+            }
+            emit(&client_details(&client))?;
+        }
+        ClientsCommand::Enable { id } => {
+            let client = admin.enable_client(&Actor::Cli, &id).await?;
+            println!("enabled client {}", client.id);
+        }
+        ClientsCommand::Delete { id, yes } => {
+            if !yes {
+                return Err(CliError::Usage(format!(
+                    "deleting client {id} revokes its refresh tokens; confirm with --yes"
+                )));
+            }
+            admin.delete_client(&Actor::Cli, &id).await?;
+            println!("deleted client {id}");
+        }
+        ClientsCommand::RotateSecret { id, overlap } => {
+            let (client, secret) = admin
+                .rotate_client_secret(&Actor::Cli, &id, overlap)
+                .await?;
+            match overlap.filter(|secs| *secs > 0) {
+                Some(secs) => eprintln!(
+                    "new secret for client {}; the old one stays valid for {secs} seconds. The \
+                     new secret follows and is shown only this once:",
+                    client.id
+                ),
+                None => eprintln!(
+                    "new secret for client {}; the old one no longer works. The new secret \
+                     follows and is shown only this once:",
+                    client.id
+                ),
+            }
+            emit(&format!("{}\n", secret.expose()))?;
         }
         ClientsCommand::Disable { id } => {
             let client = admin.disable_client(&Actor::Cli, &id).await?;
@@ -578,6 +621,97 @@ async fn clients(command: ClientsCommand) -> Result<(), CliError> {
         }
     }
     Ok(())
+}
+
+/// Prints `value` as pretty JSON and a newline.
+fn print_json<T: serde::Serialize>(value: &T) -> Result<(), CliError> {
+    let text = serde_json::to_string_pretty(value)
+        .map_err(|e| CliError::Usage(format!("encoding JSON: {e}")))?;
+    emit(&format!("{text}\n"))
+}
+
+/// The clients as a table with aligned columns.
+fn client_table(clients: &[store::Client]) -> String {
+    let rows: Vec<[String; 8]> = clients
+        .iter()
+        .map(|c| {
+            [
+                c.id.clone(),
+                client_state(c).into(),
+                client_kind(c).into(),
+                c.alg.map_or("-", |a| a.as_str()).into(),
+                or_dash(client_grants(c).join(",")),
+                or_dash(c.scopes.join(" ")),
+                rfc3339(c.created_at),
+                or_dash(c.redirect_uris.join(" ")),
+            ]
+        })
+        .collect();
+    let header = [
+        "id",
+        "state",
+        "type",
+        "alg",
+        "grants",
+        "scopes",
+        "created",
+        "redirect_uris",
+    ]
+    .map(String::from);
+    let mut widths = header.clone().map(|h| h.len());
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in std::iter::once(&header).chain(&rows) {
+        let cells: Vec<String> = row
+            .iter()
+            .zip(widths)
+            .map(|(cell, width)| format!("{cell:<width$}"))
+            .collect();
+        out.push_str(cells.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// One client, a field a line.
+fn client_details(c: &store::Client) -> String {
+    let mut fields = vec![
+        ("id", c.id.clone()),
+        ("state", client_state(c).into()),
+        ("type", client_kind(c).into()),
+        ("alg", c.alg.map_or("-", |a| a.as_str()).into()),
+        ("grants", or_dash(client_grants(c).join(" "))),
+        ("scopes", or_dash(c.scopes.join(" "))),
+        ("redirect_uris", or_dash(c.redirect_uris.join(" "))),
+        ("created", rfc3339(c.created_at)),
+    ];
+    if let Some((_, until)) = c.previous_secret {
+        fields.push(("old secret valid until", rfc3339(until)));
+    }
+    fields
+        .iter()
+        .map(|(name, value)| format!("{:<23} {value}\n", format!("{name}:")))
+        .collect()
+}
+
+fn client_state(c: &store::Client) -> &'static str {
+    if c.disabled { "disabled" } else { "enabled" }
+}
+
+fn client_kind(c: &store::Client) -> &'static str {
+    if c.public { "public" } else { "confidential" }
+}
+
+fn client_grants(c: &store::Client) -> Vec<&'static str> {
+    c.grants.iter().map(|g| g.as_str()).collect()
+}
+
+fn or_dash(text: String) -> String {
+    if text.is_empty() { "-".into() } else { text }
 }
 
 /// A new password from stdin (`--password-stdin`) or an interactive prompt without echo,
@@ -647,18 +781,18 @@ async fn keys(command: KeysCommand) -> Result<(), CliError> {
         }
         KeysCommand::Revoke { kid } => admin.revoke_key(&Actor::Cli, &manager, &kid).await?,
     };
-    println!(
-        "{:<44} {:<6} {:<8} {:<11} removal",
+    let mut out = format!(
+        "{:<44} {:<6} {:<8} {:<11} removal\n",
         "kid", "alg", "state", "created"
     );
     for key in &set.manifest().keys {
         let removal = key.remove_after.map_or(String::new(), |t| t.to_string());
-        println!(
-            "{:<44} {:<6} {:<8} {:<11} {}",
+        out.push_str(&format!(
+            "{:<44} {:<6} {:<8} {:<11} {}\n",
             key.kid, key.alg, key.state, key.created_at, removal
-        );
+        ));
     }
-    Ok(())
+    emit(&out)
 }
 
 fn decode(token: &str) -> Result<(), CliError> {
@@ -666,12 +800,11 @@ fn decode(token: &str) -> Result<(), CliError> {
         .map_err(|e| CliError::Usage(format!("not a JWT: {e}")))?;
     eprintln!("WARNING: decoded WITHOUT verifying the signature; do not trust these claims.");
     let pretty = |v: &serde_json::Value| serde_json::to_string_pretty(v).unwrap_or_default();
-    println!(
-        "header:\n{}\nclaims:\n{}",
+    emit(&format!(
+        "header:\n{}\nclaims:\n{}\n",
         pretty(&jwt.header),
         pretty(&jwt.claims)
-    );
-    Ok(())
+    ))
 }
 
 /// `stamp token verify`: stamp::verify with default rules, keys found through discovery.
@@ -689,9 +822,8 @@ async fn verify_token(issuer: &str, audience: Option<String>, token: &str) -> Re
         .await
         .map_err(|e| CliError::Usage(format!("invalid token: {e}")))?;
     eprintln!("valid: signature, issuer, audience {audience:?}, typ, exp and nbf checked");
-    println!(
-        "{}",
+    emit(&format!(
+        "{}\n",
         serde_json::to_string_pretty(&claims).unwrap_or_default()
-    );
-    Ok(())
+    ))
 }

@@ -10,7 +10,7 @@ mod users;
 
 pub use actor::{ADMIN, Actor, Admin, NotAdmin, client_still_admin, still_admin, user_still_admin};
 pub use service::{
-    AdminError, AdminService, AuditFailure, NewAccount, NewServiceClient, PasswordChange, UserRef,
-    UserUpdate,
+    AdminError, AdminService, AuditFailure, ClientUpdate, MAX_SECRET_OVERLAP, NewAccount,
+    NewServiceClient, PasswordChange, UserRef, UserUpdate,
 };
 pub use users::{UserView, rfc3339};

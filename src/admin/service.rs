@@ -9,8 +9,8 @@ use crate::auth::{
 use crate::clock::Clock;
 use crate::keys::{Alg, KeyError, KeyManager, KeySet, RotateOptions};
 use crate::store::{
-    AuditEvent, Client, ClientId, GrantType, NewClient, NewUser, RedirectUri, Role, Scope, Store,
-    StoreError, User, Username,
+    AuditEvent, Client, ClientChange, ClientId, GrantType, NewClient, NewUser, RedirectUri, Role,
+    Scope, Store, StoreError, User, Username,
 };
 
 use super::actor::Actor;
@@ -53,6 +53,12 @@ pub enum AdminError {
     /// login), or could not be checked now (throttled, hashing queue full).
     #[error(transparent)]
     Auth(#[from] AuthError),
+    /// A public client has no secret to rotate.
+    #[error("client {id} is public and has no secret")]
+    PublicClient { id: String },
+    /// A secret overlap longer than [`MAX_SECRET_OVERLAP`].
+    #[error("the overlap may be at most {max} seconds")]
+    OverlapTooLong { max: u64 },
     /// The change is committed but its audit entry could not be written
     /// ([`AuditFailure::Fail`] only).
     #[error("{action} was done, but writing its audit entry failed: {source}")]
@@ -83,6 +89,22 @@ pub struct NewServiceClient {
     pub grants: Vec<GrantType>,
     /// Redirection URIs, for the authorization-code grant.
     pub redirect_uris: Vec<RedirectUri>,
+}
+
+/// The longest a rotated-out client secret may stay valid: 7 days.
+pub const MAX_SECRET_OVERLAP: u64 = 7 * 24 * 3600;
+
+/// A change to a client: each `Some` replaces the current value (checked as at creation).
+#[derive(Default)]
+pub struct ClientUpdate {
+    /// Scopes it may ask for (duplicates are dropped).
+    pub scopes: Option<Vec<Scope>>,
+    /// The grants it may use (duplicates are dropped; empty for the defaults).
+    pub grants: Option<Vec<GrantType>>,
+    /// Redirection URIs (duplicates are dropped).
+    pub redirect_uris: Option<Vec<RedirectUri>>,
+    /// Enable (`true`) or disable (`false`) it.
+    pub enabled: Option<bool>,
 }
 
 /// A password change by the account's owner: the user as the online check read them, the
@@ -430,6 +452,125 @@ impl AdminService {
         self.audit(actor, now, "clients.disable", Some(client.id.clone()), None)
             .await?;
         Ok(client)
+    }
+
+    /// The client with this id ([`StoreError::NotFound`] if none).
+    pub async fn client(&self, id: &str) -> Result<Client, AdminError> {
+        match self.store.client_by_id(id).await? {
+            Some(client) => Ok(client),
+            None => Err(StoreError::NotFound(format!("client {id}")).into()),
+        }
+    }
+
+    /// Re-enables a client (`clients.enable`).
+    pub async fn enable_client(&self, actor: &Actor, id: &str) -> Result<Client, AdminError> {
+        let now = self.clock.now();
+        let client = self.store.set_client_disabled(id, false, now).await?;
+        self.audit(actor, now, "clients.enable", Some(client.id.clone()), None)
+            .await?;
+        Ok(client)
+    }
+
+    /// Changes a client's scopes, grants, redirection URIs or state (`clients.update`, naming
+    /// the fields changed).
+    pub async fn update_client(
+        &self,
+        actor: &Actor,
+        id: &str,
+        update: ClientUpdate,
+    ) -> Result<Client, AdminError> {
+        let mut fields = Vec::new();
+        let scopes = update.scopes.map(|scopes| {
+            fields.push("scopes");
+            dedup(scopes)
+                .iter()
+                .map(|s| s.as_str().to_string())
+                .collect()
+        });
+        let grants = match update.grants {
+            Some(grants) if grants.is_empty() => {
+                fields.push("grants");
+                Some(GrantType::defaults(self.client(id).await?.public))
+            }
+            Some(grants) => {
+                fields.push("grants");
+                Some(dedup(grants))
+            }
+            None => None,
+        };
+        let redirect_uris = update.redirect_uris.map(|uris| {
+            fields.push("redirect_uris");
+            dedup(uris).iter().map(|u| u.as_str().to_string()).collect()
+        });
+        if update.enabled.is_some() {
+            fields.push("enabled");
+        }
+        let change = ClientChange {
+            scopes,
+            grants,
+            redirect_uris,
+            disabled: update.enabled.map(|enabled| !enabled),
+        };
+        let now = self.clock.now();
+        let client = self.store.update_client(id, &change, now).await?;
+        let detail = format!("fields={}", fields.join(","));
+        self.audit(
+            actor,
+            now,
+            "clients.update",
+            Some(client.id.clone()),
+            Some(detail),
+        )
+        .await?;
+        Ok(client)
+    }
+
+    /// Deletes a client (`clients.delete`): its refresh-token families are revoked, and its
+    /// own access tokens fail every online check, as its record is gone.
+    pub async fn delete_client(&self, actor: &Actor, id: &str) -> Result<(), AdminError> {
+        let now = self.clock.now();
+        self.store.delete_client(id, now).await?;
+        self.audit(actor, now, "clients.delete", Some(id.to_string()), None)
+            .await?;
+        Ok(())
+    }
+
+    /// Gives a confidential client a fresh secret, returned once (`clients.rotate_secret`).
+    /// With `overlap` seconds (at most [`MAX_SECRET_OVERLAP`]) the old secret stays valid that
+    /// long; without, it dies at once. A public client is [`AdminError::PublicClient`].
+    pub async fn rotate_client_secret(
+        &self,
+        actor: &Actor,
+        id: &str,
+        overlap: Option<u64>,
+    ) -> Result<(Client, ClientSecret), AdminError> {
+        if overlap.is_some_and(|secs| secs > MAX_SECRET_OVERLAP) {
+            return Err(AdminError::OverlapTooLong {
+                max: MAX_SECRET_OVERLAP,
+            });
+        }
+        let current = self.client(id).await?;
+        let Some(old_hash) = current.secret_hash else {
+            return Err(AdminError::PublicClient { id: id.to_string() });
+        };
+        let now = self.clock.now();
+        let secs = overlap.unwrap_or(0);
+        let previous = (secs > 0).then(|| (old_hash, now.saturating_add_unsigned(secs)));
+        let secret = ClientSecret::generate();
+        let client = self
+            .store
+            .set_client_secret(id, &secret.hash(), previous, now)
+            .await?;
+        let detail = format!("overlap_secs={secs}");
+        self.audit(
+            actor,
+            now,
+            "clients.rotate_secret",
+            Some(client.id.clone()),
+            Some(detail),
+        )
+        .await?;
+        Ok((client, secret))
     }
 
     /// The current key set.

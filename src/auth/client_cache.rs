@@ -97,6 +97,7 @@ mod tests {
             grants: vec![crate::store::GrantType::ClientCredentials],
             redirect_uris: Vec::new(),
             created_at: 0,
+            previous_secret: None,
         }
     }
 

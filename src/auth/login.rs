@@ -109,6 +109,8 @@ pub struct Authenticator {
     devices: DeviceCookies,
     /// Service-client records, kept for `client_cache_ttl` seconds.
     pub(super) clients: ClientCache,
+    /// The app's clock (until when a rotated-out client secret is accepted).
+    pub(super) clock: Clock,
 }
 
 impl Authenticator {
@@ -129,7 +131,8 @@ impl Authenticator {
             refresh: config.refresh,
             throttle: Throttle::new(config.throttle),
             devices: DeviceCookies::new(),
-            clients: ClientCache::new(config.client_cache_ttl, clock),
+            clients: ClientCache::new(config.client_cache_ttl, clock.clone()),
+            clock,
         }
     }
 

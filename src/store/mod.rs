@@ -243,6 +243,34 @@ pub trait ClientStore: Send + Sync + 'static {
         disabled: bool,
         now: i64,
     ) -> Result<Client, StoreError>;
+    /// Changes what is `Some` in `change` ([`StoreError::NotFound`] if no such client).
+    async fn update_client(
+        &self,
+        id: &str,
+        change: &ClientChange,
+        now: i64,
+    ) -> Result<Client, StoreError>;
+    /// Replaces the secret hash; `previous` keeps the old secret valid until the given time.
+    /// [`StoreError::NotFound`] if no confidential client has this id.
+    async fn set_client_secret(
+        &self,
+        id: &str,
+        secret_hash: &TokenHash,
+        previous: Option<(TokenHash, i64)>,
+        now: i64,
+    ) -> Result<Client, StoreError>;
+    /// Deletes a client and revokes its refresh-token families in one transaction
+    /// ([`StoreError::NotFound`] if no such client).
+    async fn delete_client(&self, id: &str, now: i64) -> Result<(), StoreError>;
+}
+
+/// A change to a client's record: each `Some` replaces the stored value.
+#[derive(Clone, Debug, Default)]
+pub struct ClientChange {
+    pub scopes: Option<Vec<String>>,
+    pub grants: Option<Vec<GrantType>>,
+    pub redirect_uris: Option<Vec<String>>,
+    pub disabled: Option<bool>,
 }
 
 /// The append-only log of administrative actions.

@@ -79,6 +79,10 @@ pub struct Client {
     /// authorization-code grant.
     pub redirect_uris: Vec<String>,
     pub created_at: i64,
+    /// The secret replaced by the latest rotation and until when it is still accepted (Unix
+    /// seconds); `None` without an overlap.
+    #[serde(skip)]
+    pub previous_secret: Option<(TokenHash, i64)>,
 }
 
 impl Client {

@@ -23,9 +23,9 @@ use sqlx::{
 };
 
 use super::{
-    AuditEvent, AuditStore, Client, ClientStore, Family, GrantType, HealthCheck, NewClient,
-    NewRefreshToken, NewUser, RefreshOutcome, RefreshRecord, Role, SessionStore, StoreError, User,
-    UserStore, insert_error, random_id, split_scope,
+    AuditEvent, AuditStore, Client, ClientChange, ClientStore, Family, GrantType, HealthCheck,
+    NewClient, NewRefreshToken, NewUser, RefreshOutcome, RefreshRecord, Role, SessionStore,
+    StoreError, User, UserStore, insert_error, random_id, split_scope,
 };
 use crate::keys::Alg;
 use crate::tokens::refresh::{RefreshPolicy, RefreshState, Rejection, TokenHash, Verdict, judge};
@@ -90,8 +90,8 @@ impl<DB: Database> SqlStore<DB> {
 const USER_COLUMNS: &str =
     "id, username, password_hash, roles, disabled, token_version, created_at";
 
-const CLIENT_COLUMNS: &str =
-    "id, secret_hash, scopes, alg, disabled, public, grants, redirect_uris, created_at";
+const CLIENT_COLUMNS: &str = "id, secret_hash, scopes, alg, disabled, public, grants, \
+     redirect_uris, created_at, previous_secret_hash, previous_secret_expires_at";
 
 /// The read of a refresh token with its family and owner in one row, the owner's columns named
 /// `user_*`/`u_*`. `$join` joins the owner (`JOIN` or `LEFT JOIN`), `$lock` is a locking clause.
@@ -141,6 +141,7 @@ macro_rules! sql_impl {
             for<'q> Option<&'q str>: Encode<'q, DB> + Type<DB>,
             for<'q> &'q [u8]: Encode<'q, DB> + Type<DB>,
             for<'q> Option<&'q [u8]>: Encode<'q, DB> + Type<DB>,
+            for<'q> Option<i64>: Encode<'q, DB> + Type<DB>,
             for<'r> String: Decode<'r, DB> + Type<DB>,
             for<'r> Vec<u8>: Decode<'r, DB> + Type<DB>,
             for<'a> &'a str: ColumnIndex<DB::Row>,
@@ -590,6 +591,7 @@ sql_impl! {
                 grants: client.grants,
                 redirect_uris,
                 created_at: now,
+                previous_secret: None,
             })
         }
 
@@ -615,6 +617,95 @@ sql_impl! {
                  RETURNING {CLIENT_COLUMNS}"
             );
             self.set_flag(&sql, (disabled, now, id), client_from_row::<DB>, "client").await
+        }
+
+        async fn update_client(
+            &self,
+            id: &str,
+            change: &ClientChange,
+            now: i64,
+        ) -> Result<Client, StoreError> {
+            let mut tx = DB::begin_write(&self.pool).await?;
+            let sql = format!("SELECT {CLIENT_COLUMNS} FROM clients WHERE id = $1");
+            let row = sqlx::query(&sql).bind(id).fetch_optional(&mut *tx).await?;
+            let Some(current) = row.as_ref().map(client_from_row::<DB>).transpose()? else {
+                return Err(StoreError::NotFound(format!("client {id}")));
+            };
+            let scopes = change.scopes.clone().unwrap_or(current.scopes);
+            let grants: Vec<String> = change
+                .grants
+                .as_ref()
+                .unwrap_or(&current.grants)
+                .iter()
+                .map(|g| g.as_str().to_string())
+                .collect();
+            let redirect_uris = change.redirect_uris.clone().unwrap_or(current.redirect_uris);
+            let disabled = change.disabled.unwrap_or(current.disabled);
+            let sql = format!(
+                "UPDATE clients SET scopes = $1, grants = $2, redirect_uris = $3, disabled = $4,
+                     updated_at = $5
+                 WHERE id = $6 RETURNING {CLIENT_COLUMNS}"
+            );
+            let row = sqlx::query(&sql)
+                .bind(DB::to_list(&scopes, "clients.scopes")?)
+                .bind(DB::to_list(&grants, "clients.grants")?)
+                .bind(DB::to_list(&redirect_uris, "clients.redirect_uris")?)
+                .bind(disabled)
+                .bind(now)
+                .bind(id)
+                .fetch_one(&mut *tx)
+                .await?;
+            let client = client_from_row::<DB>(&row)?;
+            tx.commit().await?;
+            Ok(client)
+        }
+
+        async fn set_client_secret(
+            &self,
+            id: &str,
+            secret_hash: &TokenHash,
+            previous: Option<(TokenHash, i64)>,
+            now: i64,
+        ) -> Result<Client, StoreError> {
+            let sql = format!(
+                "UPDATE clients SET secret_hash = $1, previous_secret_hash = $2,
+                     previous_secret_expires_at = $3, updated_at = $4
+                 WHERE id = $5 AND secret_hash IS NOT NULL RETURNING {CLIENT_COLUMNS}"
+            );
+            let row = sqlx::query(&sql)
+                .bind(secret_hash.as_bytes())
+                .bind(previous.as_ref().map(|(hash, _)| hash.as_bytes()))
+                .bind(previous.map(|(_, until)| until))
+                .bind(now)
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+            match row {
+                Some(row) => client_from_row::<DB>(&row),
+                None => Err(StoreError::NotFound(format!("confidential client {id}"))),
+            }
+        }
+
+        async fn delete_client(&self, id: &str, now: i64) -> Result<(), StoreError> {
+            let mut tx = DB::begin_write(&self.pool).await?;
+            let deleted = sqlx::query("DELETE FROM clients WHERE id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            if DB::rows_affected(&deleted) == 0 {
+                return Err(StoreError::NotFound(format!("client {id}")));
+            }
+            sqlx::query(
+                "UPDATE refresh_families SET revoked_at = $1, revoked_reason = $2
+                 WHERE client_id = $3 AND revoked_at IS NULL",
+            )
+            .bind(now)
+            .bind("client deleted")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(())
         }
     }
 }
@@ -769,6 +860,18 @@ where
             })
         })
         .transpose()?;
+    let previous_hash: Option<Vec<u8>> = row.try_get("previous_secret_hash")?;
+    let previous_until: Option<i64> = row.try_get("previous_secret_expires_at")?;
+    let previous_secret = match (previous_hash, previous_until) {
+        (Some(hash), Some(until)) => {
+            let hash = TokenHash::from_slice(&hash).ok_or_else(|| StoreError::Corrupt {
+                column: "clients.previous_secret_hash",
+                source: format!("{} bytes, not 32", hash.len()).into(),
+            })?;
+            Some((hash, until))
+        }
+        _ => None,
+    };
     let public: bool = row.try_get("public")?;
     if public != secret_hash.is_none() {
         return Err(StoreError::Corrupt {
@@ -802,6 +905,7 @@ where
         grants,
         redirect_uris: DB::from_list(row.try_get("redirect_uris")?, "clients.redirect_uris")?,
         created_at: row.try_get("created_at")?,
+        previous_secret,
     })
 }
 

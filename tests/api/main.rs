@@ -10,6 +10,7 @@ mod accounts;
 mod admin;
 mod cli;
 mod clients;
+mod clients_admin;
 mod config;
 mod interop;
 mod jwks;

@@ -1265,3 +1265,52 @@ async fn pg_store_pages_users_sets_roles_and_deletes_with_their_families() {
     let again = store.delete_user(&ann.id).await.unwrap_err();
     assert!(matches!(again, StoreError::NotFound(_)), "{again}");
 }
+
+#[tokio::test]
+async fn pg_client_secret_overlap_updates_and_deletion_round_trip() {
+    let Some(store) = pg_store().await else {
+        return;
+    };
+    let now = 1_800_000_000;
+    let old = ClientSecret::generate();
+    let new_client = NewClient {
+        id: ClientId::parse("rolling").unwrap(),
+        secret_hash: Some(old.hash()),
+        scopes: vec![Scope::parse("a").unwrap()],
+        alg: None,
+        grants: stamp::store::GrantType::defaults(false),
+        redirect_uris: Vec::new(),
+    };
+    store.create_client(new_client, now).await.unwrap();
+    let new = ClientSecret::generate();
+    let rotated = store
+        .set_client_secret("rolling", &new.hash(), Some((old.hash(), now + 60)), now)
+        .await
+        .unwrap();
+    assert_eq!(rotated.secret_hash, Some(new.hash()));
+    assert_eq!(rotated.previous_secret, Some((old.hash(), now + 60)));
+    let read = store.client_by_id("rolling").await.unwrap().unwrap();
+    assert_eq!(read.previous_secret, Some((old.hash(), now + 60)));
+
+    let change = stamp::store::ClientChange {
+        scopes: Some(vec!["b".into(), "c".into()]),
+        disabled: Some(true),
+        ..Default::default()
+    };
+    let changed = store.update_client("rolling", &change, now).await.unwrap();
+    assert_eq!(changed.scopes, ["b", "c"]);
+    assert!(changed.disabled);
+    assert_eq!(changed.previous_secret, Some((old.hash(), now + 60)));
+
+    let again = store
+        .set_client_secret("rolling", &old.hash(), None, now)
+        .await
+        .unwrap();
+    assert_eq!(again.previous_secret, None);
+    store.delete_client("rolling", now).await.unwrap();
+    assert!(store.client_by_id("rolling").await.unwrap().is_none());
+    assert!(matches!(
+        store.delete_client("rolling", now).await,
+        Err(StoreError::NotFound(_))
+    ));
+}
