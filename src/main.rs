@@ -17,7 +17,7 @@ use stamp::auth::{Password, PasswordHasher};
 use stamp::clock::Clock;
 use stamp::config::{self, Config};
 use stamp::keys::{Alg, KeyManager, RotateOptions};
-use stamp::store::{self, ClientId, GrantType, RedirectUri, Role, Scope, Username};
+use stamp::store::{self, AuditFilter, ClientId, GrantType, RedirectUri, Role, Scope, Username};
 use stamp::tokens::dangerous;
 
 #[derive(Parser)]
@@ -54,6 +54,25 @@ enum Command {
     Token {
         #[command(subcommand)]
         command: TokenCommand,
+    },
+    /// Show the audit log, newest first.
+    Audit {
+        /// Only events at or after this time (RFC 3339 UTC like 2026-01-31T12:00:00Z, or unix
+        /// seconds).
+        #[arg(long)]
+        since: Option<String>,
+        /// Only this action (e.g. users.add).
+        #[arg(long)]
+        action: Option<String>,
+        /// Only this actor (cli, user:<id>, client:<id>).
+        #[arg(long)]
+        actor: Option<String>,
+        /// At most this many events (1 to 500).
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=500))]
+        limit: u32,
+        /// Print one JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -257,6 +276,22 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Users { command } => users(command).await,
         Command::Clients { command } => clients(command).await,
         Command::Keys { command } => keys(command).await,
+        Command::Audit {
+            since,
+            action,
+            actor,
+            limit,
+            json,
+        } => {
+            let since = since.as_deref().map(parse_time).transpose()?;
+            let filter = AuditFilter {
+                actor,
+                action,
+                since,
+                ..AuditFilter::default()
+            };
+            audit(&filter, limit, json).await
+        }
         Command::Token {
             command: TokenCommand::Decode { token },
         } => decode(&token),
@@ -428,6 +463,96 @@ async fn users(command: UsersCommand) -> Result<(), CliError> {
         }
     }
     Ok(())
+}
+
+/// Prints the audit events matching `filter`, newest first.
+async fn audit(filter: &AuditFilter, limit: u32, json: bool) -> Result<(), CliError> {
+    let config = load_config()?;
+    let admin = admin_service(&config).await?;
+    let page = admin.query_audit(filter, limit, None).await?;
+    if json {
+        return emit(&to_json(&page.events)?);
+    }
+    let header = ["time", "actor", "action", "subject", "detail"];
+    let rows: Vec<[String; 5]> = page
+        .events
+        .iter()
+        .map(|e| {
+            [
+                rfc3339(e.at),
+                e.actor.clone(),
+                e.action.clone(),
+                e.target.clone().unwrap_or_else(|| "-".to_string()),
+                e.detail.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    let mut widths = header.map(str::len);
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let header = header.map(str::to_string);
+    for row in std::iter::once(&header).chain(&rows) {
+        let line: Vec<String> = row
+            .iter()
+            .zip(widths)
+            .map(|(cell, width)| format!("{cell:<width$}"))
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    emit(&out)
+}
+
+/// A `--since` time: unix seconds, or RFC 3339 in UTC (`2026-01-31T12:00:00Z`).
+fn parse_time(raw: &str) -> Result<i64, CliError> {
+    if let Ok(unix) = raw.parse::<i64>() {
+        return Ok(unix);
+    }
+    let bad = || {
+        CliError::Usage(format!(
+            "invalid time {raw:?}: use unix seconds or RFC 3339 UTC like 2026-01-31T12:00:00Z"
+        ))
+    };
+    let b = raw.as_bytes();
+    if b.len() != 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || b[10] != b'T'
+        || b[13] != b':'
+        || b[16] != b':'
+        || b[19] != b'Z'
+    {
+        return Err(bad());
+    }
+    let num = |range: std::ops::Range<usize>| -> Result<i64, CliError> {
+        let part = &raw[range];
+        if !part.bytes().all(|c| c.is_ascii_digit()) {
+            return Err(bad());
+        }
+        part.parse::<i64>().map_err(|_| bad())
+    };
+    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hh, mm, ss) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) || hh > 23 || mm > 59 || ss > 59 {
+        return Err(bad());
+    }
+    // Days since the epoch from a civil date (H. Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let unix = days * 86_400 + hh * 3600 + mm * 60 + ss;
+    if rfc3339(unix) != raw {
+        return Err(bad());
+    }
+    Ok(unix)
 }
 
 /// Writes `text` to standard output; a closed pipe (`| head -1`) ends the command quietly

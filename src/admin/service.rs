@@ -9,8 +9,8 @@ use crate::auth::{
 use crate::clock::Clock;
 use crate::keys::{Alg, KeyError, KeyManager, KeySet, RotateOptions};
 use crate::store::{
-    AuditEvent, Client, ClientChange, ClientId, GrantType, NewClient, NewUser, RedirectUri, Role,
-    Scope, Store, StoreError, User, Username,
+    AuditEvent, AuditFilter, AuditPage, Client, ClientChange, ClientId, GrantType, NewClient,
+    NewUser, RedirectUri, Role, Scope, Store, StoreError, User, Username,
 };
 
 use super::actor::Actor;
@@ -620,6 +620,17 @@ impl AdminService {
     /// The newest `limit` audit entries, newest first.
     pub async fn recent_audit(&self, limit: u32) -> Result<Vec<AuditEvent>, AdminError> {
         Ok(self.store.recent_audit(limit).await?)
+    }
+
+    /// Up to `limit` audit entries matching `filter`, newest first, older than the cursor
+    /// `before`; the page says where the next one starts.
+    pub async fn query_audit(
+        &self,
+        filter: &AuditFilter,
+        limit: u32,
+        before: Option<i64>,
+    ) -> Result<AuditPage, AdminError> {
+        Ok(self.store.query_audit(filter, limit, before).await?)
     }
 
     /// The id of the user `user` names; an unknown name is [`AdminError::NoSuchUser`] (an

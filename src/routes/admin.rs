@@ -4,15 +4,17 @@
 use rocket::data::{Data, ToByteUnit};
 use rocket::fairing::AdHoc;
 use rocket::http::Status;
+use rocket::request::Request;
+use rocket::response::{self, Responder};
 use rocket::serde::json::Json;
-use rocket::{State, get, post, routes};
+use rocket::{FromForm, State, get, post, routes};
 use serde::{Deserialize, Serialize};
 
 use crate::App;
 use crate::admin::Admin;
 use crate::error::ApiError;
 use crate::keys::{Alg, KeySet, KeyState, RotateOptions};
-use crate::store::AuditEvent;
+use crate::store::{AuditFilter, AuditPage};
 
 /// The key and audit admin API, and `Cache-Control: no-store` on every `/admin/` answer.
 pub fn stage() -> AdHoc {
@@ -165,21 +167,66 @@ async fn revoke(app: &State<App>, admin: Admin, kid: &str) -> Result<Json<KeyLis
     Ok(Json(KeyList::of(&set)))
 }
 
-#[get("/admin/audit?<limit>")]
+/// The filters and paging of `GET /admin/audit`, as given (validated by [`audit_log`]).
+#[derive(Debug, FromForm)]
+struct AuditQuery<'r> {
+    actor: Option<&'r str>,
+    action: Option<&'r str>,
+    subject: Option<&'r str>,
+    since: Option<&'r str>,
+    until: Option<&'r str>,
+    limit: Option<&'r str>,
+    before: Option<&'r str>,
+}
+
+/// Audit events, newest first, as a JSON array (the original shape); when older events remain,
+/// the cursor of the next page is in the `X-Next-Cursor` header (pass it as `before`).
+struct AuditAnswer(AuditPage);
+
+impl<'r> Responder<'r, 'static> for AuditAnswer {
+    fn respond_to(self, request: &'r Request<'_>) -> response::Result<'static> {
+        let mut response = Json(self.0.events).respond_to(request)?;
+        if let Some(next) = self.0.next {
+            response.set_raw_header("X-Next-Cursor", next.to_string());
+        }
+        Ok(response)
+    }
+}
+
+#[get("/admin/audit?<query..>")]
 async fn audit_log(
     app: &State<App>,
     _admin: Admin,
-    limit: Option<&str>,
-) -> Result<Json<Vec<AuditEvent>>, ApiError> {
-    let limit = match limit {
+    query: AuditQuery<'_>,
+) -> Result<AuditAnswer, ApiError> {
+    let limit = match query.limit {
         None => 100,
         Some(raw) => raw
             .parse::<u32>()
             .ok()
-            .filter(|n| (1..=1000).contains(n))
+            .filter(|n| (1..=500).contains(n))
             .ok_or_else(|| {
-                ApiError::invalid_request("`limit` must be a whole number from 1 to 1000")
+                ApiError::invalid_request("`limit` must be a whole number from 1 to 500")
             })?,
     };
-    Ok(Json(app.admin.recent_audit(limit).await?))
+    let filter = AuditFilter {
+        actor: query.actor.map(str::to_string),
+        action: query.action.map(str::to_string),
+        subject: query.subject.map(str::to_string),
+        since: unix_param("since", query.since)?,
+        until: unix_param("until", query.until)?,
+    };
+    let before = unix_param("before", query.before)?;
+    Ok(AuditAnswer(
+        app.admin.query_audit(&filter, limit, before).await?,
+    ))
+}
+
+/// An optional whole-number query parameter (unix seconds, or a cursor); anything else is a 400.
+fn unix_param(name: &str, raw: Option<&str>) -> Result<Option<i64>, ApiError> {
+    raw.map(|raw| {
+        raw.parse::<i64>()
+            .map_err(|_| ApiError::invalid_request(format!("`{name}` must be a whole number")))
+    })
+    .transpose()
 }

@@ -133,6 +133,30 @@ pub struct AuditEvent {
     pub detail: Option<String>,
 }
 
+/// Which audit events [`AuditStore::query_audit`] returns; `None` fields do not filter.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AuditFilter {
+    /// Exactly this actor (`cli`, `user:<id>`, `client:<id>`).
+    pub actor: Option<String>,
+    /// Exactly this action (`users.add`, `keys.rotate`, …).
+    pub action: Option<String>,
+    /// Exactly this target (a kid, a user id, a client id).
+    pub subject: Option<String>,
+    /// Events at or after this unix second.
+    pub since: Option<i64>,
+    /// Events before this unix second.
+    pub until: Option<i64>,
+}
+
+/// One page of audit events, newest first, and the cursor of the next (older) page.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditPage {
+    /// At most `limit` events, newest first.
+    pub events: Vec<AuditEvent>,
+    /// Pass as `before` to get the next page; `None` when this page is the last.
+    pub next: Option<i64>,
+}
+
 /// Everything the issuer needs from its database: each concern's trait, for one value that the
 /// app shares as `Arc<dyn Store>`. Implemented for every type that implements them all.
 pub trait Store: UserStore + SessionStore + ClientStore + AuditStore + HealthCheck {}
@@ -280,6 +304,14 @@ pub trait AuditStore: Send + Sync + 'static {
     async fn record_audit(&self, event: &AuditEvent) -> Result<(), StoreError>;
     /// The newest `limit` audit entries, newest first.
     async fn recent_audit(&self, limit: u32) -> Result<Vec<AuditEvent>, StoreError>;
+    /// Up to `limit` audit entries matching `filter`, newest first, older than the cursor
+    /// `before` (from a previous page's [`AuditPage::next`]) when given.
+    async fn query_audit(
+        &self,
+        filter: &AuditFilter,
+        limit: u32,
+        before: Option<i64>,
+    ) -> Result<AuditPage, StoreError>;
 }
 
 /// Readiness of the database.

@@ -23,9 +23,9 @@ use sqlx::{
 };
 
 use super::{
-    AuditEvent, AuditStore, Client, ClientChange, ClientStore, Family, GrantType, HealthCheck,
-    NewClient, NewRefreshToken, NewUser, RefreshOutcome, RefreshRecord, Role, SessionStore,
-    StoreError, User, UserStore, insert_error, random_id, split_scope,
+    AuditEvent, AuditFilter, AuditPage, AuditStore, Client, ClientChange, ClientStore, Family,
+    GrantType, HealthCheck, NewClient, NewRefreshToken, NewUser, RefreshOutcome, RefreshRecord,
+    Role, SessionStore, StoreError, User, UserStore, insert_error, random_id, split_scope,
 };
 use crate::keys::Alg;
 use crate::tokens::refresh::{RefreshPolicy, RefreshState, Rejection, TokenHash, Verdict, judge};
@@ -747,6 +747,56 @@ sql_impl! {
                     })
                 })
                 .collect()
+        }
+
+        async fn query_audit(
+            &self,
+            filter: &AuditFilter,
+            limit: u32,
+            before: Option<i64>,
+        ) -> Result<AuditPage, StoreError> {
+            // Each optional filter is bound twice (`$n IS NULL OR col = $n+1`) so that no
+            // placeholder is used twice; the row id is the cursor (ids only grow).
+            let rows = sqlx::query(
+                "SELECT id, at, actor, action, target, detail FROM audit_log
+                 WHERE ($1 IS NULL OR actor = $2)
+                   AND ($3 IS NULL OR action = $4)
+                   AND ($5 IS NULL OR target = $6)
+                   AND ($7 IS NULL OR at >= $8)
+                   AND ($9 IS NULL OR at < $10)
+                   AND ($11 IS NULL OR id < $12)
+                 ORDER BY id DESC LIMIT $13",
+            )
+            .bind(filter.actor.as_deref())
+            .bind(filter.actor.as_deref())
+            .bind(filter.action.as_deref())
+            .bind(filter.action.as_deref())
+            .bind(filter.subject.as_deref())
+            .bind(filter.subject.as_deref())
+            .bind(filter.since)
+            .bind(filter.since)
+            .bind(filter.until)
+            .bind(filter.until)
+            .bind(before)
+            .bind(before)
+            .bind(i64::from(limit) + 1)
+            .fetch_all(&self.pool)
+            .await?;
+            let more = rows.len() > limit as usize;
+            let mut events = Vec::with_capacity(rows.len().min(limit as usize));
+            let mut last_id = None;
+            for row in rows.iter().take(limit as usize) {
+                last_id = Some(row.try_get::<i64, _>("id")?);
+                events.push(AuditEvent {
+                    at: row.try_get("at")?,
+                    actor: row.try_get("actor")?,
+                    action: row.try_get("action")?,
+                    target: row.try_get("target")?,
+                    detail: row.try_get("detail")?,
+                });
+            }
+            let next = if more { last_id } else { None };
+            Ok(AuditPage { events, next })
         }
     }
 }

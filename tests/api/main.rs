@@ -8,6 +8,7 @@ mod helpers;
 
 mod accounts;
 mod admin;
+mod audit_query;
 mod cli;
 mod clients;
 mod clients_admin;

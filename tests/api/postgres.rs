@@ -1314,3 +1314,58 @@ async fn pg_client_secret_overlap_updates_and_deletion_round_trip() {
         Err(StoreError::NotFound(_))
     ));
 }
+
+#[rocket::async_test]
+async fn pg_store_queries_the_audit_log_with_filters_and_pages() {
+    let Some(store) = pg_store().await else {
+        return;
+    };
+    for at in 1000..=1006_i64 {
+        let event = AuditEvent {
+            at,
+            actor: if at % 2 == 0 { "cli" } else { "user:x" }.to_string(),
+            action: if at % 2 == 0 {
+                "users.add"
+            } else {
+                "keys.rotate"
+            }
+            .to_string(),
+            target: Some(format!("t{at}")),
+            detail: None,
+        };
+        store.record_audit(&event).await.unwrap();
+    }
+    let ats = |page: &stamp::store::AuditPage| page.events.iter().map(|e| e.at).collect::<Vec<_>>();
+    let all = stamp::store::AuditFilter::default();
+
+    let mut seen = Vec::new();
+    let mut before = None;
+    loop {
+        let page = store.query_audit(&all, 3, before).await.unwrap();
+        seen.extend(ats(&page));
+        match page.next {
+            Some(cursor) => before = Some(cursor),
+            None => break,
+        }
+    }
+    assert_eq!(seen, [1006, 1005, 1004, 1003, 1002, 1001, 1000]);
+
+    let filter = stamp::store::AuditFilter {
+        actor: Some("cli".into()),
+        action: Some("users.add".into()),
+        since: Some(1001),
+        until: Some(1006),
+        ..Default::default()
+    };
+    let page = store.query_audit(&filter, 10, None).await.unwrap();
+    assert_eq!(ats(&page), [1004, 1002]);
+    assert_eq!(page.next, None);
+    let subject = stamp::store::AuditFilter {
+        subject: Some("t1003".into()),
+        ..Default::default()
+    };
+    assert_eq!(
+        ats(&store.query_audit(&subject, 10, None).await.unwrap()),
+        [1003]
+    );
+}
