@@ -199,7 +199,11 @@ enum ClientsCommand {
 #[derive(Subcommand)]
 enum KeysCommand {
     /// List the keys of the key set with their states.
-    List,
+    List {
+        /// One JSON array (kid, alg, state and unix times) instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Rotate: promote the published next key, retire the active one, publish a fresh next key.
     Rotate {
         /// Algorithm to rotate (default: the configured signing_alg).
@@ -892,7 +896,10 @@ async fn keys(command: KeysCommand) -> Result<(), CliError> {
     let manager = key_manager(&config, &[config.keys.signing_alg]).await?;
     let admin = admin_service(&config).await?;
     let set = match command {
-        KeysCommand::List => admin.list_keys(&manager),
+        KeysCommand::List { json: true } => {
+            return print_json(&admin.list_keys(&manager).manifest().keys);
+        }
+        KeysCommand::List { json: false } => admin.list_keys(&manager),
         KeysCommand::Rotate { alg, force } => {
             let alg = match alg {
                 Some(name) => name
@@ -907,14 +914,18 @@ async fn keys(command: KeysCommand) -> Result<(), CliError> {
         KeysCommand::Revoke { kid } => admin.revoke_key(&Actor::Cli, &manager, &kid).await?,
     };
     let mut out = format!(
-        "{:<44} {:<6} {:<8} {:<11} removal\n",
+        "{:<43}  {:<5}  {:<7}  {:<20}  removal\n",
         "kid", "alg", "state", "created"
     );
     for key in &set.manifest().keys {
-        let removal = key.remove_after.map_or(String::new(), |t| t.to_string());
+        let removal = key.remove_after.map_or_else(|| "-".into(), rfc3339);
         out.push_str(&format!(
-            "{:<44} {:<6} {:<8} {:<11} {}\n",
-            key.kid, key.alg, key.state, key.created_at, removal
+            "{:<43}  {:<5}  {:<7}  {:<20}  {}\n",
+            key.kid,
+            key.alg,
+            key.state,
+            rfc3339(key.created_at),
+            removal
         ));
     }
     emit(&out)

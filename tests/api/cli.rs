@@ -126,6 +126,31 @@ fn keys_list_shows_states_without_private_material() {
         "{stdout}"
     );
     assert!(!stdout.contains("PRIVATE KEY"));
+    // Times are RFC 3339 (UTC), not unix seconds.
+    let first = stdout.lines().nth(1).unwrap();
+    assert!(first.contains('T') && first.contains('Z'), "{first}");
+
+    let out = stamp(&dir, &["keys", "list", "--json"], "", &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let keys: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
+    let keys = keys.as_array().expect("an array of keys");
+    assert_eq!(keys.len(), 2, "an active and a next key");
+    let states: Vec<&str> = keys.iter().map(|k| k["state"].as_str().unwrap()).collect();
+    assert!(
+        states.contains(&"active") && states.contains(&"next"),
+        "{states:?}"
+    );
+    for key in keys {
+        assert_eq!(
+            key["kid"].as_str().unwrap().len(),
+            43,
+            "an RFC 7638 thumbprint"
+        );
+        assert!(key["created_at"].is_i64());
+        for private in ["d", "p", "q", "pem"] {
+            assert!(key.get(private).is_none(), "no {private} in {key}");
+        }
+    }
 }
 
 #[test]
