@@ -42,20 +42,9 @@ async fn client_token(app: &TestApp, id: &str, secret: &str) -> String {
     body["access_token"].as_str().unwrap().to_string()
 }
 
-/// Whether the `gateway` client's introspection finds `token` active.
+/// Whether the gateway client's introspection finds `token` active.
 async fn active(app: &TestApp, secret: &str, token: &str) -> bool {
-    let response = app
-        .client
-        .post("/oauth/introspect")
-        .header(ContentType::Form)
-        .body(format!(
-            "token={token}&client_id=gateway&client_secret={secret}"
-        ))
-        .dispatch()
-        .await;
-    assert_eq!(response.status(), Status::Ok);
-    let body: Value = response.into_json().await.unwrap();
-    body["active"].as_bool().unwrap()
+    app.gateway_sees_active(secret, token).await
 }
 
 async fn call(

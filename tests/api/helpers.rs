@@ -194,6 +194,32 @@ impl TestApp {
         self.login("root", PASSWORD).await
     }
 
+    /// Whether RFC 7662 introspection by the confidential client `gateway` (with `secret`) finds
+    /// `token` active.
+    pub async fn gateway_sees_active(&self, secret: &str, token: &str) -> bool {
+        let response = self
+            .client
+            .post("/oauth/introspect")
+            .header(ContentType::Form)
+            .body(format!(
+                "token={}&client_id=gateway&client_secret={}",
+                urlencode(token),
+                urlencode(secret)
+            ))
+            .dispatch()
+            .await;
+        assert_eq!(response.status(), Status::Ok, "introspection answers 200");
+        let body: Value = response.into_json().await.expect("json");
+        body["active"].as_bool().expect("active is a bool")
+    }
+
+    /// The status of `GET /admin/keys` with `token`: whether the admin API accepts it.
+    pub async fn admin_status(&self, token: &str) -> Status {
+        self.admin_call(rocket::http::Method::Get, "/admin/keys", token, None)
+            .await
+            .status()
+    }
+
     /// Sends `method path` with a bearer token and an optional JSON body.
     pub async fn admin_call(
         &self,

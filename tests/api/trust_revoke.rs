@@ -34,27 +34,12 @@ async fn add_client(app: &TestApp, id: &str, scopes: &[&str]) -> String {
 
 /// Whether the gateway client's introspection finds `token` active.
 async fn active(app: &TestApp, secret: &str, token: &str) -> bool {
-    let response = app
-        .client
-        .post("/oauth/introspect")
-        .header(ContentType::Form)
-        .body(format!(
-            "token={}&client_id=gateway&client_secret={}",
-            urlencode(token),
-            urlencode(secret)
-        ))
-        .dispatch()
-        .await;
-    assert_eq!(response.status(), Status::Ok);
-    let body: Value = response.into_json().await.unwrap();
-    body["active"].as_bool().unwrap()
+    app.gateway_sees_active(secret, token).await
 }
 
 /// The status of `GET /admin/keys` with `token`.
 async fn admin_status(app: &TestApp, token: &str) -> Status {
-    app.admin_call(Method::Get, "/admin/keys", token, None)
-        .await
-        .status()
+    app.admin_status(token).await
 }
 
 #[rocket::async_test]

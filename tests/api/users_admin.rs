@@ -5,7 +5,7 @@
 use std::io::Read;
 use std::process::Stdio;
 
-use rocket::http::{ContentType, Method, Status};
+use rocket::http::{Method, Status};
 use serde_json::Value;
 
 use crate::helpers::{
@@ -43,19 +43,7 @@ async fn call(
 
 /// Whether the gateway client's introspection finds `token` active.
 async fn active(app: &TestApp, secret: &str, token: &str) -> bool {
-    let response = app
-        .client
-        .post("/oauth/introspect")
-        .header(ContentType::Form)
-        .body(format!(
-            "token={}&client_id=gateway&client_secret={}",
-            urlencode(token),
-            urlencode(secret)
-        ))
-        .dispatch()
-        .await;
-    let body: Value = response.into_json().await.unwrap();
-    body["active"].as_bool().unwrap()
+    app.gateway_sees_active(secret, token).await
 }
 
 /// The (action, actor, target) of every audit entry, oldest first.
