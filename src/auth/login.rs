@@ -13,8 +13,8 @@ use crate::store::{
 use crate::tokens::refresh::{RefreshPolicy, RefreshToken, Rejection};
 use crate::tokens::{IssuedToken, Subject, TokenError, TokenIssuer};
 
-use super::throttle::{Attempt, Throttle};
-use super::{ClientCache, DeviceCookies, Password, PasswordHasher, PresentedClient};
+use super::throttle::{Attempt, Reservation, Throttle};
+use super::{Admitted, ClientCache, DeviceCookies, Password, PasswordHasher, PresentedClient};
 
 /// A login attempt, already parsed from the form or JSON body.
 #[derive(Debug)]
@@ -182,18 +182,7 @@ impl Authenticator {
             address: request.address,
             device,
         };
-        let reservation =
-            self.throttle
-                .reserve(&attempt, now)
-                .map_err(|t| AuthError::Throttled {
-                    retry_after: t.retry_after,
-                })?;
-        // Until the password is checked, the attempt counts as a failure; one that never gets
-        // checked is given back.
-        let Ok(admitted) = self.passwords.admit() else {
-            self.throttle.cancel(reservation);
-            return Err(AuthError::Busy { retry_after: 1 });
-        };
+        let (reservation, admitted) = self.reserve_and_admit(&attempt, now)?;
         let user = match &username {
             Some(name) => match self.store.user_by_username(name.as_str()).await {
                 Ok(user) => user,
@@ -226,15 +215,37 @@ impl Authenticator {
             address,
             device: None,
         };
-        let reservation =
-            self.throttle
-                .reserve(&attempt, now)
-                .map_err(|t| AuthError::Throttled {
-                    retry_after: t.retry_after,
-                })?;
         // Dropped: the sign-up stays counted.
-        drop(reservation);
+        drop(self.reserve(&attempt, now)?);
         Ok(())
+    }
+
+    /// Reserves `attempt` with the throttle (it counts as a failure until
+    /// [`Throttle::succeeded`]), refused with [`AuthError::Throttled`].
+    fn reserve(&self, attempt: &Attempt, now: i64) -> Result<Reservation, AuthError> {
+        self.throttle
+            .reserve(attempt, now)
+            .map_err(|t| AuthError::Throttled {
+                retry_after: t.retry_after,
+            })
+    }
+
+    /// [`Authenticator::reserve`], then a place in the password-hashing queue. Until the
+    /// password is checked the attempt counts as a failure; one refused a place in the queue
+    /// ([`AuthError::Busy`]) is never checked, so it is given back.
+    fn reserve_and_admit(
+        &self,
+        attempt: &Attempt,
+        now: i64,
+    ) -> Result<(Reservation, Admitted), AuthError> {
+        let reservation = self.reserve(attempt, now)?;
+        match self.passwords.admit() {
+            Ok(admitted) => Ok((reservation, admitted)),
+            Err(_) => {
+                self.throttle.cancel(reservation);
+                Err(AuthError::Busy { retry_after: 1 })
+            }
+        }
     }
 
     /// Logs in a user who has just signed up (their password was set a moment ago): an access
@@ -313,16 +324,7 @@ impl Authenticator {
             address,
             device: None,
         };
-        let reservation =
-            self.throttle
-                .reserve(&attempt, now)
-                .map_err(|t| AuthError::Throttled {
-                    retry_after: t.retry_after,
-                })?;
-        let Ok(admitted) = self.passwords.admit() else {
-            self.throttle.cancel(reservation);
-            return Err(AuthError::Busy { retry_after: 1 });
-        };
+        let (reservation, admitted) = self.reserve_and_admit(&attempt, now)?;
         if !admitted
             .verify(password, Some(user.password_hash.clone()))
             .await
