@@ -3,7 +3,6 @@
 
 use rocket::http::{Method, Status};
 use serde_json::Value;
-use stamp::store::AuditEvent;
 
 use crate::helpers::{PASSWORD, TestApp, assert_oauth_error, run_stamp, text};
 
@@ -13,18 +12,7 @@ async fn app_with_events() -> (TestApp, String) {
     let app = TestApp::spawn().await;
     let token = app.admin_token().await;
     for at in 1000..=1006 {
-        let event = AuditEvent {
-            at,
-            actor: if at % 2 == 0 { "cli" } else { "user:x" }.to_string(),
-            action: if at % 2 == 0 {
-                "users.add"
-            } else {
-                "keys.rotate"
-            }
-            .to_string(),
-            target: Some(format!("t{at}")),
-            detail: None,
-        };
+        let event = crate::helpers::sample_audit_event(at);
         app.app().store.record_audit(&event).await.unwrap();
     }
     (app, token)

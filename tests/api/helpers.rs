@@ -220,6 +220,19 @@ impl TestApp {
             .status()
     }
 
+    /// [`TestApp::admin_call`], answered as its status and JSON body (`null` if none).
+    pub async fn admin_json(
+        &self,
+        method: rocket::http::Method,
+        path: &str,
+        token: &str,
+        body: Option<&str>,
+    ) -> (Status, Value) {
+        let response = self.admin_call(method, path, token, body).await;
+        let status = response.status();
+        (status, response.into_json().await.unwrap_or(Value::Null))
+    }
+
     /// Sends `method path` with a bearer token and an optional JSON body.
     pub async fn admin_call(
         &self,
@@ -371,4 +384,21 @@ pub fn run_with_stdin(mut cmd: std::process::Command, stdin: &str) -> std::proce
 /// Output bytes as text, for assertions and failure messages.
 pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// An audit event for the audit-query tests: even times by `cli` adding a user, odd times by
+/// `user:x` rotating keys, targeted at `t<at>`.
+pub fn sample_audit_event(at: i64) -> stamp::store::AuditEvent {
+    let (actor, action) = if at % 2 == 0 {
+        ("cli", "users.add")
+    } else {
+        ("user:x", "keys.rotate")
+    };
+    stamp::store::AuditEvent {
+        at,
+        actor: actor.to_string(),
+        action: action.to_string(),
+        target: Some(format!("t{at}")),
+        detail: None,
+    }
 }

@@ -1321,18 +1321,7 @@ async fn pg_store_queries_the_audit_log_with_filters_and_pages() {
         return;
     };
     for at in 1000..=1006_i64 {
-        let event = AuditEvent {
-            at,
-            actor: if at % 2 == 0 { "cli" } else { "user:x" }.to_string(),
-            action: if at % 2 == 0 {
-                "users.add"
-            } else {
-                "keys.rotate"
-            }
-            .to_string(),
-            target: Some(format!("t{at}")),
-            detail: None,
-        };
+        let event = crate::helpers::sample_audit_event(at);
         store.record_audit(&event).await.unwrap();
     }
     let ats = |page: &stamp::store::AuditPage| page.events.iter().map(|e| e.at).collect::<Vec<_>>();

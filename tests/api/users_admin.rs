@@ -36,9 +36,7 @@ async fn call(
     token: &str,
     body: Option<&str>,
 ) -> (Status, Value) {
-    let response = app.admin_call(method, path, token, body).await;
-    let status = response.status();
-    (status, response.into_json().await.unwrap_or(Value::Null))
+    app.admin_json(method, path, token, body).await
 }
 
 /// Whether the gateway client's introspection finds `token` active.
