@@ -75,7 +75,12 @@ impl App {
     pub async fn open(config: Config, clock: clock::Clock) -> Result<App, StartError> {
         let now = clock.now();
         let (store, key_store, key_events) = open_stores(&config).await?;
-        let algs = enabled_algs(&config, store.as_ref()).await?;
+        let default_client = store::ClientId::parse(&config.default_client_id)
+            .map_err(|reason| StartError::DefaultClientId { reason })?;
+        auth::ensure_default_client(store.as_ref(), &default_client, now).await?;
+        // Read once: the clients' algorithms are enabled, their scopes are advertised.
+        let clients = store.list_clients().await?;
+        let algs = enabled_algs(&config, &clients);
         let keys =
             Arc::new(KeyManager::open_for(key_store, &algs, config.keys.lifecycle, now).await?);
         if let Some(active_from) = keys.activation_pending(config.keys.signing_alg) {
@@ -85,9 +90,6 @@ impl App {
                 config.keys.signing_alg
             );
         }
-        let default_client = store::ClientId::parse(&config.default_client_id)
-            .map_err(|reason| StartError::DefaultClientId { reason })?;
-        auth::ensure_default_client(store.as_ref(), &default_client, now).await?;
         let passwords =
             PasswordHasher::bounded(config.password_concurrency, config.password_queue).await?;
         let auth = Authenticator::new(
@@ -99,12 +101,7 @@ impl App {
         );
         let admin = AdminService::new(store.clone(), clock.clone(), AuditFailure::Log);
         let mut scopes = config.user_scopes.clone();
-        for client in store
-            .list_clients()
-            .await?
-            .into_iter()
-            .filter(|c| !c.disabled)
-        {
+        for client in clients.into_iter().filter(|c| !c.disabled) {
             scopes.extend(client.scopes);
         }
         let discovery = routes::well_known::discovery_document(&config.issuer, &scopes).into();
@@ -127,19 +124,14 @@ impl App {
 
 /// The algorithms that need keys: the configured `signing_alg`, then those that registered
 /// clients name.
-async fn enabled_algs(config: &Config, store: &dyn Store) -> Result<Vec<keys::Alg>, StartError> {
+fn enabled_algs(config: &Config, clients: &[store::Client]) -> Vec<keys::Alg> {
     let mut algs = vec![config.keys.signing_alg];
-    for alg in store
-        .list_clients()
-        .await?
-        .into_iter()
-        .filter_map(|c| c.alg)
-    {
+    for alg in clients.iter().filter_map(|c| c.alg) {
         if !algs.contains(&alg) {
             algs.push(alg);
         }
     }
-    Ok(algs)
+    algs
 }
 
 /// The store and the key store that `config` names: SQLite (or PostgreSQL) and the file key
