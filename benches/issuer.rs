@@ -183,6 +183,7 @@ fn refresh(c: &mut Criterion) {
                     roles: Vec::new(),
                 },
                 now,
+                None,
             )
             .await
             .unwrap();
@@ -206,6 +207,7 @@ fn refresh(c: &mut Criterion) {
                     issued_at: now,
                     expires_at: now + policy.ttl,
                 },
+                None,
             )
             .await
             .unwrap();

@@ -9,13 +9,14 @@ use crate::auth::{
 use crate::clock::Clock;
 use crate::keys::{Alg, KeyError, KeyManager, KeySet, RotateOptions};
 use crate::store::{
-    AuditEvent, AuditFilter, AuditPage, Client, ClientChange, ClientId, GrantType, NewClient,
-    NewUser, RedirectUri, Role, Scope, Store, StoreError, User, Username,
+    AuditEvent, AuditFilter, AuditNote, AuditPage, Client, ClientChange, ClientId, GrantType,
+    NewClient, NewUser, RedirectUri, Role, Scope, Store, StoreError, User, UserChange, Username,
 };
 
 use super::actor::Actor;
 
-/// What to do when a change is committed but its audit entry cannot be written.
+/// What to do when a key-set change is committed but its audit entry cannot be written. (User
+/// and client changes write their entry in the change's own transaction: both or neither.)
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AuditFailure {
     /// Log it and report the change as done (the server: the caller's change is committed, and
@@ -166,11 +167,13 @@ impl AdminService {
             roles: dedup(account.roles),
         };
         let now = self.clock.now();
-        let user = self.store.create_user(user, now).await?;
-        let detail = format!("roles={}", user.roles.join(","));
-        self.audit(actor, now, "users.add", Some(user.id.clone()), Some(detail))
-            .await?;
-        Ok(user)
+        let note = AuditNote::new(actor, "users.add", now, |user: &User| {
+            (
+                Some(user.id.clone()),
+                Some(format!("roles={}", user.roles.join(","))),
+            )
+        });
+        Ok(self.store.create_user(user, now, Some(&note)).await?)
     }
 
     /// Someone signs up (`POST /signup`): a user without roles is created with a hashed
@@ -188,12 +191,19 @@ impl AdminService {
             roles: Vec::new(),
         };
         let now = self.clock.now();
-        let user = self.store.create_user(user, now).await?;
-        let actor = Actor::User {
-            id: user.id.clone(),
-        };
-        self.audit(&actor, now, "users.signup", Some(user.id.clone()), None)
-            .await?;
+        // The actor is the new user, whose id the store assigns.
+        let note = AuditNote::by_record(
+            "users.signup",
+            now,
+            |user: &User| {
+                Actor::User {
+                    id: user.id.clone(),
+                }
+                .to_string()
+            },
+            |user| (Some(user.id.clone()), None),
+        );
+        let user = self.store.create_user(user, now, Some(&note)).await?;
         Ok(user)
     }
 
@@ -210,20 +220,12 @@ impl AdminService {
         username: &Username,
     ) -> Result<User, AdminError> {
         let now = self.clock.now();
-        let user = self
+        let note = AuditNote::new(actor, "users.disable", now, version_detail);
+        let name = username.as_str();
+        Ok(self
             .store
-            .set_disabled(username.as_str(), true, now)
-            .await?;
-        let detail = format!("token_version={}", user.token_version);
-        self.audit(
-            actor,
-            now,
-            "users.disable",
-            Some(user.id.clone()),
-            Some(detail),
-        )
-        .await?;
-        Ok(user)
+            .set_disabled(name, true, now, Some(&note))
+            .await?)
     }
 
     /// "Log out everywhere": bumps the user's token version, so every refresh token they hold
@@ -236,17 +238,8 @@ impl AdminService {
     ) -> Result<User, AdminError> {
         let now = self.clock.now();
         let id = self.user_id(user).await?;
-        let user = self.store.revoke_user_tokens(&id, now).await?;
-        let detail = format!("token_version={}", user.token_version);
-        self.audit(
-            actor,
-            now,
-            "users.revoke_tokens",
-            Some(user.id.clone()),
-            Some(detail),
-        )
-        .await?;
-        Ok(user)
+        let note = AuditNote::new(actor, "users.revoke_tokens", now, version_detail);
+        Ok(self.store.revoke_user_tokens(&id, now, Some(&note)).await?)
     }
 
     /// The user `user` names.
@@ -276,7 +269,7 @@ impl AdminService {
         user: UserRef<'_>,
         update: UserUpdate,
     ) -> Result<User, AdminError> {
-        let mut user = self.resolve(user).await?;
+        let user = self.resolve(user).await?;
         let now = self.clock.now();
         let action = match (&update.roles, update.disabled) {
             (None, None) => return Ok(user),
@@ -285,24 +278,23 @@ impl AdminService {
             (None, Some(false)) => "users.enable",
             (Some(_), Some(_)) => "users.update",
         };
-        if let Some(roles) = update.roles {
-            user = self.store.set_roles(&user.id, &dedup(roles), now).await?;
-        }
-        if let Some(disabled) = update.disabled {
-            user = self
-                .store
-                .set_disabled(&user.username, disabled, now)
-                .await?;
-        }
-        let detail = format!(
-            "roles={} disabled={} token_version={}",
-            user.roles.join(","),
-            user.disabled,
-            user.token_version
-        );
-        self.audit(actor, now, action, Some(user.id.clone()), Some(detail))
-            .await?;
-        Ok(user)
+        let change = UserChange {
+            roles: update.roles.map(dedup),
+            disabled: update.disabled,
+        };
+        let note = AuditNote::new(actor, action, now, |user: &User| {
+            let detail = format!(
+                "roles={} disabled={} token_version={}",
+                user.roles.join(","),
+                user.disabled,
+                user.token_version
+            );
+            (Some(user.id.clone()), Some(detail))
+        });
+        Ok(self
+            .store
+            .update_user(&user.id, &change, now, Some(&note))
+            .await?)
     }
 
     /// Deletes a user (`users.delete`): every refresh family they hold goes with them, and
@@ -310,17 +302,11 @@ impl AdminService {
     pub async fn delete_user(&self, actor: &Actor, user: UserRef<'_>) -> Result<User, AdminError> {
         let id = self.user_id(user).await?;
         let now = self.clock.now();
-        let user = self.store.delete_user(&id).await?;
-        let detail = format!("username={}", user.username);
-        self.audit(
-            actor,
-            now,
-            "users.delete",
-            Some(user.id.clone()),
-            Some(detail),
-        )
-        .await?;
-        Ok(user)
+        let note = AuditNote::new(actor, "users.delete", now, |user: &User| {
+            let detail = format!("username={}", user.username);
+            (Some(user.id.clone()), Some(detail))
+        });
+        Ok(self.store.delete_user(&id, Some(&note)).await?)
     }
 
     /// A user changes their own password (`users.password_change`, the user as actor): the
@@ -344,23 +330,14 @@ impl AdminService {
             .await?;
         let password_hash = passwords.hash(new).await?;
         let now = self.clock.now();
-        let user = self
-            .store
-            .set_password_hash(&user.id, &password_hash, now)
-            .await?;
         let actor = Actor::User {
             id: user.id.clone(),
         };
-        let detail = format!("token_version={}", user.token_version);
-        self.audit(
-            &actor,
-            now,
-            "users.password_change",
-            Some(user.id.clone()),
-            Some(detail),
-        )
-        .await?;
-        Ok(user)
+        let note = AuditNote::new(actor, "users.password_change", now, version_detail);
+        Ok(self
+            .store
+            .set_password_hash(&user.id, &password_hash, now, Some(&note))
+            .await?)
     }
 
     /// An administrator sets a user's password (`users.password_reset`): hashed on the bounded
@@ -376,20 +353,11 @@ impl AdminService {
         let id = self.user_id(user).await?;
         let password_hash = passwords.hash(password).await?;
         let now = self.clock.now();
-        let user = self
+        let note = AuditNote::new(actor, "users.password_reset", now, version_detail);
+        Ok(self
             .store
-            .set_password_hash(&id, &password_hash, now)
-            .await?;
-        let detail = format!("token_version={}", user.token_version);
-        self.audit(
-            actor,
-            now,
-            "users.password_reset",
-            Some(user.id.clone()),
-            Some(detail),
-        )
-        .await?;
-        Ok(user)
+            .set_password_hash(&id, &password_hash, now, Some(&note))
+            .await?)
     }
 
     /// Creates a client (`clients.add`): a confidential one with a fresh secret, returned once
@@ -420,23 +388,18 @@ impl AdminService {
             grants,
             redirect_uris: dedup(client.redirect_uris),
         };
-        let client = self.store.create_client(new, now).await?;
-        let grants: Vec<&str> = client.grants.iter().map(|g| g.as_str()).collect();
-        let detail = format!(
-            "scopes={} public={} grants={} redirect_uris={}",
-            client.scopes.join(" "),
-            client.public,
-            grants.join(" "),
-            client.redirect_uris.join(" ")
-        );
-        self.audit(
-            actor,
-            now,
-            "clients.add",
-            Some(client.id.clone()),
-            Some(detail),
-        )
-        .await?;
+        let note = AuditNote::new(actor, "clients.add", now, |client: &Client| {
+            let grants: Vec<&str> = client.grants.iter().map(|g| g.as_str()).collect();
+            let detail = format!(
+                "scopes={} public={} grants={} redirect_uris={}",
+                client.scopes.join(" "),
+                client.public,
+                grants.join(" "),
+                client.redirect_uris.join(" ")
+            );
+            (Some(client.id.clone()), Some(detail))
+        });
+        let client = self.store.create_client(new, now, Some(&note)).await?;
         Ok((client, secret))
     }
 
@@ -448,10 +411,11 @@ impl AdminService {
     /// Disables a client: it cannot authenticate from now on (`clients.disable`).
     pub async fn disable_client(&self, actor: &Actor, id: &str) -> Result<Client, AdminError> {
         let now = self.clock.now();
-        let client = self.store.set_client_disabled(id, true, now).await?;
-        self.audit(actor, now, "clients.disable", Some(client.id.clone()), None)
-            .await?;
-        Ok(client)
+        let note = AuditNote::new(actor, "clients.disable", now, client_target);
+        Ok(self
+            .store
+            .set_client_disabled(id, true, now, Some(&note))
+            .await?)
     }
 
     /// The client with this id ([`StoreError::NotFound`] if none).
@@ -465,10 +429,11 @@ impl AdminService {
     /// Re-enables a client (`clients.enable`).
     pub async fn enable_client(&self, actor: &Actor, id: &str) -> Result<Client, AdminError> {
         let now = self.clock.now();
-        let client = self.store.set_client_disabled(id, false, now).await?;
-        self.audit(actor, now, "clients.enable", Some(client.id.clone()), None)
-            .await?;
-        Ok(client)
+        let note = AuditNote::new(actor, "clients.enable", now, client_target);
+        Ok(self
+            .store
+            .set_client_disabled(id, false, now, Some(&note))
+            .await?)
     }
 
     /// Changes a client's scopes, grants, redirection URIs or state (`clients.update`, naming
@@ -512,26 +477,22 @@ impl AdminService {
             disabled: update.enabled.map(|enabled| !enabled),
         };
         let now = self.clock.now();
-        let client = self.store.update_client(id, &change, now).await?;
         let detail = format!("fields={}", fields.join(","));
-        self.audit(
-            actor,
-            now,
-            "clients.update",
-            Some(client.id.clone()),
-            Some(detail),
-        )
-        .await?;
-        Ok(client)
+        let note = AuditNote::new(actor, "clients.update", now, |client: &Client| {
+            (Some(client.id.clone()), Some(detail.clone()))
+        });
+        Ok(self
+            .store
+            .update_client(id, &change, now, Some(&note))
+            .await?)
     }
 
     /// Deletes a client (`clients.delete`): its refresh-token families are revoked, and its
     /// own access tokens fail every online check, as its record is gone.
     pub async fn delete_client(&self, actor: &Actor, id: &str) -> Result<(), AdminError> {
         let now = self.clock.now();
-        self.store.delete_client(id, now).await?;
-        self.audit(actor, now, "clients.delete", Some(id.to_string()), None)
-            .await?;
+        let note = AuditNote::new(actor, "clients.delete", now, client_target);
+        self.store.delete_client(id, now, Some(&note)).await?;
         Ok(())
     }
 
@@ -557,19 +518,16 @@ impl AdminService {
         let secs = overlap.unwrap_or(0);
         let previous = (secs > 0).then(|| (old_hash, now.saturating_add_unsigned(secs)));
         let secret = ClientSecret::generate();
+        let note = AuditNote::new(actor, "clients.rotate_secret", now, |client: &Client| {
+            (
+                Some(client.id.clone()),
+                Some(format!("overlap_secs={secs}")),
+            )
+        });
         let client = self
             .store
-            .set_client_secret(id, &secret.hash(), previous, now)
+            .set_client_secret(id, &secret.hash(), previous, now, Some(&note))
             .await?;
-        let detail = format!("overlap_secs={secs}");
-        self.audit(
-            actor,
-            now,
-            "clients.rotate_secret",
-            Some(client.id.clone()),
-            Some(detail),
-        )
-        .await?;
         Ok((client, secret))
     }
 
@@ -662,7 +620,7 @@ impl AdminService {
         })
     }
 
-    /// Appends the audit entry of a committed change; a failure is handled as
+    /// Appends the audit entry of a committed key-set change; a failure is handled as
     /// [`AuditFailure`] says.
     async fn audit(
         &self,
@@ -688,6 +646,17 @@ impl AdminService {
             AuditFailure::Fail => Err(AdminError::Audit { action, source }),
         }
     }
+}
+
+/// An entry naming the user, with the token version the change left.
+fn version_detail(user: &User) -> (Option<String>, Option<String>) {
+    let detail = format!("token_version={}", user.token_version);
+    (Some(user.id.clone()), Some(detail))
+}
+
+/// An entry naming the client.
+fn client_target(client: &Client) -> (Option<String>, Option<String>) {
+    (Some(client.id.clone()), None)
 }
 
 /// Keeps the first of each value, in order.

@@ -10,7 +10,9 @@ use rand::Rng;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
-use crate::store::{Client, ClientId, GrantType, NewClient, Store, StoreError, split_scope};
+use crate::store::{
+    AuditNote, Client, ClientId, GrantType, NewClient, Store, StoreError, split_scope,
+};
 use crate::tokens::refresh::TokenHash;
 use crate::tokens::{IssuedToken, Subject};
 
@@ -108,7 +110,13 @@ pub async fn ensure_default_client(
         grants: GrantType::defaults(true),
         redirect_uris: Vec::new(),
     };
-    match store.create_client(client, now).await {
+    let note = AuditNote::new("system", "clients.add", now, |client: &Client| {
+        (
+            Some(client.id.clone()),
+            Some("built-in default client".into()),
+        )
+    });
+    match store.create_client(client, now, Some(&note)).await {
         Ok(_) | Err(StoreError::Conflict { .. }) => Ok(()),
         Err(e) => Err(e),
     }

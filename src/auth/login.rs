@@ -8,7 +8,8 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::keys::{Alg, KeyError, KeyManager};
 use crate::store::{
-    Client, Family, GrantType, NewRefreshToken, Store, StoreError, User, Username, random_id,
+    AuditEvent, Client, Family, GrantType, NewRefreshToken, Store, StoreError, User, Username,
+    random_id,
 };
 use crate::tokens::refresh::{RefreshPolicy, RefreshToken, Rejection};
 use crate::tokens::{IssuedToken, Subject, TokenError, TokenIssuer};
@@ -198,11 +199,39 @@ impl Authenticator {
         let user = match user {
             Some(user) if verified && !user.disabled => user,
             // The reservation stays counted: that was the failure.
-            _ => return Err(AuthError::InvalidGrant),
+            other => {
+                let reason = match &other {
+                    None => "unknown_user",
+                    Some(user) if user.disabled => "disabled",
+                    Some(_) => "wrong_password",
+                };
+                let target = other.map(|user| user.id);
+                let detail = login_detail(&client.id, request.address, Some(reason));
+                self.audit_failure(target, detail, now).await;
+                return Err(AuthError::InvalidGrant);
+            }
         };
         self.throttle.succeeded(reservation);
-        self.start_session(&user, client, request.scope.as_deref(), now)
+        let scope = request.scope.as_deref();
+        self.start_session(&user, client, scope, request.address, now)
             .await
+    }
+
+    /// Writes the audit entry of a failed login (`login.failure`, actor `anonymous`: nobody
+    /// proved who they are): the user if the name is known, and `detail` (client, address,
+    /// reason; never the password). The login has failed already, so a failure to write is
+    /// logged, not answered.
+    async fn audit_failure(&self, target: Option<String>, detail: String, now: i64) {
+        let event = AuditEvent {
+            at: now,
+            actor: "anonymous".into(),
+            action: "login.failure".into(),
+            target,
+            detail: Some(detail),
+        };
+        if let Err(e) = self.store.record_audit(&event).await {
+            log::error!("audit log write failed for login.failure: {e}");
+        }
     }
 
     /// Counts a sign-up against its client address with the login throttle, before anything
@@ -255,18 +284,22 @@ impl Authenticator {
         &self,
         user: &User,
         client: PresentedClient,
+        address: Option<IpAddr>,
         now: i64,
     ) -> Result<Session, AuthError> {
         let client = self.client_for_grant(client, GrantType::Password).await?;
-        self.start_session(user, client, None, now).await
+        self.start_session(user, client, None, address, now).await
     }
 
-    /// The tokens of a new login: the access token and the first refresh token of a new family.
+    /// The tokens of a new login: the access token and the first refresh token of a new family,
+    /// stored with the login's audit entry (`login.success`, the user as actor, the client and
+    /// the caller's `address` as detail).
     async fn start_session(
         &self,
         user: &User,
         client: Client,
         requested_scope: Option<&str>,
+        address: Option<IpAddr>,
         now: i64,
     ) -> Result<Session, AuthError> {
         let scope = self.grant_scope(&user.roles, requested_scope)?;
@@ -297,7 +330,16 @@ impl Authenticator {
             issued_at: now,
             expires_at,
         };
-        self.store.create_refresh_family(&family, &first).await?;
+        let login = AuditEvent {
+            at: now,
+            actor: format!("user:{}", user.id),
+            action: "login.success".into(),
+            target: Some(user.id.clone()),
+            detail: Some(login_detail(&family.client_id, address, None)),
+        };
+        self.store
+            .create_refresh_family(&family, &first, Some(&login))
+            .await?;
         Ok(Session {
             access,
             refresh: Some(IssuedRefresh {
@@ -330,6 +372,11 @@ impl Authenticator {
             .await
         {
             // The reservation stays counted: that was the failure.
+            let detail = format!(
+                "address={} reason=wrong_current_password",
+                display_address(address)
+            );
+            self.audit_failure(Some(user.id.clone()), detail, now).await;
             return Err(AuthError::InvalidGrant);
         }
         self.throttle.succeeded(reservation);
@@ -362,4 +409,19 @@ impl Authenticator {
         }
         Ok(granted)
     }
+}
+
+/// The detail of a login's audit entry: the client, the caller's address and, for a failure,
+/// why.
+fn login_detail(client_id: &str, address: Option<IpAddr>, reason: Option<&str>) -> String {
+    let address = display_address(address);
+    match reason {
+        Some(reason) => format!("client={client_id} address={address} reason={reason}"),
+        None => format!("client={client_id} address={address}"),
+    }
+}
+
+/// An address as the audit log shows it.
+fn display_address(address: Option<IpAddr>) -> String {
+    address.map_or_else(|| "unknown".into(), |a| a.to_string())
 }

@@ -133,6 +133,85 @@ pub struct AuditEvent {
     pub detail: Option<String>,
 }
 
+/// The audit entry a change writes in the change's own transaction, so that a change is never
+/// committed without its entry (nor an entry without its change): who and what, with the target
+/// and detail read from the changed record.
+pub struct AuditNote<'a, T> {
+    /// Unix seconds.
+    pub at: i64,
+    /// What (see [`AuditEvent::action`]).
+    pub action: &'static str,
+    /// Who (see [`AuditEvent::actor`]): given, or read from the changed record.
+    actor: NoteActor<'a, T>,
+    /// The entry's target and detail, from the record as changed.
+    describe: Box<Describe<'a, T>>,
+}
+
+/// How an [`AuditNote`] reads the target and detail of its entry from the changed record.
+type Describe<'a, T> = dyn Fn(&T) -> (Option<String>, Option<String>) + Send + Sync + 'a;
+
+/// Who an [`AuditNote`] names as the actor.
+enum NoteActor<'a, T> {
+    Given(String),
+    /// Read from the record: a new user who signs up is the actor of their own creation, and
+    /// their id is known only once the record is written.
+    Record(Box<dyn Fn(&T) -> String + Send + Sync + 'a>),
+}
+
+impl<'a, T> AuditNote<'a, T> {
+    /// A note of `action` by `actor` at `at`; `describe` gives the entry's target and detail
+    /// from the changed record.
+    pub fn new(
+        actor: impl std::fmt::Display,
+        action: &'static str,
+        at: i64,
+        describe: impl Fn(&T) -> (Option<String>, Option<String>) + Send + Sync + 'a,
+    ) -> AuditNote<'a, T> {
+        AuditNote {
+            at,
+            action,
+            actor: NoteActor::Given(actor.to_string()),
+            describe: Box::new(describe),
+        }
+    }
+
+    /// A note of `action` at `at` whose actor, like its target and detail, is read from the
+    /// changed record.
+    pub fn by_record(
+        action: &'static str,
+        at: i64,
+        actor: impl Fn(&T) -> String + Send + Sync + 'a,
+        describe: impl Fn(&T) -> (Option<String>, Option<String>) + Send + Sync + 'a,
+    ) -> AuditNote<'a, T> {
+        AuditNote {
+            at,
+            action,
+            actor: NoteActor::Record(Box::new(actor)),
+            describe: Box::new(describe),
+        }
+    }
+
+    /// The entry for `record`, the record as changed.
+    pub fn event(&self, record: &T) -> AuditEvent {
+        let (target, detail) = (self.describe)(record);
+        let actor = match &self.actor {
+            NoteActor::Given(actor) => actor.clone(),
+            NoteActor::Record(actor) => actor(record),
+        };
+        AuditEvent {
+            at: self.at,
+            actor,
+            action: self.action.into(),
+            target,
+            detail,
+        }
+    }
+}
+
+/// The audit entry of a change, or `None` for a change made without one (tests, and tools that
+/// are not administrative actions).
+pub type Audit<'n, 'a, T> = Option<&'n AuditNote<'a, T>>;
+
 /// Which audit events [`AuditStore::query_audit`] returns; `None` fields do not filter.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct AuditFilter {
@@ -167,7 +246,12 @@ impl<T> Store for T where T: UserStore + SessionStore + ClientStore + AuditStore
 #[async_trait]
 pub trait UserStore: Send + Sync + 'static {
     /// Stores a new user (token version 0); [`StoreError::Conflict`] if the name is taken.
-    async fn create_user(&self, user: NewUser, now: i64) -> Result<User, StoreError>;
+    async fn create_user(
+        &self,
+        user: NewUser,
+        now: i64,
+        audit: Audit<'_, '_, User>,
+    ) -> Result<User, StoreError>;
     /// The user with this (normalised) username.
     async fn user_by_username(&self, username: &str) -> Result<Option<User>, StoreError>;
     /// Every user, by username in byte order.
@@ -178,6 +262,7 @@ pub trait UserStore: Send + Sync + 'static {
         username: &str,
         disabled: bool,
         now: i64,
+        audit: Audit<'_, '_, User>,
     ) -> Result<User, StoreError>;
     /// The user with this id.
     async fn user_by_id(&self, id: &str) -> Result<Option<User>, StoreError>;
@@ -189,14 +274,30 @@ pub trait UserStore: Send + Sync + 'static {
         after: Option<&str>,
         limit: u32,
     ) -> Result<Vec<User>, StoreError>;
-    /// Replaces the roles of the user with this id.
-    async fn set_roles(&self, user_id: &str, roles: &[Role], now: i64) -> Result<User, StoreError>;
+    /// Changes what is `Some` in `change` for the user with this id, in one transaction
+    /// ([`StoreError::NotFound`] if there is none).
+    async fn update_user(
+        &self,
+        user_id: &str,
+        change: &UserChange,
+        now: i64,
+        audit: Audit<'_, '_, User>,
+    ) -> Result<User, StoreError>;
     /// Deletes the user with this id, with every refresh family (and token) they hold; returns
     /// the deleted user.
-    async fn delete_user(&self, user_id: &str) -> Result<User, StoreError>;
+    async fn delete_user(
+        &self,
+        user_id: &str,
+        audit: Audit<'_, '_, User>,
+    ) -> Result<User, StoreError>;
     /// "Log out everywhere": increments the user's token version, so every refresh token the
     /// user holds stops working at once.
-    async fn revoke_user_tokens(&self, user_id: &str, now: i64) -> Result<User, StoreError>;
+    async fn revoke_user_tokens(
+        &self,
+        user_id: &str,
+        now: i64,
+        audit: Audit<'_, '_, User>,
+    ) -> Result<User, StoreError>;
     /// Replaces the password hash; also bumps the token version (a password change ends every
     /// session).
     async fn set_password_hash(
@@ -204,17 +305,20 @@ pub trait UserStore: Send + Sync + 'static {
         user_id: &str,
         password_hash: &str,
         now: i64,
+        audit: Audit<'_, '_, User>,
     ) -> Result<User, StoreError>;
 }
 
 /// Sessions: refresh-token families and their rotation, and the access-token denylist.
 #[async_trait]
 pub trait SessionStore: Send + Sync + 'static {
-    /// Stores a new family (one login) with its first refresh token, atomically.
+    /// Stores a new family (one login) with its first refresh token, and the login's audit
+    /// entry when given, atomically.
     async fn create_refresh_family(
         &self,
         family: &Family,
         first: &NewRefreshToken,
+        audit: Option<&AuditEvent>,
     ) -> Result<(), StoreError>;
     /// Presents a refresh token: judges it with [`crate::tokens::refresh::judge`] and applies
     /// the verdict in one transaction. Of two concurrent calls with the same token, exactly one
@@ -255,7 +359,12 @@ pub trait SessionStore: Send + Sync + 'static {
 #[async_trait]
 pub trait ClientStore: Send + Sync + 'static {
     /// Stores a new client; [`StoreError::Conflict`] if the id is taken.
-    async fn create_client(&self, client: NewClient, now: i64) -> Result<Client, StoreError>;
+    async fn create_client(
+        &self,
+        client: NewClient,
+        now: i64,
+        audit: Audit<'_, '_, Client>,
+    ) -> Result<Client, StoreError>;
     /// The client with this id.
     async fn client_by_id(&self, id: &str) -> Result<Option<Client>, StoreError>;
     /// Every client, by id in byte order.
@@ -266,6 +375,7 @@ pub trait ClientStore: Send + Sync + 'static {
         id: &str,
         disabled: bool,
         now: i64,
+        audit: Audit<'_, '_, Client>,
     ) -> Result<Client, StoreError>;
     /// Changes what is `Some` in `change` ([`StoreError::NotFound`] if no such client).
     async fn update_client(
@@ -273,6 +383,7 @@ pub trait ClientStore: Send + Sync + 'static {
         id: &str,
         change: &ClientChange,
         now: i64,
+        audit: Audit<'_, '_, Client>,
     ) -> Result<Client, StoreError>;
     /// Replaces the secret hash; `previous` keeps the old secret valid until the given time.
     /// [`StoreError::NotFound`] if no confidential client has this id.
@@ -282,10 +393,24 @@ pub trait ClientStore: Send + Sync + 'static {
         secret_hash: &TokenHash,
         previous: Option<(TokenHash, i64)>,
         now: i64,
+        audit: Audit<'_, '_, Client>,
     ) -> Result<Client, StoreError>;
     /// Deletes a client and revokes its refresh-token families in one transaction
     /// ([`StoreError::NotFound`] if no such client).
-    async fn delete_client(&self, id: &str, now: i64) -> Result<(), StoreError>;
+    async fn delete_client(
+        &self,
+        id: &str,
+        now: i64,
+        audit: Audit<'_, '_, Client>,
+    ) -> Result<Client, StoreError>;
+}
+
+/// A change to a user's record: each `Some` replaces the stored value. Disabling bumps the
+/// token version; enabling does not bring old tokens back.
+#[derive(Clone, Debug, Default)]
+pub struct UserChange {
+    pub roles: Option<Vec<Role>>,
+    pub disabled: Option<bool>,
 }
 
 /// A change to a client's record: each `Some` replaces the stored value.

@@ -23,9 +23,10 @@ use sqlx::{
 };
 
 use super::{
-    AuditEvent, AuditFilter, AuditPage, AuditStore, Client, ClientChange, ClientStore, Family,
-    GrantType, HealthCheck, NewClient, NewRefreshToken, NewUser, RefreshOutcome, RefreshRecord,
-    Role, SessionStore, StoreError, User, UserStore, insert_error, random_id, split_scope,
+    Audit, AuditEvent, AuditFilter, AuditPage, AuditStore, Client, ClientChange, ClientStore,
+    Family, GrantType, HealthCheck, NewClient, NewRefreshToken, NewUser, RefreshOutcome,
+    RefreshRecord, SessionStore, StoreError, User, UserChange, UserStore, insert_error, random_id,
+    split_scope,
 };
 use crate::keys::Alg;
 use crate::tokens::refresh::{RefreshPolicy, RefreshState, Rejection, TokenHash, Verdict, judge};
@@ -137,6 +138,8 @@ macro_rules! sql_impl {
             for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
             for<'q> i64: Encode<'q, DB> + Type<DB> + Decode<'q, DB>,
             for<'q> bool: Encode<'q, DB> + Type<DB> + Decode<'q, DB>,
+            for<'q> Option<bool>: Encode<'q, DB> + Type<DB>,
+            for<'q> Option<DB::List>: Encode<'q, DB> + Type<DB>,
             for<'q> &'q str: Encode<'q, DB> + Type<DB>,
             for<'q> Option<&'q str>: Encode<'q, DB> + Type<DB>,
             for<'q> &'q [u8]: Encode<'q, DB> + Type<DB>,
@@ -174,33 +177,40 @@ sql_impl! {
         }
 
         /// Runs `sql`, an `UPDATE … RETURNING` of the row named `$3 = key` that sets
-        /// `disabled = $1` at `updated_at = $2`; [`StoreError::NotFound`] for `what` if none.
-        async fn set_flag<T: Send>(
+        /// `disabled = $1` at `updated_at = $2`, with its audit entry;
+        /// [`StoreError::NotFound`] for `what` if none.
+        async fn set_flag<T: Send + Sync>(
             &self,
             sql: &str,
             (disabled, now, key): (bool, i64, &str),
             map: FromRow<DB, T>,
             what: &str,
+            audit: Audit<'_, '_, T>,
         ) -> Result<T, StoreError> {
+            let mut tx = DB::begin_write(&self.pool).await?;
             let row = sqlx::query(sql)
                 .bind(disabled)
                 .bind(now)
                 .bind(key)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&mut *tx)
                 .await?;
-            match row {
-                Some(row) => map(&row),
-                None => Err(StoreError::NotFound(format!("{what} {key}"))),
-            }
+            let record = match row {
+                Some(row) => map(&row)?,
+                None => return Err(StoreError::NotFound(format!("{what} {key}"))),
+            };
+            commit_audited(tx, audit, record).await
         }
 
-        /// `UPDATE users … RETURNING` for one user by id, bumping the token version.
+        /// `UPDATE users … RETURNING` for one user by id, bumping the token version, with its
+        /// audit entry.
         async fn bump_version(
             &self,
             user_id: &str,
             password_hash: Option<&str>,
             now: i64,
+            audit: Audit<'_, '_, User>,
         ) -> Result<User, StoreError> {
+            let mut tx = DB::begin_write(&self.pool).await?;
             let row = sqlx::query(&format!(
                 "UPDATE users SET token_version = token_version + 1, updated_at = $1,
                      password_hash = COALESCE($2, password_hash)
@@ -209,12 +219,13 @@ sql_impl! {
             .bind(now)
             .bind(password_hash)
             .bind(user_id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *tx)
             .await?;
-            match row {
-                Some(row) => user_from_row(&row),
-                None => Err(StoreError::NotFound(format!("user {user_id}"))),
-            }
+            let user = match row {
+                Some(row) => user_from_row(&row)?,
+                None => return Err(StoreError::NotFound(format!("user {user_id}"))),
+            };
+            commit_audited(tx, audit, user).await
         }
     }
 }
@@ -222,10 +233,16 @@ sql_impl! {
 sql_impl! {
     #[async_trait]
     impl UserStore for SqlStore {
-        async fn create_user(&self, user: NewUser, now: i64) -> Result<User, StoreError> {
+        async fn create_user(
+            &self,
+            user: NewUser,
+            now: i64,
+            audit: Audit<'_, '_, User>,
+        ) -> Result<User, StoreError> {
             let roles: Vec<String> = user.roles.iter().map(|r| r.as_str().to_string()).collect();
             let stored_roles = DB::to_list(&roles, "users.roles")?;
             let id = random_id();
+            let mut tx = DB::begin_write(&self.pool).await?;
             sqlx::query(
                 "INSERT INTO users (id, username, password_hash, roles, disabled, token_version,
                      created_at, updated_at)
@@ -236,10 +253,10 @@ sql_impl! {
             .bind(user.password_hash.as_str())
             .bind(stored_roles)
             .bind(now)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .map_err(|e| insert_error(e, || format!("user {}", user.username.as_str())))?;
-            Ok(User {
+            let created = User {
                 id,
                 username: user.username.as_str().to_string(),
                 password_hash: user.password_hash,
@@ -247,7 +264,8 @@ sql_impl! {
                 disabled: false,
                 token_version: 0,
                 created_at: now,
-            })
+            };
+            commit_audited(tx, audit, created).await
         }
 
         async fn user_by_username(&self, username: &str) -> Result<Option<User>, StoreError> {
@@ -266,6 +284,7 @@ sql_impl! {
             username: &str,
             disabled: bool,
             now: i64,
+            audit: Audit<'_, '_, User>,
         ) -> Result<User, StoreError> {
             let sql = format!(
                 "UPDATE users SET disabled = $1, updated_at = $2,
@@ -273,7 +292,7 @@ sql_impl! {
                  WHERE username = $3 RETURNING {USER_COLUMNS}"
             );
             let change = (disabled, now, username);
-            self.set_flag(&sql, change, user_from_row::<DB>, "user").await
+            self.set_flag(&sql, change, user_from_row::<DB>, "user", audit).await
         }
 
         async fn user_by_id(&self, id: &str) -> Result<Option<User>, StoreError> {
@@ -312,45 +331,71 @@ sql_impl! {
             rows.iter().map(user_from_row::<DB>).collect()
         }
 
-        async fn set_roles(
+        async fn update_user(
             &self,
             user_id: &str,
-            roles: &[Role],
+            change: &UserChange,
             now: i64,
+            audit: Audit<'_, '_, User>,
         ) -> Result<User, StoreError> {
-            let roles: Vec<String> = roles.iter().map(|r| r.as_str().to_string()).collect();
-            let stored_roles = DB::to_list(&roles, "users.roles")?;
+            let roles: Option<Vec<String>> = change
+                .roles
+                .as_ref()
+                .map(|roles| roles.iter().map(|r| r.as_str().to_string()).collect());
+            let stored_roles = roles
+                .as_ref()
+                .map(|roles| DB::to_list(roles, "users.roles"))
+                .transpose()?;
+            let mut tx = DB::begin_write(&self.pool).await?;
+            // One statement: roles and state change together or not at all. Disabling bumps
+            // the token version, as `set_disabled` does; enabling brings no old token back.
             let row = sqlx::query(&format!(
-                "UPDATE users SET roles = $1, updated_at = $2 WHERE id = $3
-                 RETURNING {USER_COLUMNS}"
+                "UPDATE users SET roles = COALESCE($1, roles), updated_at = $2,
+                     token_version = token_version + (CASE WHEN $3 THEN 1 ELSE 0 END),
+                     disabled = COALESCE($4, disabled)
+                 WHERE id = $5 RETURNING {USER_COLUMNS}"
             ))
             .bind(stored_roles)
             .bind(now)
+            .bind(change.disabled == Some(true))
+            .bind(change.disabled)
             .bind(user_id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *tx)
             .await?;
-            match row {
-                Some(row) => user_from_row(&row),
-                None => Err(StoreError::NotFound(format!("user {user_id}"))),
-            }
+            let user = match row {
+                Some(row) => user_from_row(&row)?,
+                None => return Err(StoreError::NotFound(format!("user {user_id}"))),
+            };
+            commit_audited(tx, audit, user).await
         }
 
-        async fn delete_user(&self, user_id: &str) -> Result<User, StoreError> {
+        async fn delete_user(
+            &self,
+            user_id: &str,
+            audit: Audit<'_, '_, User>,
+        ) -> Result<User, StoreError> {
+            let mut tx = DB::begin_write(&self.pool).await?;
             // The families and their tokens go with the user (ON DELETE CASCADE in both schemas).
             let row = sqlx::query(&format!(
                 "DELETE FROM users WHERE id = $1 RETURNING {USER_COLUMNS}"
             ))
             .bind(user_id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *tx)
             .await?;
-            match row {
-                Some(row) => user_from_row(&row),
-                None => Err(StoreError::NotFound(format!("user {user_id}"))),
-            }
+            let user = match row {
+                Some(row) => user_from_row(&row)?,
+                None => return Err(StoreError::NotFound(format!("user {user_id}"))),
+            };
+            commit_audited(tx, audit, user).await
         }
 
-        async fn revoke_user_tokens(&self, user_id: &str, now: i64) -> Result<User, StoreError> {
-            self.bump_version(user_id, None, now).await
+        async fn revoke_user_tokens(
+            &self,
+            user_id: &str,
+            now: i64,
+            audit: Audit<'_, '_, User>,
+        ) -> Result<User, StoreError> {
+            self.bump_version(user_id, None, now, audit).await
         }
 
         async fn set_password_hash(
@@ -358,8 +403,9 @@ sql_impl! {
             user_id: &str,
             password_hash: &str,
             now: i64,
+            audit: Audit<'_, '_, User>,
         ) -> Result<User, StoreError> {
-            self.bump_version(user_id, Some(password_hash), now).await
+            self.bump_version(user_id, Some(password_hash), now, audit).await
         }
     }
 }
@@ -371,6 +417,7 @@ sql_impl! {
             &self,
             family: &Family,
             first: &NewRefreshToken,
+            audit: Option<&AuditEvent>,
         ) -> Result<(), StoreError> {
             let mut tx = self.pool.begin().await?;
             sqlx::query(
@@ -386,6 +433,9 @@ sql_impl! {
             .execute(&mut *tx)
             .await?;
             insert_refresh_token(&mut tx, first).await?;
+            if let Some(event) = audit {
+                insert_audit(&mut tx, event).await?;
+            }
             tx.commit().await?;
             Ok(())
         }
@@ -552,7 +602,12 @@ sql_impl! {
 sql_impl! {
     #[async_trait]
     impl ClientStore for SqlStore {
-        async fn create_client(&self, client: NewClient, now: i64) -> Result<Client, StoreError> {
+        async fn create_client(
+            &self,
+            client: NewClient,
+            now: i64,
+            audit: Audit<'_, '_, Client>,
+        ) -> Result<Client, StoreError> {
             let scopes: Vec<String> = client
                 .scopes
                 .iter()
@@ -565,6 +620,7 @@ sql_impl! {
                 .map(|u| u.as_str().to_string())
                 .collect();
             let public = client.secret_hash.is_none();
+            let mut tx = DB::begin_write(&self.pool).await?;
             sqlx::query(
                 "INSERT INTO clients (id, secret_hash, scopes, alg, disabled, public, grants,
                      redirect_uris, created_at, updated_at)
@@ -578,10 +634,10 @@ sql_impl! {
             .bind(DB::to_list(&grants, "clients.grants")?)
             .bind(DB::to_list(&redirect_uris, "clients.redirect_uris")?)
             .bind(now)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .map_err(|e| insert_error(e, || format!("client {}", client.id.as_str())))?;
-            Ok(Client {
+            let created = Client {
                 id: client.id.as_str().to_string(),
                 secret_hash: client.secret_hash,
                 scopes,
@@ -592,7 +648,8 @@ sql_impl! {
                 redirect_uris,
                 created_at: now,
                 previous_secret: None,
-            })
+            };
+            commit_audited(tx, audit, created).await
         }
 
         async fn client_by_id(&self, id: &str) -> Result<Option<Client>, StoreError> {
@@ -611,12 +668,14 @@ sql_impl! {
             id: &str,
             disabled: bool,
             now: i64,
+            audit: Audit<'_, '_, Client>,
         ) -> Result<Client, StoreError> {
             let sql = format!(
                 "UPDATE clients SET disabled = $1, updated_at = $2 WHERE id = $3
                  RETURNING {CLIENT_COLUMNS}"
             );
-            self.set_flag(&sql, (disabled, now, id), client_from_row::<DB>, "client").await
+            let change = (disabled, now, id);
+            self.set_flag(&sql, change, client_from_row::<DB>, "client", audit).await
         }
 
         async fn update_client(
@@ -624,6 +683,7 @@ sql_impl! {
             id: &str,
             change: &ClientChange,
             now: i64,
+            audit: Audit<'_, '_, Client>,
         ) -> Result<Client, StoreError> {
             let mut tx = DB::begin_write(&self.pool).await?;
             let sql = format!("SELECT {CLIENT_COLUMNS} FROM clients WHERE id = $1");
@@ -656,8 +716,7 @@ sql_impl! {
                 .fetch_one(&mut *tx)
                 .await?;
             let client = client_from_row::<DB>(&row)?;
-            tx.commit().await?;
-            Ok(client)
+            commit_audited(tx, audit, client).await
         }
 
         async fn set_client_secret(
@@ -666,7 +725,9 @@ sql_impl! {
             secret_hash: &TokenHash,
             previous: Option<(TokenHash, i64)>,
             now: i64,
+            audit: Audit<'_, '_, Client>,
         ) -> Result<Client, StoreError> {
+            let mut tx = DB::begin_write(&self.pool).await?;
             let sql = format!(
                 "UPDATE clients SET secret_hash = $1, previous_secret_hash = $2,
                      previous_secret_expires_at = $3, updated_at = $4
@@ -678,23 +739,28 @@ sql_impl! {
                 .bind(previous.map(|(_, until)| until))
                 .bind(now)
                 .bind(id)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&mut *tx)
                 .await?;
-            match row {
-                Some(row) => client_from_row::<DB>(&row),
-                None => Err(StoreError::NotFound(format!("confidential client {id}"))),
-            }
+            let client = match row {
+                Some(row) => client_from_row::<DB>(&row)?,
+                None => return Err(StoreError::NotFound(format!("confidential client {id}"))),
+            };
+            commit_audited(tx, audit, client).await
         }
 
-        async fn delete_client(&self, id: &str, now: i64) -> Result<(), StoreError> {
+        async fn delete_client(
+            &self,
+            id: &str,
+            now: i64,
+            audit: Audit<'_, '_, Client>,
+        ) -> Result<Client, StoreError> {
             let mut tx = DB::begin_write(&self.pool).await?;
-            let deleted = sqlx::query("DELETE FROM clients WHERE id = $1")
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-            if DB::rows_affected(&deleted) == 0 {
-                return Err(StoreError::NotFound(format!("client {id}")));
-            }
+            let sql = format!("DELETE FROM clients WHERE id = $1 RETURNING {CLIENT_COLUMNS}");
+            let row = sqlx::query(&sql).bind(id).fetch_optional(&mut *tx).await?;
+            let client = match row {
+                Some(row) => client_from_row::<DB>(&row)?,
+                None => return Err(StoreError::NotFound(format!("client {id}"))),
+            };
             sqlx::query(
                 "UPDATE refresh_families SET revoked_at = $1, revoked_reason = $2
                  WHERE client_id = $3 AND revoked_at IS NULL",
@@ -704,8 +770,7 @@ sql_impl! {
             .bind(id)
             .execute(&mut *tx)
             .await?;
-            tx.commit().await?;
-            Ok(())
+            commit_audited(tx, audit, client).await
         }
     }
 }
@@ -714,17 +779,9 @@ sql_impl! {
     #[async_trait]
     impl AuditStore for SqlStore {
         async fn record_audit(&self, event: &AuditEvent) -> Result<(), StoreError> {
-            sqlx::query(
-                "INSERT INTO audit_log (at, actor, action, target, detail)
-                 VALUES ($1, $2, $3, $4, $5)",
-            )
-            .bind(event.at)
-            .bind(event.actor.as_str())
-            .bind(event.action.as_str())
-            .bind(event.target.as_deref())
-            .bind(event.detail.as_deref())
-            .execute(&self.pool)
-            .await?;
+            let mut tx = self.pool.begin().await?;
+            insert_audit(&mut tx, event).await?;
+            tx.commit().await?;
             Ok(())
         }
 
@@ -980,6 +1037,53 @@ where
     .bind(token.token_version)
     .bind(token.issued_at)
     .bind(token.expires_at)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Writes the audit entry of the change made in `tx` (if `audit` asks for one) and commits:
+/// the change and its entry are stored together or not at all.
+async fn commit_audited<DB, T>(
+    mut tx: Transaction<'static, DB>,
+    audit: Audit<'_, '_, T>,
+    record: T,
+) -> Result<T, StoreError>
+where
+    DB: Dialect,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<&'q str>: Encode<'q, DB> + Type<DB>,
+{
+    if let Some(note) = audit {
+        insert_audit(&mut tx, &note.event(&record)).await?;
+    }
+    tx.commit().await?;
+    Ok(record)
+}
+
+async fn insert_audit<DB>(
+    tx: &mut Transaction<'static, DB>,
+    event: &AuditEvent,
+) -> Result<(), StoreError>
+where
+    DB: Dialect,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<&'q str>: Encode<'q, DB> + Type<DB>,
+{
+    sqlx::query(
+        "INSERT INTO audit_log (at, actor, action, target, detail) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(event.at)
+    .bind(event.actor.as_str())
+    .bind(event.action.as_str())
+    .bind(event.target.as_deref())
+    .bind(event.detail.as_deref())
     .execute(&mut **tx)
     .await?;
     Ok(())

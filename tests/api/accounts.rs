@@ -93,7 +93,7 @@ async fn add_client(app: &TestApp, id: &str, scopes: &[&str]) -> String {
     };
     app.app()
         .store
-        .create_client(client, stamp::clock::now())
+        .create_client(client, stamp::clock::now(), None)
         .await
         .unwrap();
     secret.expose().to_string()

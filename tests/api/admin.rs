@@ -374,7 +374,7 @@ async fn a_logged_out_or_disabled_admin_loses_the_admin_api_at_once() {
     let fresh = app.login("root", PASSWORD).await;
     app.app()
         .store
-        .set_disabled("root", true, now)
+        .set_disabled("root", true, now, None)
         .await
         .unwrap();
     let disabled = app
@@ -406,7 +406,7 @@ async fn a_service_client_with_the_admin_scope_can_rotate() {
         let (client, secret) = add(id, scopes);
         app.app()
             .store
-            .create_client(client, stamp::clock::now())
+            .create_client(client, stamp::clock::now(), None)
             .await
             .unwrap();
         let response = app
@@ -433,7 +433,7 @@ async fn a_service_client_with_the_admin_scope_can_rotate() {
 
     app.app()
         .store
-        .set_client_disabled("cron", true, stamp::clock::now())
+        .set_client_disabled("cron", true, stamp::clock::now(), None)
         .await
         .unwrap();
     let disabled = app

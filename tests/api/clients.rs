@@ -131,7 +131,7 @@ async fn bad_client_authentication_is_401_invalid_client_with_a_basic_challenge(
     let retired_secret = add_client(&app, "retired2", &[], None).await;
     app.app()
         .store
-        .set_client_disabled("retired2", true, stamp::clock::now())
+        .set_client_disabled("retired2", true, stamp::clock::now(), None)
         .await
         .unwrap();
 
@@ -375,7 +375,7 @@ async fn a_cached_client_still_needs_its_secret_and_the_cache_can_be_turned_off(
         };
         app.app()
             .store
-            .create_client(client, stamp::clock::now())
+            .create_client(client, stamp::clock::now(), None)
             .await
             .unwrap();
         let ok = grant_basic(
@@ -397,7 +397,7 @@ async fn a_cached_client_still_needs_its_secret_and_the_cache_can_be_turned_off(
         assert_oauth_error(wrong, Status::Unauthorized, "invalid_client").await;
         app.app()
             .store
-            .set_client_disabled("svc", true, stamp::clock::now())
+            .set_client_disabled("svc", true, stamp::clock::now(), None)
             .await
             .unwrap();
         let after = grant_basic(

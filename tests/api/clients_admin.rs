@@ -57,16 +57,6 @@ async fn call(
     app.admin_json(method, path, token, body).await
 }
 
-/// The audit log, oldest first, as (action, actor, target).
-async fn audit(app: &TestApp) -> Vec<(String, String, Option<String>)> {
-    let mut events = app.app().store.recent_audit(1000).await.unwrap();
-    events.reverse();
-    events
-        .into_iter()
-        .map(|e| (e.action, e.actor, e.target))
-        .collect()
-}
-
 #[rocket::async_test]
 async fn the_admin_api_creates_lists_shows_changes_and_deletes_clients() {
     let app = TestApp::spawn().await;
@@ -233,7 +223,8 @@ async fn the_admin_api_creates_lists_shows_changes_and_deletes_clients() {
     }
 
     let actor = format!("user:{root_id}");
-    let log: Vec<(String, String, Option<String>)> = audit(&app)
+    let log: Vec<(String, String, Option<String>)> = app
+        .admin_audit()
         .await
         .into_iter()
         .filter(|(action, _, _)| action.starts_with("clients."))
@@ -275,7 +266,7 @@ async fn rotating_a_secret_without_overlap_ends_the_old_one_at_once() {
     assert!(body.get("secret_hash").is_none());
     assert_eq!(grant_status(&app, "cron", &old).await, Status::Unauthorized);
     assert_eq!(grant_status(&app, "cron", &new).await, Status::Ok);
-    let events = audit(&app).await;
+    let events = app.admin_audit().await;
     let last = events.last().unwrap();
     assert_eq!(last.0, "clients.rotate_secret");
     assert!(last.1.starts_with("user:"));
@@ -430,7 +421,8 @@ async fn the_cli_shows_enables_deletes_and_rotates_clients() {
         Status::Ok,
         "within the overlap"
     );
-    let log: Vec<(String, String)> = audit(&app)
+    let log: Vec<(String, String)> = app
+        .admin_audit()
         .await
         .into_iter()
         .map(|(action, actor, _)| (action, actor))

@@ -83,7 +83,7 @@ impl TestApp {
         };
         self.app()
             .store
-            .create_client(client, stamp::clock::now())
+            .create_client(client, stamp::clock::now(), None)
             .await
             .expect("create client");
         secret.expose().to_string()
@@ -122,7 +122,7 @@ impl TestApp {
                 .collect(),
         };
         app.store
-            .create_user(user, stamp::clock::now())
+            .create_user(user, stamp::clock::now(), None)
             .await
             .expect("create user")
     }
@@ -252,6 +252,24 @@ impl TestApp {
             request = request.header(ContentType::JSON).body(body);
         }
         request.dispatch().await
+    }
+
+    /// The administrative entries of the audit log, oldest first, as (action, actor, target):
+    /// without logins (`login.*`) and the start-up's own entry (the built-in client, by
+    /// `system`), which every app has.
+    pub async fn admin_audit(&self) -> Vec<(String, String, Option<String>)> {
+        let mut events = self
+            .app()
+            .store
+            .recent_audit(1000)
+            .await
+            .expect("audit log");
+        events.reverse();
+        events
+            .into_iter()
+            .filter(|e| !e.action.starts_with("login.") && e.actor != "system")
+            .map(|e| (e.action, e.actor, e.target))
+            .collect()
     }
 
     /// The kids the JWKS publishes now.

@@ -133,7 +133,7 @@ async fn wrong_password_unknown_user_and_disabled_user_get_the_same_answer() {
     app.add_user("erin", PASSWORD, &[]).await;
     app.app()
         .store
-        .set_disabled("erin", true, stamp::clock::now())
+        .set_disabled("erin", true, stamp::clock::now(), None)
         .await
         .unwrap();
 

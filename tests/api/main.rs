@@ -9,6 +9,7 @@ mod helpers;
 mod accounts;
 mod admin;
 mod audit_query;
+mod audit_trail;
 mod cli;
 mod clients;
 mod clients_admin;

@@ -18,8 +18,9 @@ use stamp::keys::{
     Alg, Kek, KeyError, KeyManager, KeyStoreError, Lifecycle, PgKeyStore, RotateOptions,
 };
 use stamp::store::{
-    AuditEvent, AuditStore, ClientId, ClientStore, Family, HealthCheck, NewClient, NewRefreshToken,
-    NewUser, PgStore, RefreshOutcome, Role, Scope, SessionStore, StoreError, UserStore, Username,
+    AuditEvent, AuditNote, AuditStore, ClientId, ClientStore, Family, HealthCheck, NewClient,
+    NewRefreshToken, NewUser, PgStore, RefreshOutcome, Role, Scope, SessionStore, StoreError, User,
+    UserChange, UserStore, Username,
 };
 use stamp::tokens::refresh::{RefreshPolicy, RefreshToken, Rejection, TokenHash};
 
@@ -406,6 +407,7 @@ async fn start_family(store: &PgStore, user_id: &str, now: i64) -> (Family, Toke
                 issued_at: now,
                 expires_at: now + 3_600,
             },
+            None,
         )
         .await
         .unwrap();
@@ -426,18 +428,24 @@ async fn pg_store_users_conflicts_and_token_versions() {
     };
     let now = 1_800_000_000;
     let alice = store
-        .create_user(new_user("Alice", &["admin", "ops"]), now)
+        .create_user(new_user("Alice", &["admin", "ops"]), now, None)
         .await
         .unwrap();
     assert_eq!(alice.username, "alice");
     assert_eq!(alice.roles, ["admin", "ops"]);
     let conflict = store
-        .create_user(new_user("ALICE", &[]), now)
+        .create_user(new_user("ALICE", &[]), now, None)
         .await
         .unwrap_err();
     assert!(matches!(conflict, StoreError::Conflict(_)), "{conflict}");
-    store.create_user(new_user("bob", &[]), now).await.unwrap();
-    store.create_user(new_user("_z", &[]), now).await.unwrap();
+    store
+        .create_user(new_user("bob", &[]), now, None)
+        .await
+        .unwrap();
+    store
+        .create_user(new_user("_z", &[]), now, None)
+        .await
+        .unwrap();
 
     let found = store.user_by_username("alice").await.unwrap().unwrap();
     assert_eq!(found.id, alice.id);
@@ -457,27 +465,36 @@ async fn pg_store_users_conflicts_and_token_versions() {
         .collect();
     assert_eq!(names, ["_z", "alice", "bob"], "byte order, as on SQLite");
 
-    let disabled = store.set_disabled("alice", true, now + 1).await.unwrap();
+    let disabled = store
+        .set_disabled("alice", true, now + 1, None)
+        .await
+        .unwrap();
     assert!(disabled.disabled);
     assert_eq!(disabled.token_version, 1, "disabling ends every session");
-    let enabled = store.set_disabled("alice", false, now + 2).await.unwrap();
+    let enabled = store
+        .set_disabled("alice", false, now + 2, None)
+        .await
+        .unwrap();
     assert!(!enabled.disabled);
     assert_eq!(enabled.token_version, 1, "re-enabling bumps nothing");
-    let revoked = store.revoke_user_tokens(&alice.id, now + 3).await.unwrap();
+    let revoked = store
+        .revoke_user_tokens(&alice.id, now + 3, None)
+        .await
+        .unwrap();
     assert_eq!(revoked.token_version, 2);
     let changed = store
-        .set_password_hash(&alice.id, "$argon2id$new", now + 4)
+        .set_password_hash(&alice.id, "$argon2id$new", now + 4, None)
         .await
         .unwrap();
     assert_eq!(changed.token_version, 3);
     assert_eq!(changed.password_hash, "$argon2id$new");
 
     assert!(matches!(
-        store.set_disabled("nobody", true, now).await,
+        store.set_disabled("nobody", true, now, None).await,
         Err(StoreError::NotFound(_))
     ));
     assert!(matches!(
-        store.revoke_user_tokens("no-such-id", now).await,
+        store.revoke_user_tokens("no-such-id", now, None).await,
         Err(StoreError::NotFound(_))
     ));
     store.ping().await.unwrap();
@@ -490,7 +507,7 @@ async fn pg_store_rotates_refresh_tokens_and_detects_reuse() {
     };
     let now = stamp::clock::now();
     let alice = store
-        .create_user(new_user("alice", &["ops"]), now)
+        .create_user(new_user("alice", &["ops"]), now, None)
         .await
         .unwrap();
     let (family, first) = start_family(&store, &alice.id, now).await;
@@ -563,7 +580,7 @@ async fn pg_store_grace_expiry_version_bumps_and_revocation() {
     };
     let now = stamp::clock::now();
     let alice = store
-        .create_user(new_user("alice", &[]), now)
+        .create_user(new_user("alice", &[]), now, None)
         .await
         .unwrap();
 
@@ -604,7 +621,10 @@ async fn pg_store_grace_expiry_version_bumps_and_revocation() {
 
     // "Log out everywhere": the token version moves on, the family is revoked as stale.
     let (_, t2) = start_family(&store, &alice.id, now).await;
-    store.revoke_user_tokens(&alice.id, now + 5).await.unwrap();
+    store
+        .revoke_user_tokens(&alice.id, now + 5, None)
+        .await
+        .unwrap();
     assert_eq!(
         rejection(&store.refresh(&t2, &c, &policy(0), now + 6).await.unwrap()),
         Some(Rejection::Stale)
@@ -662,7 +682,7 @@ async fn pg_store_concurrent_refreshes_of_one_token_have_exactly_one_winner() {
     };
     let now = stamp::clock::now();
     let alice = store
-        .create_user(new_user("alice", &[]), now)
+        .create_user(new_user("alice", &[]), now, None)
         .await
         .unwrap();
     let store = Arc::new(store);
@@ -750,16 +770,16 @@ async fn pg_store_denylist_clients_and_audit() {
         redirect_uris: Vec::new(),
     };
     let billing = store
-        .create_client(client("billing", Some(Alg::Rs256)), now)
+        .create_client(client("billing", Some(Alg::Rs256)), now, None)
         .await
         .unwrap();
     assert_eq!(billing.scopes, ["orders:read", "admin"]);
     store
-        .create_client(client("audit", None), now)
+        .create_client(client("audit", None), now, None)
         .await
         .unwrap();
     let conflict = store
-        .create_client(client("billing", None), now)
+        .create_client(client("billing", None), now, None)
         .await
         .unwrap_err();
     assert!(matches!(conflict, StoreError::Conflict(_)), "{conflict}");
@@ -777,12 +797,12 @@ async fn pg_store_denylist_clients_and_audit() {
         .collect();
     assert_eq!(ids, ["audit", "billing"]);
     let disabled = store
-        .set_client_disabled("billing", true, now)
+        .set_client_disabled("billing", true, now, None)
         .await
         .unwrap();
     assert!(disabled.disabled);
     assert!(matches!(
-        store.set_client_disabled("nobody", true, now).await,
+        store.set_client_disabled("nobody", true, now, None).await,
         Err(StoreError::NotFound(_))
     ));
 
@@ -1217,7 +1237,10 @@ async fn pg_store_pages_users_sets_roles_and_deletes_with_their_families() {
     };
     let now = 1_800_000_000;
     for name in ["ann", "al_x", "alx", "bob"] {
-        store.create_user(new_user(name, &[]), now).await.unwrap();
+        store
+            .create_user(new_user(name, &[]), now, None)
+            .await
+            .unwrap();
     }
     let page = |prefix: &'static str, after: Option<&'static str>, limit: u32| {
         let store = &store;
@@ -1239,30 +1262,58 @@ async fn pg_store_pages_users_sets_roles_and_deletes_with_their_families() {
 
     let ann = store.user_by_username("ann").await.unwrap().unwrap();
     let ops = [Role::parse("ops").unwrap(), Role::parse("admin").unwrap()];
-    let changed = store.set_roles(&ann.id, &ops, now + 1).await.unwrap();
+    let roles = |roles: &[Role]| UserChange {
+        roles: Some(roles.to_vec()),
+        disabled: None,
+    };
+    let changed = store
+        .update_user(&ann.id, &roles(&ops), now + 1, None)
+        .await
+        .unwrap();
     assert_eq!(changed.roles, ["ops", "admin"]);
     assert_eq!(changed.token_version, 0);
-    assert!(
-        store
-            .set_roles(&ann.id, &[], now + 2)
-            .await
-            .unwrap()
-            .roles
-            .is_empty()
-    );
-    let missing = store.set_roles("nope", &[], now).await.unwrap_err();
+    // Roles and state in one statement, with its audit entry in the same transaction.
+    let both = UserChange {
+        roles: Some(Vec::new()),
+        disabled: Some(true),
+    };
+    let note = AuditNote::new("cli", "users.update", now + 2, |user: &User| {
+        (
+            Some(user.id.clone()),
+            Some(format!("v={}", user.token_version)),
+        )
+    });
+    let changed = store
+        .update_user(&ann.id, &both, now + 2, Some(&note))
+        .await
+        .unwrap();
+    assert!(changed.roles.is_empty() && changed.disabled);
+    assert_eq!(changed.token_version, 1, "disabling bumps the version");
+    let entry = &store.recent_audit(1).await.unwrap()[0];
+    assert_eq!(entry.action, "users.update");
+    assert_eq!(entry.target.as_deref(), Some(ann.id.as_str()));
+    assert_eq!(entry.detail.as_deref(), Some("v=1"));
+    let missing = store
+        .update_user("nope", &roles(&[]), now, Some(&note))
+        .await
+        .unwrap_err();
     assert!(matches!(missing, StoreError::NotFound(_)), "{missing}");
+    assert_eq!(
+        store.recent_audit(1).await.unwrap()[0].at,
+        now + 2,
+        "a refused change writes no entry"
+    );
 
     let (_, first) = start_family(&store, &ann.id, now).await;
     assert!(store.refresh_record(&first).await.unwrap().is_some());
-    let deleted = store.delete_user(&ann.id).await.unwrap();
+    let deleted = store.delete_user(&ann.id, None).await.unwrap();
     assert_eq!(deleted.username, "ann");
     assert!(store.user_by_id(&ann.id).await.unwrap().is_none());
     assert!(
         store.refresh_record(&first).await.unwrap().is_none(),
         "the families and tokens go with the user"
     );
-    let again = store.delete_user(&ann.id).await.unwrap_err();
+    let again = store.delete_user(&ann.id, None).await.unwrap_err();
     assert!(matches!(again, StoreError::NotFound(_)), "{again}");
 }
 
@@ -1281,10 +1332,16 @@ async fn pg_client_secret_overlap_updates_and_deletion_round_trip() {
         grants: stamp::store::GrantType::defaults(false),
         redirect_uris: Vec::new(),
     };
-    store.create_client(new_client, now).await.unwrap();
+    store.create_client(new_client, now, None).await.unwrap();
     let new = ClientSecret::generate();
     let rotated = store
-        .set_client_secret("rolling", &new.hash(), Some((old.hash(), now + 60)), now)
+        .set_client_secret(
+            "rolling",
+            &new.hash(),
+            Some((old.hash(), now + 60)),
+            now,
+            None,
+        )
         .await
         .unwrap();
     assert_eq!(rotated.secret_hash, Some(new.hash()));
@@ -1297,20 +1354,23 @@ async fn pg_client_secret_overlap_updates_and_deletion_round_trip() {
         disabled: Some(true),
         ..Default::default()
     };
-    let changed = store.update_client("rolling", &change, now).await.unwrap();
+    let changed = store
+        .update_client("rolling", &change, now, None)
+        .await
+        .unwrap();
     assert_eq!(changed.scopes, ["b", "c"]);
     assert!(changed.disabled);
     assert_eq!(changed.previous_secret, Some((old.hash(), now + 60)));
 
     let again = store
-        .set_client_secret("rolling", &old.hash(), None, now)
+        .set_client_secret("rolling", &old.hash(), None, now, None)
         .await
         .unwrap();
     assert_eq!(again.previous_secret, None);
-    store.delete_client("rolling", now).await.unwrap();
+    store.delete_client("rolling", now, None).await.unwrap();
     assert!(store.client_by_id("rolling").await.unwrap().is_none());
     assert!(matches!(
-        store.delete_client("rolling", now).await,
+        store.delete_client("rolling", now, None).await,
         Err(StoreError::NotFound(_))
     ));
 }

@@ -375,17 +375,17 @@ async fn disabled_users_and_password_changes_end_sessions() {
     let store = &app.app().store;
     let now = stamp::clock::now();
 
-    store.set_disabled("alice", true, now).await.unwrap();
+    store.set_disabled("alice", true, now, None).await.unwrap();
     assert_refresh_fails(&app, &alice_session.refresh).await;
     // Re-enabling does not bring old sessions back.
-    store.set_disabled("alice", false, now).await.unwrap();
+    store.set_disabled("alice", false, now, None).await.unwrap();
     assert_refresh_fails(&app, &alice_session.refresh).await;
     let _ = alice;
 
     let bob = store.user_by_username("bob").await.unwrap().unwrap();
     let new_hash = bob.password_hash.clone();
     store
-        .set_password_hash(&bob.id, &new_hash, now)
+        .set_password_hash(&bob.id, &new_hash, now, None)
         .await
         .unwrap();
     assert_refresh_fails(&app, &bob_session.refresh).await;
@@ -888,7 +888,7 @@ async fn sessions_survive_a_restart() {
         .unwrap();
     app.app()
         .store
-        .revoke_user_tokens(&bob_user.id, stamp::clock::now())
+        .revoke_user_tokens(&bob_user.id, stamp::clock::now(), None)
         .await
         .unwrap();
 
@@ -940,8 +940,11 @@ async fn tokens_of_disabled_users_and_clients_introspect_inactive() {
 
     let store = &app.app().store;
     let now = stamp::clock::now();
-    store.set_disabled("alice", true, now).await.unwrap();
-    store.set_client_disabled("cron", true, now).await.unwrap();
+    store.set_disabled("alice", true, now, None).await.unwrap();
+    store
+        .set_client_disabled("cron", true, now, None)
+        .await
+        .unwrap();
     assert_eq!(
         introspect(&app, client, &session.access).await["active"],
         false

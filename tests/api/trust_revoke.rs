@@ -104,7 +104,7 @@ async fn disabling_and_password_changes_end_live_access_tokens() {
     assert_eq!(admin_status(&app, &alice_token).await, Status::Unauthorized);
     app.app()
         .store
-        .set_disabled("alice", false, NOW)
+        .set_disabled("alice", false, NOW, None)
         .await
         .unwrap();
     assert_eq!(admin_status(&app, &alice_token).await, Status::Unauthorized);
@@ -120,7 +120,10 @@ async fn disabling_and_password_changes_end_live_access_tokens() {
         .unwrap()
         .unwrap()
         .password_hash;
-    store.set_password_hash(&bob.id, &hash, NOW).await.unwrap();
+    store
+        .set_password_hash(&bob.id, &hash, NOW, None)
+        .await
+        .unwrap();
     assert_eq!(admin_status(&app, &bob_token).await, Status::Unauthorized);
     assert!(!active(&app, &gateway, &bob_token).await);
 }

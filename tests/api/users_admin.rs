@@ -44,15 +44,6 @@ async fn active(app: &TestApp, secret: &str, token: &str) -> bool {
     app.gateway_sees_active(secret, token).await
 }
 
-/// The (action, actor, target) of every audit entry, oldest first.
-async fn audit_log(app: &TestApp) -> Vec<(String, String, Option<String>)> {
-    let mut log = app.app().admin.recent_audit(100).await.unwrap();
-    log.reverse();
-    log.into_iter()
-        .map(|e| (e.action, e.actor, e.target))
-        .collect()
-}
-
 fn names(page: &Value) -> Vec<&str> {
     page["users"]
         .as_array()
@@ -165,7 +156,7 @@ async fn callers_without_the_admin_role_are_refused() {
         let response = app.admin_call(method, path, &token, body).await;
         assert_eq!(response.status(), Status::Forbidden, "{method} {path}");
     }
-    assert!(audit_log(&app).await.is_empty());
+    assert!(app.admin_audit().await.is_empty());
     let stored = app
         .app()
         .store
@@ -273,7 +264,7 @@ async fn patch_sets_roles_and_disabling_ends_tokens_while_enabling_allows_logins
             .into_iter()
             .map(|a| (a.to_string(), actor.clone(), Some(alice.id.clone())))
             .collect();
-    assert_eq!(audit_log(&app).await, expected, "one event per action");
+    assert_eq!(app.admin_audit().await, expected, "one event per action");
 }
 
 #[rocket::async_test]
@@ -316,7 +307,7 @@ async fn deleting_a_user_ends_their_refresh_and_access_tokens() {
         .unwrap()
         .unwrap();
     assert_eq!(
-        audit_log(&app).await,
+        app.admin_audit().await,
         [(
             "users.delete".to_string(),
             format!("user:{}", root.id),
