@@ -46,6 +46,12 @@ fn kid_in(keys: &Value, state: &str) -> String {
 #[rocket::async_test]
 async fn every_api_action_and_login_is_audited_once_with_its_actor() {
     let app = TestApp::spawn_with(|f| f.merge(Serialized::global("signup", true))).await;
+    every_api_action_is_audited_once(&app).await;
+}
+
+/// Performs every audited action through the API on `app` (with sign-up on, nothing else done
+/// yet) and checks the audit log: each action once, in order, with its actor and target.
+pub async fn every_api_action_is_audited_once(app: &TestApp) {
     let default_client = app.app().config.default_client_id.clone();
     // The built-in client, made at start-up, is the system's doing.
     let mut expected = vec![entry("system", "clients.add", Some(&default_client))];
@@ -216,9 +222,10 @@ async fn every_api_action_and_login_is_audited_once_with_its_actor() {
     }
 }
 
-/// `stamp ARGS` on the state in `dir`; it must succeed. Returns its standard output.
-fn cli_ok(dir: &Path, args: &[&str], stdin: &str) -> String {
-    let out = run_stamp(dir, args, stdin, &[]);
+/// `stamp ARGS` on the state in `dir` with the settings `env`; it must succeed. Returns its
+/// standard output.
+fn cli_ok(dir: &Path, env: &[(&str, &str)], args: &[&str], stdin: &str) -> String {
+    let out = run_stamp(dir, args, stdin, env);
     assert!(
         out.status.success(),
         "stamp {args:?}: {}",
@@ -227,23 +234,26 @@ fn cli_ok(dir: &Path, args: &[&str], stdin: &str) -> String {
     text(&out.stdout)
 }
 
-fn cli_json(dir: &Path, args: &[&str]) -> Value {
-    serde_json::from_str(&cli_ok(dir, args, "")).expect("JSON output")
-}
-
 #[test]
 fn every_cli_action_is_audited_once_as_cli() {
     let dir = tempfile::tempdir().unwrap();
-    let dir = dir.path();
+    every_cli_action_is_audited_once(dir.path(), &[]);
+}
+
+/// Performs every audited action with the `stamp` commands on the state in `dir` (`env`: the
+/// settings of another store) and checks the audit log as `stamp audit --json` shows it.
+pub fn every_cli_action_is_audited_once(dir: &Path, env: &[(&str, &str)]) {
+    let run = |args: &[&str], stdin: &str| cli_ok(dir, env, args, stdin);
+    let run_json =
+        |args: &[&str]| -> Value { serde_json::from_str(&run(args, "")).expect("JSON output") };
     let mut expected = Vec::new();
 
     let stdin = format!("{PASSWORD}\n");
-    cli_ok(
-        dir,
+    run(
         &["users", "add", "ann", "--role", "ops", "--password-stdin"],
         &stdin,
     );
-    let ann = cli_json(dir, &["users", "show", "ann", "--json"])["id"]
+    let ann = run_json(&["users", "show", "ann", "--json"])["id"]
         .as_str()
         .expect("id")
         .to_string();
@@ -260,16 +270,16 @@ fn every_cli_action_is_audited_once_as_cli() {
             "users.revoke_tokens",
         ),
     ] {
-        cli_ok(dir, args, "");
+        run(args, "");
         expected.push(entry("cli", action, Some(&ann)));
     }
     let stdin = format!("{NEW_PASSWORD}\n");
-    cli_ok(dir, &["users", "passwd", "ann", "--password-stdin"], &stdin);
+    run(&["users", "passwd", "ann", "--password-stdin"], &stdin);
     expected.push(entry("cli", "users.password_reset", Some(&ann)));
-    cli_ok(dir, &["users", "delete", "ann", "--yes"], "");
+    run(&["users", "delete", "ann", "--yes"], "");
     expected.push(entry("cli", "users.delete", Some(&ann)));
 
-    cli_ok(dir, &["clients", "add", "svc", "--scope", "read"], "");
+    run(&["clients", "add", "svc", "--scope", "read"], "");
     expected.push(entry("cli", "clients.add", Some("svc")));
     for (args, action) in [
         (&["clients", "disable", "svc"][..], "clients.disable"),
@@ -280,18 +290,18 @@ fn every_cli_action_is_audited_once_as_cli() {
         ),
         (&["clients", "delete", "svc", "--yes"][..], "clients.delete"),
     ] {
-        cli_ok(dir, args, "");
+        run(args, "");
         expected.push(entry("cli", action, Some("svc")));
     }
 
-    cli_ok(dir, &["keys", "rotate", "--force"], "");
-    let keys = cli_json(dir, &["keys", "list", "--json"]);
+    run(&["keys", "rotate", "--force"], "");
+    let keys = run_json(&["keys", "list", "--json"]);
     expected.push(entry("cli", "keys.rotate", Some(&kid_in(&keys, "active"))));
     let retired = kid_in(&keys, "retired");
-    cli_ok(dir, &["keys", "revoke", &retired], "");
+    run(&["keys", "revoke", &retired], "");
     expected.push(entry("cli", "keys.revoke", Some(&retired)));
 
-    let events = cli_json(dir, &["audit", "--json", "--limit", "500"]);
+    let events = run_json(&["audit", "--json", "--limit", "500"]);
     let found: Vec<Entry> = events
         .as_array()
         .expect("an array")

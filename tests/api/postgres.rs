@@ -1418,3 +1418,37 @@ async fn pg_store_queries_the_audit_log_with_filters_and_pages() {
         [1003]
     );
 }
+
+#[rocket::async_test]
+async fn every_action_is_audited_once_on_postgresql_through_the_api() {
+    let Some((_, url)) = fresh_schema_with_url().await else {
+        return;
+    };
+    let app = replica(&url, |f| f.merge(Serialized::global("signup", true))).await;
+    crate::audit_trail::every_api_action_is_audited_once(&app).await;
+}
+
+#[rocket::async_test]
+async fn every_action_is_audited_once_on_postgresql_through_the_cli() {
+    let Some((_, url)) = fresh_schema_with_url().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let env = [
+        ("ROCKET_DATABASE_URL", url.as_str()),
+        ("ROCKET_KEY_STORE", "database"),
+        ("ROCKET_KEY_ENCRYPTION_KEY", KEK_B64),
+    ];
+    // The commands block on their own runtime: off this test's.
+    let dir_path = dir.path().to_path_buf();
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    tokio::task::spawn_blocking(move || {
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        crate::audit_trail::every_cli_action_is_audited_once(&dir_path, &env);
+    })
+    .await
+    .unwrap();
+}
