@@ -69,7 +69,7 @@ pub async fn every_api_action_is_audited_once(app: &TestApp) {
 
     // Users.
     let ann = admin_ok(
-        &app,
+        app,
         &token,
         Method::Post,
         "/admin/users",
@@ -86,12 +86,12 @@ pub async fn every_api_action_is_audited_once(app: &TestApp) {
         (json!({"roles": [], "disabled": true}), "users.update"),
         (json!({"disabled": false}), "users.enable"),
     ] {
-        admin_ok(&app, &token, Method::Patch, &path, change).await;
+        admin_ok(app, &token, Method::Patch, &path, change).await;
         expected.push(entry(&admin, action, Some(&ann)));
     }
     let reset = json!({ "password": NEW_PASSWORD });
     admin_ok(
-        &app,
+        app,
         &token,
         Method::Post,
         &format!("{path}/password"),
@@ -100,7 +100,7 @@ pub async fn every_api_action_is_audited_once(app: &TestApp) {
     .await;
     expected.push(entry(&admin, "users.password_reset", Some(&ann)));
     let revoke = format!("{path}/revoke-tokens");
-    admin_ok(&app, &token, Method::Post, &revoke, Value::Null).await;
+    admin_ok(app, &token, Method::Post, &revoke, Value::Null).await;
     expected.push(entry(&admin, "users.revoke_tokens", Some(&ann)));
 
     // Logins: a wrong password (the user is named, the actor is nobody yet), an unknown user,
@@ -121,9 +121,9 @@ pub async fn every_api_action_is_audited_once(app: &TestApp) {
 
     // The user changes their own password.
     let change = json!({"current_password": NEW_PASSWORD, "new_password": OWN_PASSWORD});
-    admin_ok(&app, &ann_token, Method::Post, "/account/password", change).await;
+    admin_ok(app, &ann_token, Method::Post, "/account/password", change).await;
     expected.push(entry(&ann_actor, "users.password_change", Some(&ann)));
-    admin_ok(&app, &token, Method::Delete, &path, Value::Null).await;
+    admin_ok(app, &token, Method::Delete, &path, Value::Null).await;
     expected.push(entry(&admin, "users.delete", Some(&ann)));
 
     // Sign-up: the new user creates themselves and is logged in.
@@ -148,18 +148,18 @@ pub async fn every_api_action_is_audited_once(app: &TestApp) {
 
     // Clients.
     let create = json!({"id": "svc", "scopes": ["read"]});
-    admin_ok(&app, &token, Method::Post, "/admin/clients", create).await;
+    admin_ok(app, &token, Method::Post, "/admin/clients", create).await;
     expected.push(entry(&admin, "clients.add", Some("svc")));
     for change in [
         json!({"scopes": ["read", "write"]}),
         json!({"enabled": false}),
     ] {
-        admin_ok(&app, &token, Method::Patch, "/admin/clients/svc", change).await;
+        admin_ok(app, &token, Method::Patch, "/admin/clients/svc", change).await;
         expected.push(entry(&admin, "clients.update", Some("svc")));
     }
     let overlap = json!({"overlap_secs": 60});
     admin_ok(
-        &app,
+        app,
         &token,
         Method::Post,
         "/admin/clients/svc/secret",
@@ -168,7 +168,7 @@ pub async fn every_api_action_is_audited_once(app: &TestApp) {
     .await;
     expected.push(entry(&admin, "clients.rotate_secret", Some("svc")));
     admin_ok(
-        &app,
+        app,
         &token,
         Method::Delete,
         "/admin/clients/svc",
@@ -179,11 +179,11 @@ pub async fn every_api_action_is_audited_once(app: &TestApp) {
 
     // Keys: a forced rotation names the new active key; the retired one is then revoked.
     let force = json!({"force": true});
-    let keys = admin_ok(&app, &token, Method::Post, "/admin/keys/rotate", force).await;
+    let keys = admin_ok(app, &token, Method::Post, "/admin/keys/rotate", force).await;
     expected.push(entry(&admin, "keys.rotate", Some(&kid_in(&keys, "active"))));
     let retired = kid_in(&keys, "retired");
     let revoke = format!("/admin/keys/{retired}/revoke");
-    admin_ok(&app, &token, Method::Post, &revoke, Value::Null).await;
+    admin_ok(app, &token, Method::Post, &revoke, Value::Null).await;
     expected.push(entry(&admin, "keys.revoke", Some(&retired)));
 
     let events = app.app().store.recent_audit(1_000).await.unwrap();
