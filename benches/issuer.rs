@@ -63,6 +63,7 @@ fn key_set(alg: Alg, now: i64) -> KeySet {
         format: Manifest::FORMAT,
         generation: 1,
         keys: vec![meta.clone()],
+        changes: Vec::new(),
     };
     KeySet::build(manifest, vec![(meta, Arc::new(key), "bench".into())]).unwrap()
 }

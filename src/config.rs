@@ -152,6 +152,9 @@ settings! {
     login_throttle_fresh_max_delay: i64 = 60, check = within(1..=86_400, SECONDS);
     /// Most usernames and addresses the login throttle remembers (bounds its memory).
     login_throttle_capacity: usize = 10_000, check = within(16..=10_000_000, " entries");
+    /// This process's name in the audit log's key-set changes (which replica rotated): by
+    /// default the host name (`HOSTNAME`, else `/etc/hostname`, else `stamp`).
+    instance_name: String = host_name(), check = not_blank;
 }
 
 /// Keys of Rocket's own configuration besides [`rocket::Config::PARAMETERS`]: the profile, the
@@ -194,6 +197,8 @@ pub struct Config {
     pub password_policy: PasswordPolicy,
     /// Whether `POST /signup` is open.
     pub signup: bool,
+    /// This process's name in the audit log's key-set changes.
+    pub instance_name: String,
     /// Seconds a service client's record is cached (0: off).
     pub client_cache_ttl: u64,
     /// Signing keys: algorithm, store and lifecycle.
@@ -477,6 +482,7 @@ impl Settings {
                 min_score: self.password_min_score,
             },
             signup: self.signup,
+            instance_name: self.instance_name,
             client_cache_ttl: self.client_cache_ttl,
             keys: KeyConfig {
                 signing_alg,
@@ -739,6 +745,17 @@ fn http_url(setting: &'static str, value: &str) -> Result<(), ConfigError> {
 }
 
 /// A text setting that must say something.
+/// The host's name: `HOSTNAME`, else `/etc/hostname`, else `stamp`.
+fn host_name() -> String {
+    let from_env = std::env::var("HOSTNAME").ok();
+    let from_file = || std::fs::read_to_string("/etc/hostname").ok();
+    from_env
+        .or_else(from_file)
+        .map(|name| name.trim().to_string())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "stamp".into())
+}
+
 fn not_blank(setting: &'static str, value: &str) -> Result<(), ConfigError> {
     if !value.trim().is_empty() {
         return Ok(());
@@ -884,7 +901,7 @@ mod tests {
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), Settings::NAMES.len());
-        assert_eq!(Settings::NAMES.len(), 32);
+        assert_eq!(Settings::NAMES.len(), 33);
         assert!(
             Settings::NAMES
                 .iter()

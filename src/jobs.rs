@@ -10,7 +10,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use rocket::Shutdown;
@@ -46,14 +46,30 @@ fn key_upkeep() -> AdHoc {
                 return;
             };
             let keys = app.keys.clone();
+            let store = app.store.clone();
             let clock = app.clock.clone();
             let period = Duration::from_secs(app.config.keys.poll_interval);
+            // The generation whose change records are known to be in the audit log.
+            let recorded = Arc::new(AtomicU64::new(0));
             every(period, rocket.shutdown(), move || {
                 let keys = keys.clone();
+                let store = store.clone();
+                let recorded = recorded.clone();
                 let now = clock.now();
                 async move {
                     if let Err(e) = keys.tick(now).await {
                         rocket::error!("key upkeep failed: {e}");
+                    }
+                    // Scheduled changes, and those of a process that died between its key
+                    // commit and its audit entry, reach the audit log here (each once).
+                    let set = keys.current();
+                    let generation = set.manifest().generation;
+                    if recorded.load(Ordering::Relaxed) == generation {
+                        return;
+                    }
+                    match store.record_key_changes(&set.manifest().changes).await {
+                        Ok(_) => recorded.store(generation, Ordering::Relaxed),
+                        Err(e) => rocket::error!("audit log write of key changes failed: {e}"),
                     }
                 }
             });

@@ -81,8 +81,16 @@ impl App {
         // Read once: the clients' algorithms are enabled, their scopes are advertised.
         let clients = store.list_clients().await?;
         let algs = enabled_algs(&config, &clients);
-        let keys =
-            Arc::new(KeyManager::open_for(key_store, &algs, config.keys.lifecycle, now).await?);
+        let keys = Arc::new(
+            KeyManager::open_for(
+                key_store,
+                &algs,
+                config.keys.lifecycle,
+                now,
+                &config.instance_name,
+            )
+            .await?,
+        );
         if let Some(active_from) = keys.activation_pending(config.keys.signing_alg) {
             rocket::warn!(
                 "signing_alg {} is new to this key set: its first key is published and signs \

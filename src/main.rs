@@ -881,7 +881,9 @@ async fn read_new_password(
 /// The key set for `algs`, opened as the server does ([`KeyManager::open_for`]).
 async fn key_manager(config: &Config, algs: &[Alg]) -> Result<KeyManager, CliError> {
     let store = stamp::open_key_store(config).await?;
-    let manager = KeyManager::open_for(store, algs, config.keys.lifecycle, Clock::system().now())
+    let now = Clock::system().now();
+    let instance = &config.instance_name;
+    let manager = KeyManager::open_for(store, algs, config.keys.lifecycle, now, instance)
         .await
         .map_err(StartError::from)?;
     Ok(manager)
@@ -908,7 +910,7 @@ async fn keys(command: KeysCommand) -> Result<(), CliError> {
                 None => config.keys.signing_alg,
             };
             admin
-                .rotate_keys(&Actor::Cli, &manager, RotateOptions { alg, force })
+                .rotate_keys(&Actor::Cli, &manager, RotateOptions { alg, force }, None)
                 .await?
         }
         KeysCommand::Revoke { kid } => admin.revoke_key(&Actor::Cli, &manager, &kid).await?,

@@ -7,7 +7,7 @@ use crate::auth::{
     AuthError, Authenticator, ClientSecret, Password, PasswordError, PasswordHasher,
 };
 use crate::clock::Clock;
-use crate::keys::{Alg, KeyError, KeyManager, KeySet, RotateOptions};
+use crate::keys::{Alg, ChangedBy, KeyError, KeyManager, KeySet, RotateOptions};
 use crate::store::{
     AuditEvent, AuditFilter, AuditNote, AuditPage, Client, ClientChange, ClientId, GrantType,
     NewClient, NewUser, RedirectUri, Role, Scope, Store, StoreError, User, UserChange, Username,
@@ -536,15 +536,21 @@ impl AdminService {
         keys.current()
     }
 
-    /// Rotates `options.alg` (`keys.rotate`, naming the newly active key).
+    /// Rotates `options.alg` (`keys.rotate`, naming the newly active key). A retried request
+    /// with the same `idempotency_key` (by the same actor) does not rotate again.
     pub async fn rotate_keys(
         &self,
         actor: &Actor,
         keys: &KeyManager,
         options: RotateOptions,
+        idempotency_key: Option<String>,
     ) -> Result<Arc<KeySet>, AdminError> {
         let now = self.clock.now();
-        let set = match keys.rotate(options, now).await {
+        let by = ChangedBy {
+            actor: actor.to_string(),
+            idempotency_key,
+        };
+        let set = match keys.rotate_by(options, now, by).await {
             Ok(set) => set,
             Err(source @ KeyError::TooEarly { allowed_at, .. }) => {
                 return Err(AdminError::RotationTooEarly {
@@ -554,10 +560,7 @@ impl AdminService {
             }
             Err(e) => return Err(e.into()),
         };
-        let active = set.active(options.alg).map(|k| k.meta.kid.clone());
-        let detail = format!("alg={} force={}", options.alg, options.force);
-        self.audit(actor, now, "keys.rotate", active, Some(detail))
-            .await?;
+        self.record_key_changes(&set, "keys.rotate").await?;
         Ok(set)
     }
 
@@ -569,10 +572,27 @@ impl AdminService {
         kid: &str,
     ) -> Result<Arc<KeySet>, AdminError> {
         let now = self.clock.now();
-        let set = keys.revoke(kid, now).await?;
-        self.audit(actor, now, "keys.revoke", Some(kid.to_string()), None)
-            .await?;
+        let set = keys.revoke_by(kid, now, ChangedBy::actor(actor)).await?;
+        self.record_key_changes(&set, "keys.revoke").await?;
         Ok(set)
+    }
+
+    /// Copies the key set's change records into the audit log (each once: the PostgreSQL key
+    /// store has already written the newest in its commit; the upkeep job copies any a process
+    /// left behind). The change is committed: a failure is handled as [`AuditFailure`] says.
+    pub async fn record_key_changes(
+        &self,
+        set: &KeySet,
+        action: &'static str,
+    ) -> Result<(), AdminError> {
+        let Err(source) = self.store.record_key_changes(&set.manifest().changes).await else {
+            return Ok(());
+        };
+        log::error!("audit log write failed for {action}: {source}");
+        match self.audit_failure {
+            AuditFailure::Log => Ok(()),
+            AuditFailure::Fail => Err(AdminError::Audit { action, source }),
+        }
     }
 
     /// The newest `limit` audit entries, newest first.
@@ -618,33 +638,6 @@ impl AdminService {
                 username: name.as_str().to_string(),
             },
         })
-    }
-
-    /// Appends the audit entry of a committed key-set change; a failure is handled as
-    /// [`AuditFailure`] says.
-    async fn audit(
-        &self,
-        actor: &Actor,
-        at: i64,
-        action: &'static str,
-        target: Option<String>,
-        detail: Option<String>,
-    ) -> Result<(), AdminError> {
-        let event = AuditEvent {
-            at,
-            actor: actor.to_string(),
-            action: action.into(),
-            target,
-            detail,
-        };
-        let Err(source) = self.store.record_audit(&event).await else {
-            return Ok(());
-        };
-        log::error!("audit log write failed for {action}: {source}");
-        match self.audit_failure {
-            AuditFailure::Log => Ok(()),
-            AuditFailure::Fail => Err(AdminError::Audit { action, source }),
-        }
     }
 }
 
@@ -764,7 +757,11 @@ mod tests {
             alg: Alg::Es256,
             force: true,
         };
-        let set = f.admin.rotate_keys(&cron, &f.keys, options).await.unwrap();
+        let set = f
+            .admin
+            .rotate_keys(&cron, &f.keys, options, None)
+            .await
+            .unwrap();
         let active = set.active(Alg::Es256).unwrap().meta.kid.clone();
         let retired = f
             .admin
@@ -791,14 +788,18 @@ mod tests {
                 ("users.disable", "cli".into(), START + 10),
                 ("clients.add", "cli".into(), START + 10),
                 ("clients.disable", "client:cron".into(), START + 10),
+                // The key set's publication at start-up, copied with the first key change.
+                ("keys.publish", "system".into(), START),
                 ("keys.rotate", "client:cron".into(), START + 10),
                 ("keys.revoke", "cli".into(), START + 10),
             ]
         );
         assert_eq!(log[1].detail.as_deref(), Some("token_version=1"));
-        assert_eq!(log[5].target.as_deref(), Some(active.as_str()));
-        assert_eq!(log[5].detail.as_deref(), Some("alg=ES256 force=true"));
-        assert_eq!(log[6].target.as_deref(), Some(retired.as_str()));
+        assert_eq!(log[6].target.as_deref(), Some(active.as_str()));
+        let detail = log[6].detail.as_deref().unwrap();
+        assert!(detail.starts_with("alg=ES256 force=true next="), "{detail}");
+        assert!(detail.ends_with(" instance=stamp generation=2"), "{detail}");
+        assert_eq!(log[7].target.as_deref(), Some(retired.as_str()));
     }
 
     #[tokio::test]
@@ -809,7 +810,11 @@ mod tests {
             alg: Alg::Es256,
             force: false,
         };
-        let Err(err) = f.admin.rotate_keys(&Actor::Cli, &f.keys, options).await else {
+        let Err(err) = f
+            .admin
+            .rotate_keys(&Actor::Cli, &f.keys, options, None)
+            .await
+        else {
             panic!("a rotation right after start is too early");
         };
         let AdminError::RotationTooEarly {

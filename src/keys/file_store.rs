@@ -275,6 +275,7 @@ impl FileKeyStore {
                 format: Manifest::FORMAT,
                 generation: 0,
                 keys: Vec::new(),
+                changes: Vec::new(),
             };
             let json =
                 serde_json::to_vec_pretty(&empty).map_err(|source| KeyStoreError::Encode {
@@ -465,6 +466,7 @@ mod tests {
             format: Manifest::FORMAT,
             generation: 1,
             keys: vec![meta("abc")],
+            changes: Vec::new(),
         };
         store
             .commit_blocking(&manifest, &[("abc".into(), Zeroizing::new("pem".into()))])
@@ -487,6 +489,7 @@ mod tests {
             format: Manifest::FORMAT,
             generation: 1,
             keys: vec![meta("one")],
+            changes: Vec::new(),
         };
         store
             .commit_blocking(&first, &[("one".into(), Zeroizing::new("1".into()))])
@@ -495,6 +498,7 @@ mod tests {
             format: Manifest::FORMAT,
             generation: 2,
             keys: vec![meta("one"), meta("two")],
+            changes: Vec::new(),
         };
         let failing = store.clone().fail_after_writes(1);
         assert!(
@@ -513,6 +517,7 @@ mod tests {
             format: Manifest::FORMAT,
             generation: 1,
             keys: vec![meta("one")],
+            changes: Vec::new(),
         };
         store
             .commit_blocking(&first, &[("one".into(), Zeroizing::new("1".into()))])
@@ -547,6 +552,7 @@ mod tests {
             format: Manifest::FORMAT,
             generation: 1,
             keys: vec![meta(&live), gone],
+            changes: Vec::new(),
         };
         store
             .commit_blocking(&manifest, &[(live.clone(), Zeroizing::new("1".into()))])
@@ -597,6 +603,7 @@ mod tests {
             format: Manifest::FORMAT,
             generation: 1,
             keys: vec![meta("one")],
+            changes: Vec::new(),
         };
         assert!(matches!(
             store.commit_blocking(&first, &[("one".into(), Zeroizing::new("1".into()))]),
@@ -614,6 +621,7 @@ mod tests {
             format: Manifest::FORMAT,
             generation: 1,
             keys: vec![meta(&live)],
+            changes: Vec::new(),
         };
         // The empty manifest and the key file are written; the crash comes before the manifest.
         let failing = store.clone().fail_after_writes(2);

@@ -10,8 +10,8 @@ use arc_swap::ArcSwap;
 use zeroize::Zeroizing;
 
 use super::{
-    Alg, KeyMeta, KeySet, KeyState, KeyStore, KeyStoreError, Manifest, MaterialError, PrivateKey,
-    thumbprint,
+    Alg, ChangeRecord, KeyMeta, KeySet, KeyState, KeyStore, KeyStoreError, Manifest, MaterialError,
+    PrivateKey, thumbprint,
 };
 
 /// A key-set failure.
@@ -90,6 +90,46 @@ pub struct RotateOptions {
     pub force: bool,
 }
 
+/// Who asks for a key-set change: the actor its [`ChangeRecord`] (and so its audit entry)
+/// names, and the caller's idempotency key, if any.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChangedBy {
+    /// `cli`, `user:<id>`, `client:<id>`, `schedule` or `system`.
+    pub actor: String,
+    /// A retried request's key: a rotation by the same actor with a key already recorded in the
+    /// manifest is answered with the current set instead of rotating again.
+    pub idempotency_key: Option<String>,
+}
+
+impl ChangedBy {
+    /// A change asked for by `actor`, without an idempotency key.
+    pub fn actor(actor: impl std::fmt::Display) -> ChangedBy {
+        ChangedBy {
+            actor: actor.to_string(),
+            idempotency_key: None,
+        }
+    }
+
+    /// The issuer's own doing: keys published at start-up or for a new client's algorithm.
+    pub fn system() -> ChangedBy {
+        ChangedBy::actor("system")
+    }
+
+    /// The upkeep job: scheduled rotations and removals of expired keys.
+    pub fn schedule() -> ChangedBy {
+        ChangedBy::actor("schedule")
+    }
+}
+
+/// A change about to be committed, before the commit gives it its generation.
+struct Pending {
+    at: i64,
+    by: ChangedBy,
+    action: &'static str,
+    target: Vec<String>,
+    detail: Option<String>,
+}
+
 /// Shared owner of the key set.
 pub struct KeyManager {
     current: ArcSwap<KeySet>,
@@ -97,6 +137,8 @@ pub struct KeyManager {
     /// Serialises key-set changes within this process.
     write: tokio::sync::Mutex<()>,
     lifecycle: Lifecycle,
+    /// This process's name in the change records (setting `instance_name`).
+    instance: String,
 }
 
 impl KeyManager {
@@ -107,18 +149,20 @@ impl KeyManager {
         lifecycle: Lifecycle,
         now: i64,
     ) -> Result<KeyManager, KeyError> {
-        KeyManager::open_for(store, &[signing_alg], lifecycle, now).await
+        KeyManager::open_for(store, &[signing_alg], lifecycle, now, "stamp").await
     }
 
     /// Opens the key set for the enabled algorithms `algs` (the configured one and those of
     /// registered clients): removes what interrupted commits left in the store, loads the set,
     /// and publishes the keys `algs` lack ([`KeyManager::publish_keys`]). A key that cannot be
-    /// read stops here: it is never replaced; nor is a store that lost its manifest.
+    /// read stops here: it is never replaced; nor is a store that lost its manifest. `instance`
+    /// names this process in the records of the changes it makes.
     pub async fn open_for(
         store: Arc<dyn KeyStore>,
         algs: &[Alg],
         lifecycle: Lifecycle,
         now: i64,
+        instance: &str,
     ) -> Result<KeyManager, KeyError> {
         let removed = store.remove_leftovers().await?;
         if !removed.is_empty() {
@@ -134,6 +178,7 @@ impl KeyManager {
             store,
             write: tokio::sync::Mutex::new(()),
             lifecycle,
+            instance: instance.to_string(),
         };
         manager.publish_keys(algs, now).await?;
         Ok(manager)
@@ -196,6 +241,7 @@ impl KeyManager {
         }
         let mut manifest = set.manifest().clone();
         let mut fresh = Vec::new();
+        let mut published = Vec::new();
         for (alg, state) in wanted {
             let (meta, key) = self.generate(alg, now).await?;
             let meta = KeyMeta {
@@ -204,9 +250,17 @@ impl KeyManager {
                 ..meta
             };
             manifest.keys.push(meta.clone());
+            published.push(format!("{}={}", meta.kid, meta.state));
             fresh.push((meta, Arc::new(key)));
         }
-        self.commit(manifest, fresh).await
+        let change = Pending {
+            at: now,
+            by: ChangedBy::system(),
+            action: "keys.publish",
+            target: fresh.iter().map(|(m, _)| m.kid.clone()).collect(),
+            detail: Some(published.join(" ")),
+        };
+        self.commit(manifest, fresh, change).await
     }
 
     /// When the first key of `alg` may sign, if `alg` has a published `next` key but no active
@@ -230,13 +284,32 @@ impl KeyManager {
     /// next key is younger than max-age plus leeway, unless `force`. For an algorithm with no
     /// next key yet, only publishes one.
     pub async fn rotate(&self, options: RotateOptions, now: i64) -> Result<Arc<KeySet>, KeyError> {
+        self.rotate_by(options, now, ChangedBy::system()).await
+    }
+
+    /// [`KeyManager::rotate`] asked for by `by`. A retried request (the same actor and
+    /// idempotency key as a change still recorded in the manifest) is answered with the current
+    /// set, unrotated.
+    pub async fn rotate_by(
+        &self,
+        options: RotateOptions,
+        now: i64,
+        by: ChangedBy,
+    ) -> Result<Arc<KeySet>, KeyError> {
+        if self.already_done(&by) {
+            return Ok(self.current());
+        }
         // Generate before taking the lock: an RSA-4096 key takes seconds and must not hold up
         // other key-set changes (the JWKS never waits on this lock anyway).
         let (fresh_meta, fresh_key) = self.generate(options.alg, now).await?;
         let _guard = self.write.lock().await;
         self.reload_locked().await?;
+        if self.already_done(&by) {
+            return Ok(self.current());
+        }
         let mut manifest = self.current().manifest().clone();
         let alg = options.alg;
+        let detail = format!("alg={alg} force={}", options.force);
         let Some(next) = manifest
             .keys
             .iter()
@@ -246,8 +319,15 @@ impl KeyManager {
             // after the next rotation, once caches have had time to learn it.
             manifest.keys.push(fresh_meta.clone());
             sweep(&mut manifest, now);
+            let change = Pending {
+                at: now,
+                by,
+                action: "keys.rotate",
+                target: vec![fresh_meta.kid.clone()],
+                detail: Some(format!("{detail} published_next_only=true")),
+            };
             return self
-                .commit(manifest, vec![(fresh_meta, Arc::new(fresh_key))])
+                .commit(manifest, vec![(fresh_meta, Arc::new(fresh_key))], change)
                 .await;
         };
         let allowed_at = self.promotion_allowed_at(next);
@@ -255,7 +335,7 @@ impl KeyManager {
             return Err(KeyError::TooEarly { alg, allowed_at });
         }
         let remove_after = now + self.lifecycle.max_token_ttl + self.lifecycle.leeway;
-        let mut promoted = false;
+        let mut promoted = None;
         for entry in manifest.keys.iter_mut().filter(|k| k.alg == alg) {
             match entry.state {
                 KeyState::Active => {
@@ -263,10 +343,10 @@ impl KeyManager {
                     entry.retired_at = Some(now);
                     entry.remove_after = Some(remove_after);
                 }
-                KeyState::Next if !promoted => {
+                KeyState::Next if promoted.is_none() => {
                     entry.state = KeyState::Active;
                     entry.activated_at = Some(now);
-                    promoted = true;
+                    promoted = Some(entry.kid.clone());
                 }
                 _ => {}
             }
@@ -274,14 +354,43 @@ impl KeyManager {
         let meta = fresh_meta;
         manifest.keys.push(meta.clone());
         sweep(&mut manifest, now);
-        self.commit(manifest, vec![(meta, Arc::new(fresh_key))])
+        let change = Pending {
+            at: now,
+            by,
+            action: "keys.rotate",
+            target: promoted.into_iter().collect(),
+            detail: Some(format!("{detail} next={}", meta.kid)),
+        };
+        self.commit(manifest, vec![(meta, Arc::new(fresh_key))], change)
             .await
+    }
+
+    /// Whether `by`'s idempotency key names a change already recorded in the manifest.
+    fn already_done(&self, by: &ChangedBy) -> bool {
+        let Some(key) = &by.idempotency_key else {
+            return false;
+        };
+        self.current()
+            .manifest()
+            .changes
+            .iter()
+            .any(|c| c.idempotency_key.as_ref() == Some(key) && c.actor == by.actor)
     }
 
     /// Emergency revocation of a compromised key: it leaves the JWKS at once, and if it was the
     /// active key the already-published next key takes over; a fresh next key is generated in
     /// either case where one is missing.
     pub async fn revoke(&self, kid: &str, now: i64) -> Result<Arc<KeySet>, KeyError> {
+        self.revoke_by(kid, now, ChangedBy::system()).await
+    }
+
+    /// [`KeyManager::revoke`] asked for by `by`.
+    pub async fn revoke_by(
+        &self,
+        kid: &str,
+        now: i64,
+        by: ChangedBy,
+    ) -> Result<Arc<KeySet>, KeyError> {
         let alg = self
             .current()
             .manifest()
@@ -310,8 +419,15 @@ impl KeyManager {
         let was = entry.state;
         entry.state = KeyState::Revoked;
         entry.revoked_at = Some(now);
+        let change = Pending {
+            at: now,
+            by,
+            action: "keys.revoke",
+            target: vec![kid.to_string()],
+            detail: Some(format!("alg={alg} was={was}")),
+        };
         if was == KeyState::Retired {
-            return self.commit(manifest, Vec::new()).await;
+            return self.commit(manifest, Vec::new(), change).await;
         }
         if was == KeyState::Active
             && let Some(next) = manifest
@@ -337,8 +453,16 @@ impl KeyManager {
             }
         };
         manifest.keys.push(meta.clone());
+        let change = Pending {
+            detail: Some(format!(
+                "{} replacement={}",
+                change.detail.unwrap_or_default(),
+                meta.kid
+            )),
+            ..change
+        };
         let fresh = vec![(meta, Arc::new(fresh_key))];
-        self.commit(manifest, fresh).await
+        self.commit(manifest, fresh, change).await
     }
 
     /// Moves retired keys whose last token has expired to `removed`, and forgets removed or
@@ -355,11 +479,26 @@ impl KeyManager {
         }
         let _guard = self.write.lock().await;
         self.reload_locked().await?;
-        let mut manifest = self.current().manifest().clone();
+        let before = self.current().manifest().clone();
+        let mut manifest = before.clone();
         if !sweep(&mut manifest, now) {
             return Ok(false);
         }
-        match self.commit(manifest, Vec::new()).await {
+        let removed: Vec<String> = manifest
+            .keys
+            .iter()
+            .filter(|k| k.state == KeyState::Removed && k.removed_at == Some(now))
+            .map(|k| k.kid.clone())
+            .collect();
+        let forgotten = before.keys.len() - manifest.keys.len();
+        let change = Pending {
+            at: now,
+            by: ChangedBy::schedule(),
+            action: "keys.remove",
+            target: removed,
+            detail: Some(format!("forgotten={forgotten}")),
+        };
+        match self.commit(manifest, Vec::new(), change).await {
             Ok(_) => Ok(true),
             // Another replica swept (or changed the set) first; its set is picked up on reload.
             Err(KeyError::Store(KeyStoreError::Stale { .. })) => Ok(false),
@@ -372,7 +511,8 @@ impl KeyManager {
     pub async fn rotate_if_due(&self, alg: Alg, now: i64) -> Result<bool, KeyError> {
         match self.next_scheduled_rotation(alg) {
             Some(at) if at <= now => {
-                match self.rotate(RotateOptions { alg, force: false }, now).await {
+                let options = RotateOptions { alg, force: false };
+                match self.rotate_by(options, now, ChangedBy::schedule()).await {
                     Ok(_) => Ok(true),
                     // Another writer (a replica, the CLI) rotated first: nothing left to do.
                     Err(KeyError::TooEarly { .. })
@@ -455,13 +595,26 @@ impl KeyManager {
         Ok((meta, key))
     }
 
-    /// Stores `manifest` with the new keys, then publishes the new snapshot. Caller holds `write`.
+    /// Stores `manifest` with the new keys and the record of `change`, then publishes the new
+    /// snapshot. Caller holds `write`.
     async fn commit(
         &self,
         mut manifest: Manifest,
         fresh: Vec<(KeyMeta, Arc<PrivateKey>)>,
+        change: Pending,
     ) -> Result<Arc<KeySet>, KeyError> {
         manifest.generation += 1;
+        manifest.record(ChangeRecord {
+            id: change_id(),
+            generation: manifest.generation,
+            at: change.at,
+            actor: change.by.actor,
+            action: change.action.into(),
+            target: (!change.target.is_empty()).then(|| change.target.join(" ")),
+            detail: change.detail,
+            instance: self.instance.clone(),
+            idempotency_key: change.by.idempotency_key,
+        });
         let mut pems: Vec<(String, Zeroizing<String>)> = Vec::with_capacity(fresh.len());
         for (meta, key) in &fresh {
             let pem = key.to_pkcs8_pem().map_err(|source| KeyError::Encode {
@@ -492,6 +645,15 @@ impl KeyManager {
         self.current.store(set.clone());
         Ok(set)
     }
+}
+
+/// A random id for a [`ChangeRecord`]: 128 bits, base64url.
+fn change_id() -> String {
+    use base64::Engine;
+    use rand::Rng;
+    let mut bytes = [0u8; 16];
+    rand::rng().fill_bytes(&mut bytes);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
 /// Which keys (algorithm, state) [`KeyManager::publish_keys`] makes for `algs`: with nothing
@@ -555,6 +717,7 @@ async fn load_set(store: &dyn KeyStore) -> Result<KeySet, KeyError> {
                 format: Manifest::FORMAT,
                 generation: 0,
                 keys: Vec::new(),
+                changes: Vec::new(),
             },
             Vec::new(),
         )
@@ -596,6 +759,7 @@ mod tests {
             format: Manifest::FORMAT,
             generation: 1,
             keys,
+            changes: Vec::new(),
         }
     }
 
@@ -652,6 +816,7 @@ mod tests {
                 meta("live", KeyState::Retired, Some(101)),
                 meta("active", KeyState::Active, None),
             ],
+            changes: Vec::new(),
         };
         assert!(sweep(&mut manifest, 100));
         assert_eq!(manifest.keys[0].state, KeyState::Removed);
@@ -673,6 +838,7 @@ mod tests {
                 revoked,
                 meta("active", KeyState::Active, None),
             ],
+            changes: Vec::new(),
         };
         assert!(sweep(&mut manifest, 100));
         assert_eq!(manifest.keys.len(), 3, "still within the history window");

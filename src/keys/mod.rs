@@ -13,11 +13,11 @@ mod store;
 pub use events::follow_changes;
 pub use file_store::FileKeyStore;
 pub use jwk::{PublicJwk, thumbprint};
-pub use manager::{KeyError, KeyManager, Lifecycle, RotateOptions};
+pub use manager::{ChangedBy, KeyError, KeyManager, Lifecycle, RotateOptions};
 pub use material::{MaterialError, PrivateKey};
 pub use pg_store::{Kek, KekError, KeyChange, KeyChanges, PgKeyStore};
 pub use set::{KeySet, LoadedKey};
 pub use signer::{SignError, Signer};
 /// The allowlist of signing algorithms, shared with the verifier.
 pub use stamp_verify::Alg;
-pub use store::{KeyMeta, KeyState, KeyStore, KeyStoreError, Manifest, StoredKey};
+pub use store::{ChangeRecord, KeyMeta, KeyState, KeyStore, KeyStoreError, Manifest, StoredKey};

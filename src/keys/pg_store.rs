@@ -314,6 +314,29 @@ impl KeyStore for PgKeyStore {
                 .await
                 .map_err(|e| db("signing_keys", e))?;
         }
+        // The change's audit entry, in the change's own transaction. The audit log is the
+        // store's table in the same database (its migrations run before any key store opens);
+        // the manifest's change records cover any process that commits without it, and the id
+        // keeps the entry single (the store's `record_key_changes` runs the same insert).
+        if let Some(change) = manifest
+            .changes
+            .last()
+            .filter(|c| c.generation == manifest.generation)
+        {
+            sqlx::query(
+                "INSERT INTO audit_log (at, actor, action, target, detail, key_change_id)
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (key_change_id) DO NOTHING",
+            )
+            .bind(change.at)
+            .bind(&change.actor)
+            .bind(&change.action)
+            .bind(change.target.as_deref())
+            .bind(change.audit_detail())
+            .bind(&change.id)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| db("audit_log", e))?;
+        }
         sqlx::query("SELECT pg_notify('stamp_keys', $1)")
             .bind(manifest.generation.to_string())
             .execute(&mut *tx)

@@ -78,10 +78,67 @@ pub struct Manifest {
     /// Incremented by every committed change.
     pub generation: u64,
     pub keys: Vec<KeyMeta>,
+    /// What made the latest generations, newest last (at most [`Manifest::MAX_CHANGES`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<ChangeRecord>,
 }
 
 impl Manifest {
     pub const FORMAT: u32 = 1;
+    /// How many change records a manifest keeps: enough for the audit log to catch up after
+    /// writers died between their commit and their audit entry, and to recognise a retried
+    /// rotation by its idempotency key.
+    pub const MAX_CHANGES: usize = 32;
+
+    /// Appends `change` (for the generation about to be committed), dropping the oldest
+    /// records beyond [`Manifest::MAX_CHANGES`].
+    pub fn record(&mut self, change: ChangeRecord) {
+        self.changes.push(change);
+        let excess = self.changes.len().saturating_sub(Manifest::MAX_CHANGES);
+        self.changes.drain(..excess);
+    }
+}
+
+impl ChangeRecord {
+    /// The audit entry's detail: the change's own detail, the instance and the generation.
+    pub fn audit_detail(&self) -> String {
+        let own = self.detail.as_deref().unwrap_or_default();
+        let sep = if own.is_empty() { "" } else { " " };
+        format!(
+            "{own}{sep}instance={} generation={}",
+            self.instance, self.generation
+        )
+    }
+}
+
+/// What made one generation of the key set: who, what, where, when. Kept in the manifest and
+/// so committed atomically with the change itself (written in the same file rename, or the same
+/// database transaction); the audit log is written from these records (an outbox): a committed
+/// change always gets its audit entry, also when the process that made it dies before writing
+/// it (the next upkeep round of any process writes it), and never two (`id` is unique there).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangeRecord {
+    /// Random, unique: the audit log's key for this change.
+    pub id: String,
+    /// The generation this change produced.
+    pub generation: u64,
+    /// Unix seconds.
+    pub at: i64,
+    /// `cli`, `user:<id>`, `client:<id>`, `schedule` (rotations and removals of the upkeep
+    /// job), `system` (keys published at start-up or for a new client algorithm).
+    pub actor: String,
+    /// `keys.rotate`, `keys.revoke`, `keys.publish`, `keys.remove`.
+    pub action: String,
+    /// The kid (or kids, space-separated) the change is about.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// The process that made it (setting `instance_name`, by default the host name).
+    pub instance: String,
+    /// The caller's `Idempotency-Key`, for a rotation requested over the admin API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
 }
 
 /// A key read back from a store: its manifest entry and its PKCS#8 PEM.

@@ -14,6 +14,7 @@ use crate::App;
 use crate::admin::Admin;
 use crate::error::ApiError;
 use crate::keys::{Alg, KeySet, KeyState, RotateOptions};
+use crate::routes::guards::IdempotencyKey;
 use crate::store::{AuditFilter, AuditPage};
 
 /// The key and audit admin API, and `Cache-Control: no-store` on every `/admin/` answer.
@@ -137,8 +138,16 @@ fn list_keys(app: &State<App>, _admin: Admin) -> Json<KeyList> {
     Json(KeyList::of(&app.admin.list_keys(&app.keys)))
 }
 
+/// A rotation; a client retrying after a lost answer sends the same `Idempotency-Key` and
+/// gets the current key set instead of a second rotation.
 #[post("/admin/keys/rotate", data = "<data>")]
-async fn rotate(app: &State<App>, admin: Admin, data: Data<'_>) -> Result<Json<KeyList>, ApiError> {
+async fn rotate(
+    app: &State<App>,
+    admin: Admin,
+    idempotency: IdempotencyKey<'_>,
+    data: Data<'_>,
+) -> Result<Json<KeyList>, ApiError> {
+    let idempotency_key = idempotency.parse()?;
     let body: RotateBody = optional_json(data).await?;
     let alg = match body.alg.as_deref() {
         None => app.config.keys.signing_alg,
@@ -156,7 +165,7 @@ async fn rotate(app: &State<App>, admin: Admin, data: Data<'_>) -> Result<Json<K
     };
     let set = app
         .admin
-        .rotate_keys(&admin.actor, &app.keys, options)
+        .rotate_keys(&admin.actor, &app.keys, options, idempotency_key)
         .await?;
     Ok(Json(KeyList::of(&set)))
 }

@@ -33,6 +33,34 @@ impl<'r> FromRequest<'r> for Bearer<'r> {
     }
 }
 
+/// The `Idempotency-Key` header of a request, if any (checked by [`IdempotencyKey::parse`]).
+pub struct IdempotencyKey<'r>(Option<&'r str>);
+
+#[rocket::async_trait]
+impl<'r> FromRequest<'r> for IdempotencyKey<'r> {
+    type Error = std::convert::Infallible;
+
+    async fn from_request(req: &'r Request<'_>) -> Outcome<Self, Self::Error> {
+        Outcome::Success(IdempotencyKey(req.headers().get_one("Idempotency-Key")))
+    }
+}
+
+impl IdempotencyKey<'_> {
+    /// The key: 1 to 255 visible ASCII characters, or `400 invalid_request`.
+    pub fn parse(&self) -> Result<Option<String>, ApiError> {
+        let Some(key) = self.0 else {
+            return Ok(None);
+        };
+        let visible = key.bytes().all(|b| b.is_ascii_graphic());
+        if key.is_empty() || key.len() > 255 || !visible {
+            return Err(ApiError::invalid_request(
+                "Idempotency-Key must be 1 to 255 visible ASCII characters",
+            ));
+        }
+        Ok(Some(key.to_string()))
+    }
+}
+
 fn challenge(status: Status, error: &'static str, description: &str) -> ApiError {
     let mut err = ApiError::new(status, error, description);
     err.www_authenticate = Some(if error == "invalid_request" {

@@ -25,6 +25,7 @@ pub use sessions::{
 pub use sql::{Dialect, SqlStore};
 pub use sqlite::SqliteStore;
 
+use crate::keys::ChangeRecord;
 use crate::tokens::refresh::{RefreshPolicy, TokenHash};
 
 /// A user as stored. `password_hash` is an argon2id PHC string.
@@ -427,6 +428,9 @@ pub struct ClientChange {
 pub trait AuditStore: Send + Sync + 'static {
     /// Appends to the audit log.
     async fn record_audit(&self, event: &AuditEvent) -> Result<(), StoreError>;
+    /// Copies key-set change records (from the key manifest) into the audit log, each at most
+    /// once however often it is offered (by its id); returns how many were new.
+    async fn record_key_changes(&self, changes: &[ChangeRecord]) -> Result<u64, StoreError>;
     /// The newest `limit` audit entries, newest first.
     async fn recent_audit(&self, limit: u32) -> Result<Vec<AuditEvent>, StoreError>;
     /// Up to `limit` audit entries matching `filter`, newest first, older than the cursor

@@ -28,7 +28,7 @@ use super::{
     RefreshRecord, SessionStore, StoreError, User, UserChange, UserStore, insert_error, random_id,
     split_scope,
 };
-use crate::keys::Alg;
+use crate::keys::{Alg, ChangeRecord};
 use crate::tokens::refresh::{RefreshPolicy, RefreshState, Rejection, TokenHash, Verdict, judge};
 
 /// What differs between the SQL databases the store runs on; implemented for [`sqlx::Sqlite`]
@@ -785,6 +785,23 @@ sql_impl! {
             Ok(())
         }
 
+        async fn record_key_changes(&self, changes: &[ChangeRecord]) -> Result<u64, StoreError> {
+            let mut added = 0;
+            for change in changes {
+                let done = sqlx::query(KEY_CHANGE_INSERT)
+                    .bind(change.at)
+                    .bind(change.actor.as_str())
+                    .bind(change.action.as_str())
+                    .bind(change.target.as_deref())
+                    .bind(change.audit_detail().as_str())
+                    .bind(change.id.as_str())
+                    .execute(&self.pool)
+                    .await?;
+                added += DB::rows_affected(&done);
+            }
+            Ok(added)
+        }
+
         async fn recent_audit(&self, limit: u32) -> Result<Vec<AuditEvent>, StoreError> {
             let rows = sqlx::query(
                 "SELECT at, actor, action, target, detail FROM audit_log
@@ -1041,6 +1058,12 @@ where
     .await?;
     Ok(())
 }
+
+/// Copies one key-set change record into the audit log unless it is there already (the key
+/// store of PostgreSQL runs the same statement inside its commit).
+const KEY_CHANGE_INSERT: &str =
+    "INSERT INTO audit_log (at, actor, action, target, detail, key_change_id)
+     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (key_change_id) DO NOTHING";
 
 /// Writes the audit entry of the change made in `tx` (if `audit` asks for one) and commits:
 /// the change and its entry are stored together or not at all.

@@ -263,6 +263,7 @@ mod tests {
             format: Manifest::FORMAT,
             generation: 1,
             keys: vec![meta.clone()],
+            changes: Vec::new(),
         };
         KeySet::build(manifest, vec![(meta, Arc::new(key), "test".into())]).unwrap()
     }
