@@ -458,7 +458,11 @@ async fn a_key_change_committed_without_its_audit_entry_is_recorded_by_the_upkee
 
     let entries = wait_for_key_entries(&app, 1).await;
     let rotated = ("cli".to_string(), "keys.rotate".to_string(), Some(active));
-    assert_eq!(entries, std::slice::from_ref(&rotated), "recorded by the upkeep job");
+    assert_eq!(
+        entries,
+        std::slice::from_ref(&rotated),
+        "recorded by the upkeep job"
+    );
     // Offered again (every process copies the records it sees), it stays one entry.
     let store = &app.app().store;
     let current = keys.current();

@@ -1452,3 +1452,49 @@ async fn every_action_is_audited_once_on_postgresql_through_the_cli() {
     .await
     .unwrap();
 }
+
+#[rocket::async_test]
+async fn a_key_change_and_its_audit_entry_commit_in_one_transaction_on_postgresql() {
+    let Some((_, url)) = fresh_schema_with_url().await else {
+        return;
+    };
+    let app = replica(&url, |f| {
+        f.merge(Serialized::global("instance_name", "pg-a"))
+    })
+    .await;
+    // A rotation straight through the key manager, as by a process that dies right after its
+    // commit: nothing else writes the entry, yet it is there at once.
+    let options = RotateOptions {
+        alg: Alg::Es256,
+        force: true,
+    };
+    let by = stamp::keys::ChangedBy::actor("cli");
+    let set = app
+        .app()
+        .keys
+        .rotate_by(options, stamp::clock::now(), by)
+        .await
+        .unwrap();
+    let active = set.active(Alg::Es256).unwrap().meta.kid.clone();
+    let events = app.app().store.recent_audit(10).await.unwrap();
+    let rotation = events
+        .iter()
+        .find(|e| e.action == "keys.rotate")
+        .expect("written in the key commit's transaction");
+    assert_eq!(rotation.actor, "cli");
+    assert_eq!(rotation.target.as_deref(), Some(active.as_str()));
+    assert!(
+        rotation
+            .detail
+            .as_deref()
+            .unwrap()
+            .contains("instance=pg-a"),
+        "{rotation:?}"
+    );
+    // The upkeep copies the same records again: still one entry each.
+    let changes = set.manifest().changes.clone();
+    assert_eq!(
+        app.app().store.record_key_changes(&changes).await.unwrap(),
+        0
+    );
+}
