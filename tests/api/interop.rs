@@ -17,7 +17,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tempfile::TempDir;
 
-const PASSWORD: &str = "interop horse battery staple";
+pub(crate) const PASSWORD: &str = "interop horse battery staple";
 const AUDIENCE: &str = "interop-api";
 
 #[test]
@@ -170,17 +170,17 @@ fn flip_signature_char(token: &str) -> String {
 // The issuer process.
 
 /// The real `stamp serve` on a loopback port with its state in a temporary folder; killed on drop.
-struct Issuer {
-    child: Option<Child>,
+pub(crate) struct Issuer {
+    pub(crate) child: Option<Child>,
     dir: TempDir,
-    port: u16,
+    pub(crate) port: u16,
     url: String,
     alg: String,
 }
 
 impl Issuer {
     /// The settings and a fresh state folder; nothing runs yet.
-    fn new(alg: &str) -> Issuer {
+    pub(crate) fn new(alg: &str) -> Issuer {
         let port = free_port();
         Issuer {
             child: None,
@@ -192,7 +192,7 @@ impl Issuer {
     }
 
     /// Starts `stamp serve`; its stderr goes to a file that [`Issuer::wait_ready`] shows on failure.
-    fn serve(&mut self) {
+    pub(crate) fn serve(&mut self) {
         let stderr = File::create(self.dir.path().join("serve.stderr")).unwrap();
         let child = self
             .command()
@@ -229,7 +229,7 @@ impl Issuer {
     }
 
     /// `stamp users add NAME --password-stdin`, as an operator would.
-    fn add_user(&self, name: &str) {
+    pub(crate) fn add_user(&self, name: &str) {
         let mut child = self
             .command()
             .args(["users", "add", name, "--password-stdin"])
@@ -302,7 +302,7 @@ impl Issuer {
     }
 
     /// Polls `/health/ready` until it answers 200; fails with the server's stderr if it exits.
-    fn wait_ready(&mut self) {
+    pub(crate) fn wait_ready(&mut self) {
         let deadline = stamp::clock::instant() + Duration::from_secs(60);
         loop {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
@@ -323,7 +323,7 @@ impl Issuer {
     }
 
     /// `POST /oauth/token` with the password grant, form-encoded.
-    fn login(&self, name: &str) -> String {
+    pub(crate) fn login(&self, name: &str) -> String {
         let body = format!(
             "grant_type=password&username={name}&password={}",
             PASSWORD.replace(' ', "+")

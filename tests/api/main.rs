@@ -23,6 +23,7 @@ mod postgres;
 mod rotation;
 mod secrets;
 mod sessions;
+mod shutdown;
 mod signup;
 mod trust_clients;
 mod trust_keys;
