@@ -176,6 +176,24 @@ sql_impl! {
             rows.iter().map(map).collect()
         }
 
+        /// Runs `query`, an `UPDATE` or `DELETE … RETURNING` of one row, in `tx`; maps the row,
+        /// writes the audit entry and commits. [`StoreError::NotFound`] saying `missing` if no
+        /// row matched (nothing is written then).
+        async fn change_one<'q, T: Send + Sync>(
+            &self,
+            mut tx: Transaction<'static, DB>,
+            query: sqlx::query::Query<'q, DB, DB::Arguments<'q>>,
+            map: FromRow<DB, T>,
+            missing: String,
+            audit: Audit<'_, '_, T>,
+        ) -> Result<T, StoreError> {
+            let record = match query.fetch_optional(&mut *tx).await? {
+                Some(row) => map(&row)?,
+                None => return Err(StoreError::NotFound(missing)),
+            };
+            commit_audited(tx, audit, record).await
+        }
+
         /// Runs `sql`, an `UPDATE … RETURNING` of the row named `$3 = key` that sets
         /// `disabled = $1` at `updated_at = $2`, with its audit entry;
         /// [`StoreError::NotFound`] for `what` if none.
@@ -187,18 +205,9 @@ sql_impl! {
             what: &str,
             audit: Audit<'_, '_, T>,
         ) -> Result<T, StoreError> {
-            let mut tx = DB::begin_write(&self.pool).await?;
-            let row = sqlx::query(sql)
-                .bind(disabled)
-                .bind(now)
-                .bind(key)
-                .fetch_optional(&mut *tx)
-                .await?;
-            let record = match row {
-                Some(row) => map(&row)?,
-                None => return Err(StoreError::NotFound(format!("{what} {key}"))),
-            };
-            commit_audited(tx, audit, record).await
+            let tx = DB::begin_write(&self.pool).await?;
+            let query = sqlx::query(sql).bind(disabled).bind(now).bind(key);
+            self.change_one(tx, query, map, format!("{what} {key}"), audit).await
         }
 
         /// `UPDATE users … RETURNING` for one user by id, bumping the token version, with its
@@ -210,22 +219,15 @@ sql_impl! {
             now: i64,
             audit: Audit<'_, '_, User>,
         ) -> Result<User, StoreError> {
-            let mut tx = DB::begin_write(&self.pool).await?;
-            let row = sqlx::query(&format!(
+            let tx = DB::begin_write(&self.pool).await?;
+            let sql = format!(
                 "UPDATE users SET token_version = token_version + 1, updated_at = $1,
                      password_hash = COALESCE($2, password_hash)
                  WHERE id = $3 RETURNING {USER_COLUMNS}"
-            ))
-            .bind(now)
-            .bind(password_hash)
-            .bind(user_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-            let user = match row {
-                Some(row) => user_from_row(&row)?,
-                None => return Err(StoreError::NotFound(format!("user {user_id}"))),
-            };
-            commit_audited(tx, audit, user).await
+            );
+            let query = sqlx::query(&sql).bind(now).bind(password_hash).bind(user_id);
+            let missing = format!("user {user_id}");
+            self.change_one(tx, query, user_from_row::<DB>, missing, audit).await
         }
     }
 }
@@ -346,27 +348,23 @@ sql_impl! {
                 .as_ref()
                 .map(|roles| DB::to_list(roles, "users.roles"))
                 .transpose()?;
-            let mut tx = DB::begin_write(&self.pool).await?;
+            let tx = DB::begin_write(&self.pool).await?;
             // One statement: roles and state change together or not at all. Disabling bumps
             // the token version, as `set_disabled` does; enabling brings no old token back.
-            let row = sqlx::query(&format!(
+            let sql = format!(
                 "UPDATE users SET roles = COALESCE($1, roles), updated_at = $2,
                      token_version = token_version + (CASE WHEN $3 THEN 1 ELSE 0 END),
                      disabled = COALESCE($4, disabled)
                  WHERE id = $5 RETURNING {USER_COLUMNS}"
-            ))
-            .bind(stored_roles)
-            .bind(now)
-            .bind(change.disabled == Some(true))
-            .bind(change.disabled)
-            .bind(user_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-            let user = match row {
-                Some(row) => user_from_row(&row)?,
-                None => return Err(StoreError::NotFound(format!("user {user_id}"))),
-            };
-            commit_audited(tx, audit, user).await
+            );
+            let query = sqlx::query(&sql)
+                .bind(stored_roles)
+                .bind(now)
+                .bind(change.disabled == Some(true))
+                .bind(change.disabled)
+                .bind(user_id);
+            let missing = format!("user {user_id}");
+            self.change_one(tx, query, user_from_row::<DB>, missing, audit).await
         }
 
         async fn delete_user(
@@ -374,19 +372,12 @@ sql_impl! {
             user_id: &str,
             audit: Audit<'_, '_, User>,
         ) -> Result<User, StoreError> {
-            let mut tx = DB::begin_write(&self.pool).await?;
+            let tx = DB::begin_write(&self.pool).await?;
             // The families and their tokens go with the user (ON DELETE CASCADE in both schemas).
-            let row = sqlx::query(&format!(
-                "DELETE FROM users WHERE id = $1 RETURNING {USER_COLUMNS}"
-            ))
-            .bind(user_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-            let user = match row {
-                Some(row) => user_from_row(&row)?,
-                None => return Err(StoreError::NotFound(format!("user {user_id}"))),
-            };
-            commit_audited(tx, audit, user).await
+            let sql = format!("DELETE FROM users WHERE id = $1 RETURNING {USER_COLUMNS}");
+            let query = sqlx::query(&sql).bind(user_id);
+            let missing = format!("user {user_id}");
+            self.change_one(tx, query, user_from_row::<DB>, missing, audit).await
         }
 
         async fn revoke_user_tokens(
@@ -727,25 +718,20 @@ sql_impl! {
             now: i64,
             audit: Audit<'_, '_, Client>,
         ) -> Result<Client, StoreError> {
-            let mut tx = DB::begin_write(&self.pool).await?;
+            let tx = DB::begin_write(&self.pool).await?;
             let sql = format!(
                 "UPDATE clients SET secret_hash = $1, previous_secret_hash = $2,
                      previous_secret_expires_at = $3, updated_at = $4
                  WHERE id = $5 AND secret_hash IS NOT NULL RETURNING {CLIENT_COLUMNS}"
             );
-            let row = sqlx::query(&sql)
+            let query = sqlx::query(&sql)
                 .bind(secret_hash.as_bytes())
                 .bind(previous.as_ref().map(|(hash, _)| hash.as_bytes()))
                 .bind(previous.map(|(_, until)| until))
                 .bind(now)
-                .bind(id)
-                .fetch_optional(&mut *tx)
-                .await?;
-            let client = match row {
-                Some(row) => client_from_row::<DB>(&row)?,
-                None => return Err(StoreError::NotFound(format!("confidential client {id}"))),
-            };
-            commit_audited(tx, audit, client).await
+                .bind(id);
+            let missing = format!("confidential client {id}");
+            self.change_one(tx, query, client_from_row::<DB>, missing, audit).await
         }
 
         async fn delete_client(

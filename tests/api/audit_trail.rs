@@ -108,13 +108,7 @@ pub async fn every_api_action_is_audited_once(app: &TestApp) {
     let mut expected = vec![entry("system", "clients.add", Some(&default_client))];
 
     let token = app.admin_token().await;
-    let root = app
-        .app()
-        .store
-        .user_by_username("root")
-        .await
-        .unwrap()
-        .unwrap();
+    let root = app.user("root").await;
     let admin = format!("user:{}", root.id);
     expected.push(entry(&admin, "login.success", Some(&root.id)));
 
@@ -186,13 +180,7 @@ pub async fn every_api_action_is_audited_once(app: &TestApp) {
         .dispatch()
         .await;
     assert_eq!(signup.status(), Status::Created);
-    let sam = app
-        .app()
-        .store
-        .user_by_username("sam")
-        .await
-        .unwrap()
-        .unwrap();
+    let sam = app.user("sam").await;
     let sam_actor = format!("user:{}", sam.id);
     expected.push(entry(&sam_actor, "users.signup", Some(&sam.id)));
     expected.push(entry(&sam_actor, "login.success", Some(&sam.id)));

@@ -254,6 +254,14 @@ impl TestApp {
         request.dispatch().await
     }
 
+    /// The stored user named `name` (it must exist).
+    pub async fn user(&self, name: &str) -> stamp::store::User {
+        let found = self.app().store.user_by_username(name).await;
+        found
+            .expect("store")
+            .unwrap_or_else(|| panic!("no user {name}"))
+    }
+
     /// The administrative entries of the audit log, oldest first, as (action, actor, target):
     /// without logins (`login.*`) and the start-up's own entry (the built-in client, by
     /// `system`), which every app has.

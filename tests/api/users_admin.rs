@@ -251,13 +251,7 @@ async fn patch_sets_roles_and_disabling_ends_tokens_while_enabling_allows_logins
         .await;
     assert!(response.status().code >= 400);
 
-    let root = app
-        .app()
-        .store
-        .user_by_username("root")
-        .await
-        .unwrap()
-        .unwrap();
+    let root = app.user("root").await;
     let actor = format!("user:{}", root.id);
     let expected: Vec<(String, String, Option<String>)> =
         ["users.roles", "users.disable", "users.enable"]
@@ -299,13 +293,7 @@ async fn deleting_a_user_ends_their_refresh_and_access_tokens() {
     let response = app.admin_call(Method::Delete, &path, &token, None).await;
     assert_eq!(response.status(), Status::NotFound);
 
-    let root = app
-        .app()
-        .store
-        .user_by_username("root")
-        .await
-        .unwrap()
-        .unwrap();
+    let root = app.user("root").await;
     assert_eq!(
         app.admin_audit().await,
         [(
