@@ -220,16 +220,21 @@ enum KeysCommand {
 #[derive(Subcommand)]
 enum TokenCommand {
     /// Print a token's header and claims WITHOUT verifying it.
-    Decode { token: String },
+    Decode {
+        /// The token, or `-` to read it from standard input (keeps it out of the shell history).
+        token: String,
+    },
     /// Verify a token with the issuer's published keys (found through discovery) and print its
     /// claims; exits non-zero with the reason when it is not valid.
     Verify {
-        /// The issuer's URL: `iss` must equal it; its discovery document names the JWKS.
+        /// The issuer's URL: `iss` must equal it; its discovery document names the JWKS
+        /// (default: the `issuer` setting).
         #[arg(long)]
-        issuer: String,
+        issuer: Option<String>,
         /// The audience the token must be for (default: the `audience` setting).
         #[arg(long)]
         audience: Option<String>,
+        /// The token, or `-` to read it from standard input.
         token: String,
     },
 }
@@ -298,7 +303,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Token {
             command: TokenCommand::Decode { token },
-        } => decode(&token),
+        } => decode(&read_token(&token)?),
         Command::Token {
             command:
                 TokenCommand::Verify {
@@ -306,7 +311,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                     audience,
                     token,
                 },
-        } => verify_token(&issuer, audience, &token).await,
+        } => verify_token(issuer, audience, &read_token(&token)?).await,
     }
 }
 
@@ -945,15 +950,40 @@ fn decode(token: &str) -> Result<(), CliError> {
     ))
 }
 
-/// `stamp token verify`: stamp::verify with default rules, keys found through discovery.
-async fn verify_token(issuer: &str, audience: Option<String>, token: &str) -> Result<(), CliError> {
-    let audience = match audience {
-        Some(audience) => audience,
-        None => config::figment()
-            .extract_inner::<String>("audience")
-            .unwrap_or_else(|_| "stamp".into()),
+/// The token argument of `stamp token`: itself, or for `-` the first line of standard input.
+fn read_token(arg: &str) -> Result<String, CliError> {
+    if arg != "-" {
+        return Ok(arg.to_string());
+    }
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .map_err(|e| CliError::Usage(format!("reading the token from stdin: {e}")))?;
+    let token = line.trim();
+    if token.is_empty() {
+        return Err(CliError::Usage("no token on standard input".into()));
+    }
+    Ok(token.to_string())
+}
+
+/// `stamp token verify`: stamp::verify with default rules, keys found through discovery; the
+/// issuer and audience default to the configured ones.
+async fn verify_token(
+    issuer: Option<String>,
+    audience: Option<String>,
+    token: &str,
+) -> Result<(), CliError> {
+    let (issuer, audience) = match (issuer, audience) {
+        (Some(issuer), Some(audience)) => (issuer, audience),
+        (issuer, audience) => {
+            let config = load_config()?;
+            (
+                issuer.unwrap_or(config.issuer),
+                audience.unwrap_or(config.audience),
+            )
+        }
     };
-    let verifier = stamp::verify::Verifier::for_issuer(issuer, &audience)
+    let verifier = stamp::verify::Verifier::for_issuer(&issuer, &audience)
         .map_err(|e| CliError::Usage(format!("invalid token: {e}")))?;
     let claims = verifier
         .verify(token.trim(), Clock::system().now())

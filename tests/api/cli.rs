@@ -97,6 +97,14 @@ fn token_decode_prints_claims_and_warns() {
 
     let bad = stamp(&dir, &["token", "decode", "not-a-jwt"], "", &[]);
     assert!(!bad.status.success());
+
+    // `-` reads the token from standard input (out of the shell history and `ps`).
+    let piped = stamp(&dir, &["token", "decode", "-"], &format!("{token}\n"), &[]);
+    assert!(piped.status.success(), "{}", text(&piped.stderr));
+    assert_eq!(piped.stdout, out.stdout);
+    let empty = stamp(&dir, &["token", "decode", "-"], "", &[]);
+    assert!(!empty.status.success());
+    assert!(text(&empty.stderr).contains("no token on standard input"));
 }
 
 #[test]

@@ -94,6 +94,19 @@ fn access_token_verifies_with_independent_libraries(alg: &str) {
         String::from_utf8_lossy(&cli.stderr)
     );
     let printed: Value = serde_json::from_slice(&cli.stdout).unwrap();
+    // The token from standard input, the issuer and audience from the settings.
+    let mut from_stdin = issuer.command();
+    from_stdin.args(["token", "verify", "-"]);
+    let stdin_cli = crate::helpers::run_with_stdin(from_stdin, &format!("{token}\n"));
+    assert!(
+        stdin_cli.status.success(),
+        "stamp token verify - failed: {}",
+        String::from_utf8_lossy(&stdin_cli.stderr)
+    );
+    assert_eq!(
+        serde_json::from_slice::<Value>(&stdin_cli.stdout).unwrap(),
+        printed
+    );
     assert_eq!(printed["aud"], AUDIENCE);
     let cli = issuer.verify_cli(&forged, AUDIENCE);
     assert!(
