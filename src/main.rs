@@ -316,12 +316,78 @@ async fn run(cli: Cli) -> Result<(), CliError> {
 }
 
 async fn serve() -> Result<(), CliError> {
-    let rocket = stamp::build(config::figment()).await?;
+    let rocket = stamp::build(config::figment())
+        .await?
+        .ignite()
+        .await
+        .map_err(|e| CliError::Usage(format!("server failed to start: {e}")))?;
+    if let Some(app) = rocket.state::<stamp::App>() {
+        let listen = (rocket.config().address, rocket.config().port);
+        eprint!("{}", startup_summary(app, listen));
+    }
     rocket
         .launch()
         .await
         .map_err(|e| CliError::Usage(format!("server failed: {e}")))?;
     Ok(())
+}
+
+/// What `serve` prints before it accepts connections (whatever the log level): where it listens,
+/// who it is, where its state lives and which key signs; and a warning when, on loopback, the
+/// issuer names another address than the one listened on (tokens would carry an `iss` that
+/// clients cannot reach, and discovery would point elsewhere).
+fn startup_summary(app: &stamp::App, (address, port): (std::net::IpAddr, u16)) -> String {
+    let config = &app.config;
+    let set = app.keys.current();
+    let alg = config.keys.signing_alg;
+    let active = set
+        .active(alg)
+        .map_or_else(|| "none yet".to_string(), |k| k.meta.kid.clone());
+    let mut out = format!(
+        "stamp {}\n  listening on  http://{}\n  issuer        {}\n  database      {}\n  \
+         key store     {}\n  signing with  {alg}, kid {active}\n",
+        env!("CARGO_PKG_VERSION"),
+        std::net::SocketAddr::from((address, port)),
+        config.issuer,
+        config.database_url.redacted(),
+        app.keys.describe_store(),
+    );
+    if let Some(warning) = issuer_mismatch(&config.issuer, address, port) {
+        out.push_str(&format!("  warning: {warning}\n"));
+    }
+    out
+}
+
+/// On a loopback setup (the issuer is a loopback URL), why `issuer` does not match the listen
+/// address, if it does not. A public issuer in front of a server on loopback is the usual
+/// reverse-proxy set-up and no mistake.
+fn issuer_mismatch(issuer: &str, address: std::net::IpAddr, port: u16) -> Option<String> {
+    let url = url::Url::parse(issuer).ok()?;
+    let host = url
+        .host_str()?
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let loopback = host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if !loopback {
+        return None;
+    }
+    let issuer_port = url.port_or_known_default()?;
+    if issuer_port != port {
+        return Some(format!(
+            "the issuer {issuer} names port {issuer_port}, but the server listens on {port}: \
+             set `issuer` (ROCKET_ISSUER) to the URL clients use"
+        ));
+    }
+    if !address.is_loopback() && !address.is_unspecified() {
+        return Some(format!(
+            "the issuer {issuer} is a loopback URL, but the server listens on {address} only: \
+             set `issuer` (ROCKET_ISSUER) to the URL clients use"
+        ));
+    }
+    None
 }
 
 fn load_config() -> Result<Config, CliError> {
@@ -994,4 +1060,31 @@ async fn verify_token(
         "{}\n",
         serde_json::to_string_pretty(&claims).unwrap_or_default()
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::issuer_mismatch;
+
+    #[test]
+    fn a_loopback_issuer_must_name_the_listen_port_and_a_reachable_address() {
+        let lo = "127.0.0.1".parse().unwrap();
+        let any = "0.0.0.0".parse().unwrap();
+        let lan = "192.168.1.5".parse().unwrap();
+        assert_eq!(issuer_mismatch("http://127.0.0.1:8000", lo, 8000), None);
+        assert_eq!(issuer_mismatch("http://localhost:8000", any, 8000), None);
+        assert_eq!(issuer_mismatch("http://[::1]:8000", lo, 8000), None);
+        let port = issuer_mismatch("http://127.0.0.1:8000", lo, 9000).unwrap();
+        assert!(
+            port.contains("port 8000") && port.contains("9000"),
+            "{port}"
+        );
+        assert!(
+            issuer_mismatch("http://localhost", lo, 8000).is_some(),
+            "port 80"
+        );
+        assert!(issuer_mismatch("http://127.0.0.1:8000", lan, 8000).is_some());
+        // Behind a reverse proxy on the same host: a public issuer, a loopback listener.
+        assert_eq!(issuer_mismatch("https://auth.example.com", lo, 8000), None);
+    }
 }

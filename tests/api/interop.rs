@@ -314,6 +314,11 @@ impl Issuer {
             .unwrap()
     }
 
+    /// What `stamp serve` has written to stderr so far.
+    pub(crate) fn stderr(&self) -> String {
+        fs::read_to_string(self.dir.path().join("serve.stderr")).unwrap_or_default()
+    }
+
     /// Polls `/health/ready` until it answers 200; fails with the server's stderr if it exits.
     pub(crate) fn wait_ready(&mut self) {
         let deadline = stamp::clock::instant() + Duration::from_secs(60);

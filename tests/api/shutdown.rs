@@ -15,6 +15,18 @@ fn sigterm_finishes_the_request_in_flight_serves_no_new_one_and_exits_0() {
     issuer.serve();
     issuer.wait_ready();
     let port = issuer.port;
+    // The start-up summary names where it listens, the issuer, its state and its key.
+    let summary = issuer.stderr();
+    for line in [
+        format!("listening on  http://127.0.0.1:{port}"),
+        format!("issuer        http://127.0.0.1:{port}"),
+        "database      sqlite://".to_string(),
+        "key store     file key store at".to_string(),
+        "signing with  ES256, kid ".to_string(),
+    ] {
+        assert!(summary.contains(&line), "{line:?} not in {summary}");
+    }
+    assert!(!summary.contains("warning"), "{summary}");
 
     // A login whose body is still arriving when the signal comes: it is in flight.
     let body = format!(
