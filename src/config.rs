@@ -319,11 +319,22 @@ pub enum ConfigError {
         /// The closest known name, if one is close.
         suggestion: Option<&'static str>,
     },
-    /// A value of the wrong type or shape (e.g. text for a number).
-    #[error("invalid setting `{setting}`: {}", source.kind)]
+    /// A value of the wrong type or shape (e.g. text for a number). The source says what and
+    /// where it came from.
+    #[error("invalid setting `{setting}`")]
     Extract {
         /// The setting, or `configuration` when figment names none of ours.
         setting: &'static str,
+        /// Figment's error.
+        #[source]
+        source: Box<rocket::figment::Error>,
+    },
+    /// One of Rocket's own settings (`port`, `address`, `limits`, …) that Rocket would refuse
+    /// at launch: caught before the store or the key set is opened, so nothing is created.
+    #[error("invalid setting `{setting}`")]
+    RocketSetting {
+        /// The setting's path (`port`, `limits.json`), as figment names it.
+        setting: String,
         /// Figment's error.
         #[source]
         source: Box<rocket::figment::Error>,
@@ -388,6 +399,7 @@ impl ConfigError {
         match self {
             ConfigError::MissingConfigFile { .. } => None,
             ConfigError::UnknownSetting { key, .. } => Some(key),
+            ConfigError::RocketSetting { setting, .. } => Some(setting),
             ConfigError::Extract { setting, .. }
             | ConfigError::OutOfRange { setting, .. }
             | ConfigError::Unsupported { setting, .. }
@@ -409,6 +421,11 @@ impl Config {
     pub fn from_figment(figment: &Figment) -> Result<Config, ConfigError> {
         check_config_file(figment)?;
         check_known_keys(figment)?;
+        // Rocket's own settings, as Rocket will read them at launch.
+        rocket::Config::try_from(figment).map_err(|e| ConfigError::RocketSetting {
+            setting: e.path.join("."),
+            source: Box::new(e),
+        })?;
         let raw: Settings = figment.extract().map_err(|e| {
             let setting = e
                 .path

@@ -124,6 +124,30 @@ fn serve_with_an_invalid_setting_fails_with_one_line() {
 }
 
 #[test]
+fn rocket_settings_are_checked_naming_the_setting_before_anything_is_created() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, value, setting) in [
+        ("ROCKET_PORT", "99999", "`port`"),
+        ("ROCKET_ADDRESS", "not-an-address", "`address`"),
+        ("ROCKET_LIMITS", "{json=\"lots\"}", "`limits.json`"),
+    ] {
+        for command in [&["serve"][..], &["users", "list"][..]] {
+            let out = stamp(&dir, command, "", &[(name, value)]);
+            assert!(!out.status.success());
+            let stderr = text(&out.stderr);
+            assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+            assert!(stderr.contains(setting), "{stderr}");
+            assert!(
+                stderr.contains(name.trim_start_matches("ROCKET_")),
+                "{stderr}"
+            );
+        }
+    }
+    let created: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert!(created.is_empty(), "nothing is created: {created:?}");
+}
+
+#[test]
 fn keys_list_shows_states_without_private_material() {
     let dir = tempfile::tempdir().unwrap();
     let out = stamp(&dir, &["keys", "list"], "", &[]);
