@@ -421,8 +421,10 @@ impl Config {
     pub fn from_figment(figment: &Figment) -> Result<Config, ConfigError> {
         check_config_file(figment)?;
         check_known_keys(figment)?;
-        // Rocket's own settings, as Rocket will read them at launch.
-        rocket::Config::try_from(figment).map_err(|e| ConfigError::RocketSetting {
+        // Rocket's own settings, as Rocket will read them at launch (its defaults under them,
+        // as `rocket::Config::figment` puts them).
+        let rocket_view = figment.clone().join(rocket::Config::default());
+        rocket::Config::try_from(rocket_view).map_err(|e| ConfigError::RocketSetting {
             setting: e.path.join("."),
             source: Box::new(e),
         })?;
