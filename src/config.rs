@@ -440,8 +440,59 @@ impl Config {
                 source: Box::new(e),
             }
         })?;
-        raw.validate()
+        let mut config = raw.validate()?;
+        if let Some(dir) = config_dir(figment) {
+            config.resolve_paths(&dir);
+        }
+        Ok(config)
     }
+
+    /// Makes the relative `keys_dir` and SQLite path relative to `dir`, the folder of the
+    /// configuration file that was read. Rocket finds `Rocket.toml` in the current folder or any
+    /// parent; resolving against the current folder instead would let a command run one folder
+    /// lower or higher than the server use another database and key set without a word.
+    fn resolve_paths(&mut self, dir: &Path) {
+        if self.keys.dir.is_relative() {
+            self.keys.dir = dir.join(&self.keys.dir);
+        }
+        if let Some(url) = resolve_sqlite_path(self.database_url.expose_secret(), dir) {
+            self.database_url = DatabaseUrl(SecretString::from(url));
+        }
+    }
+}
+
+/// The folder of the configuration file `figment` read (`Rocket.toml`, or the file
+/// `ROCKET_CONFIG` names), if it read one.
+fn config_dir(figment: &Figment) -> Option<PathBuf> {
+    figment
+        .metadata()
+        .find_map(|metadata| match &metadata.source {
+            Some(rocket::figment::Source::File(path)) => {
+                let dir = path.parent()?;
+                std::path::absolute(dir).ok()
+            }
+            _ => None,
+        })
+}
+
+/// `url` (`sqlite://PATH` or `sqlite:PATH`, perhaps with `?options`) with a relative `PATH`
+/// joined to `dir`; `None` for absolute paths, in-memory databases and other databases.
+fn resolve_sqlite_path(url: &str, dir: &Path) -> Option<String> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let (path, query) = match rest.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (rest, None),
+    };
+    if path.is_empty() || path.starts_with(':') || Path::new(path).is_absolute() {
+        return None;
+    }
+    let joined = dir.join(path);
+    Some(match query {
+        Some(query) => format!("sqlite://{}?{query}", joined.display()),
+        None => format!("sqlite://{}", joined.display()),
+    })
 }
 
 impl Settings {
@@ -863,6 +914,46 @@ mod tests {
     fn with(key: &str, value: impl serde::Serialize) -> Result<Config, ConfigError> {
         let figment = Figment::new().merge(Serialized::global(key, value));
         Config::from_figment(&figment)
+    }
+
+    #[test]
+    fn relative_paths_resolve_against_the_folder_of_the_config_file() {
+        use rocket::figment::providers::{Format, Toml};
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("Rocket.toml");
+        std::fs::write(
+            &file,
+            "[default]\nkeys_dir = \"state/keys\"\ndatabase_url = \"sqlite://state/stamp.db?mode=rwc\"\n",
+        )
+        .unwrap();
+        let figment = Figment::from(Toml::file(&file).nested());
+        let config = Config::from_figment(&figment).unwrap();
+        let base = std::path::absolute(dir.path()).unwrap();
+        assert_eq!(config.keys.dir, base.join("state/keys"));
+        assert_eq!(
+            config.database_url.expose_secret(),
+            format!(
+                "sqlite://{}?mode=rwc",
+                base.join("state/stamp.db").display()
+            )
+        );
+
+        // Absolute paths stay; without a file, nothing is resolved.
+        let absolute = figment.merge(Serialized::global("keys_dir", "/srv/keys"));
+        assert_eq!(
+            Config::from_figment(&absolute).unwrap().keys.dir,
+            PathBuf::from("/srv/keys")
+        );
+        assert_eq!(
+            with("audience", "x").unwrap().keys.dir,
+            PathBuf::from("keys")
+        );
+        assert_eq!(resolve_sqlite_path("sqlite::memory:", &base), None);
+        assert_eq!(resolve_sqlite_path("postgres://h/db", &base), None);
+        assert_eq!(
+            resolve_sqlite_path("sqlite:db.sqlite", Path::new("/etc/stamp")).as_deref(),
+            Some("sqlite:///etc/stamp/db.sqlite")
+        );
     }
 
     fn setting_of(result: Result<Config, ConfigError>) -> String {

@@ -219,3 +219,45 @@ fn processes_opening_a_fresh_database_at_once_all_succeed() {
         }
     }
 }
+
+#[test]
+fn relative_paths_are_the_config_files_whichever_folder_a_command_runs_in() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("Rocket.toml"),
+        "[default]\nkeys_dir = \"keys\"\ndatabase_url = \"sqlite://stamp.db\"\n",
+    )
+    .unwrap();
+    let deeper = dir.path().join("ops/scripts");
+    std::fs::create_dir_all(&deeper).unwrap();
+    // Rocket finds Rocket.toml in a parent folder; the state must be the one beside it.
+    let run = |cwd: &std::path::Path, args: &[&str], stdin: &str| {
+        let mut cmd = crate::helpers::stamp_command(dir.path());
+        cmd.env_remove("ROCKET_DATABASE_URL")
+            .env_remove("ROCKET_KEYS_DIR")
+            .current_dir(cwd)
+            .args(args);
+        crate::helpers::run_with_stdin(cmd, stdin)
+    };
+    let add = run(
+        &deeper,
+        &["users", "add", "ann", "--password-stdin"],
+        "correct horse battery staple\n",
+    );
+    assert!(add.status.success(), "{}", text(&add.stderr));
+    assert!(dir.path().join("stamp.db").exists(), "beside Rocket.toml");
+    assert!(
+        !deeper.join("stamp.db").exists(),
+        "not in the current folder"
+    );
+    let list = run(dir.path(), &["users", "list", "--json"], "");
+    assert!(
+        text(&list.stdout).contains("\"ann\""),
+        "{}",
+        text(&list.stderr)
+    );
+    let keys = run(&deeper, &["keys", "list", "--json"], "");
+    assert!(keys.status.success(), "{}", text(&keys.stderr));
+    assert!(dir.path().join("keys/manifest.json").exists());
+    assert!(!deeper.join("keys").exists());
+}
