@@ -478,19 +478,13 @@ fn config_dir(figment: &Figment) -> Option<PathBuf> {
 /// `url` (`sqlite://PATH` or `sqlite:PATH`, perhaps with `?options`) with a relative `PATH`
 /// joined to `dir`; `None` for absolute paths, in-memory databases and other databases.
 fn resolve_sqlite_path(url: &str, dir: &Path) -> Option<String> {
-    let rest = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))?;
-    let (path, query) = match rest.split_once('?') {
-        Some((path, query)) => (path, Some(query)),
-        None => (rest, None),
-    };
-    if path.is_empty() || path.starts_with(':') || Path::new(path).is_absolute() {
+    let path = crate::store::sqlite_path(url)?;
+    if path.is_absolute() {
         return None;
     }
     let joined = dir.join(path);
-    Some(match query {
-        Some(query) => format!("sqlite://{}?{query}", joined.display()),
+    Some(match url.split_once('?') {
+        Some((_, query)) => format!("sqlite://{}?{query}", joined.display()),
         None => format!("sqlite://{}", joined.display()),
     })
 }

@@ -27,14 +27,22 @@ use stamp::tokens::dangerous;
     about = "Asymmetric-key JWT access-token issuer"
 )]
 struct Cli {
+    /// Print which configuration file, database and key store the command uses.
+    #[arg(long, short, global = true)]
+    verbose: bool,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
 enum Command {
-    /// Start the issuer (settings: Rocket.toml and ROCKET_* variables).
+    /// Start the issuer (settings: Rocket.toml and ROCKET_* variables); the first start
+    /// creates the database and the keys.
     Serve,
+    /// Create a fresh deployment where the settings point: the database, the signing keys and
+    /// the built-in client. Keeps whatever exists. The other commands (except serve) never
+    /// create one: they refuse, naming the path, when there is none.
+    Init,
     /// Manage users.
     Users {
         #[command(subcommand)]
@@ -280,8 +288,12 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<(), CliError> {
+    if cli.verbose {
+        describe_configuration();
+    }
     match cli.command {
         Command::Serve => serve().await,
+        Command::Init => init().await,
         Command::Users { command } => users(command).await,
         Command::Clients { command } => clients(command).await,
         Command::Keys { command } => keys(command).await,
@@ -390,6 +402,85 @@ fn issuer_mismatch(issuer: &str, address: std::net::IpAddr, port: u16) -> Option
     None
 }
 
+/// `stamp init`: opens the deployment as `serve` does (creating what is missing) and says what
+/// is there.
+async fn init() -> Result<(), CliError> {
+    let config = load_config()?;
+    let existed = deployment_missing(&config).is_none();
+    let app = stamp::App::open(config, Clock::system()).await?;
+    let set = app.keys.current();
+    let alg = app.config.keys.signing_alg;
+    let kid = set.active(alg).map_or("none", |k| k.meta.kid.as_str());
+    let state = if existed { "already there" } else { "created" };
+    emit(&format!(
+        "deployment {state}\n  database   {}\n  key store  {}\n  signing    {alg}, kid {kid}\n",
+        app.config.database_url.redacted(),
+        app.keys.describe_store(),
+    ))
+}
+
+/// `--verbose`: which configuration file, database and key store a command works on (the
+/// database password redacted), on stderr.
+fn describe_configuration() {
+    let figment = config::figment();
+    let file = figment
+        .metadata()
+        .find_map(|m| match &m.source {
+            Some(rocket::figment::Source::File(path)) => Some(path.display().to_string()),
+            _ => None,
+        })
+        .unwrap_or_else(|| "none (defaults and ROCKET_* variables)".into());
+    eprintln!("configuration: {file}");
+    if let Ok(config) = Config::from_figment(&figment) {
+        eprintln!("database:      {}", config.database_url.redacted());
+        match config.keys.store.kek() {
+            Some(_) => eprintln!("key store:     the database (encrypted)"),
+            None => eprintln!("key store:     {}", config.keys.dir.display()),
+        }
+    }
+}
+
+/// Why the configured deployment cannot be used by a command that must not create one: the
+/// SQLite file, or the file key store's manifest, is missing. (A PostgreSQL database is made by
+/// its operator; `serve` or `init` create the tables in it.)
+fn deployment_missing(config: &Config) -> Option<String> {
+    let url = config.database_url.expose_secret();
+    if let Some(path) = store::sqlite_path(url)
+        && !path.exists()
+    {
+        return Some(format!("no database at {}", path.display()));
+    }
+    let dir = &config.keys.dir;
+    // Key files without their manifest are not "nothing here": the key store says which keys
+    // would be orphaned, and refuses.
+    let has_keys = || {
+        std::fs::read_dir(dir).is_ok_and(|entries| {
+            entries
+                .flatten()
+                .any(|e| e.path().extension().is_some_and(|x| x == "pem"))
+        })
+    };
+    if config.keys.store.kek().is_none() && !dir.join("manifest.json").exists() && !has_keys() {
+        return Some(format!("no key set in {}", dir.display()));
+    }
+    None
+}
+
+/// The configuration of a command that works on an existing deployment: refused, naming the
+/// path, when there is none there (a command run in the wrong folder, or a mistyped setting,
+/// must not quietly make a second deployment that the server never reads).
+fn load_deployment() -> Result<Config, CliError> {
+    let config = load_config()?;
+    match deployment_missing(&config) {
+        None => Ok(config),
+        Some(missing) => Err(CliError::Usage(format!(
+            "{missing}: run `stamp init` to create a deployment there, or point the settings \
+             (Rocket.toml, ROCKET_CONFIG, ROCKET_DATABASE_URL, ROCKET_KEYS_DIR) at the \
+             server's; `stamp --verbose` shows which are used"
+        ))),
+    }
+}
+
 fn load_config() -> Result<Config, CliError> {
     Ok(Config::from_figment(&config::figment()).map_err(StartError::from)?)
 }
@@ -402,7 +493,7 @@ async fn admin_service(config: &Config) -> Result<AdminService, CliError> {
 }
 
 async fn users(command: UsersCommand) -> Result<(), CliError> {
-    let config = load_config()?;
+    let config = load_deployment()?;
     let admin = admin_service(&config).await?;
     match command {
         UsersCommand::Add {
@@ -542,7 +633,7 @@ async fn users(command: UsersCommand) -> Result<(), CliError> {
 
 /// Prints the audit events matching `filter`, newest first.
 async fn audit(filter: &AuditFilter, limit: u32, json: bool) -> Result<(), CliError> {
-    let config = load_config()?;
+    let config = load_deployment()?;
     let admin = admin_service(&config).await?;
     let page = admin.query_audit(filter, limit, None).await?;
     if json {
@@ -710,7 +801,7 @@ fn state(disabled: bool) -> &'static str {
 }
 
 async fn clients(command: ClientsCommand) -> Result<(), CliError> {
-    let config = load_config()?;
+    let config = load_deployment()?;
     let admin = admin_service(&config).await?;
     match command {
         ClientsCommand::Add {
@@ -965,8 +1056,19 @@ async fn key_manager(config: &Config, algs: &[Alg]) -> Result<KeyManager, CliErr
 /// `NOTIFY` with the database key store (the store's generation check keeps both from losing a
 /// change).
 async fn keys(command: KeysCommand) -> Result<(), CliError> {
-    let config = load_config()?;
-    let manager = key_manager(&config, &[config.keys.signing_alg]).await?;
+    let config = load_deployment()?;
+    let manager = match command {
+        // Listing reads: nothing is published or cleaned up.
+        KeysCommand::List { .. } => {
+            let store = stamp::open_key_store(&config).await?;
+            let alg = config.keys.signing_alg;
+            let lifecycle = config.keys.lifecycle;
+            KeyManager::open_existing(store, alg, lifecycle, &config.instance_name)
+                .await
+                .map_err(StartError::from)?
+        }
+        _ => key_manager(&config, &[config.keys.signing_alg]).await?,
+    };
     let admin = admin_service(&config).await?;
     let set = match command {
         KeysCommand::List { json: true } => {

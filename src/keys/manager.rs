@@ -184,6 +184,27 @@ impl KeyManager {
         Ok(manager)
     }
 
+    /// The stored key set as it is, for reading only (`stamp keys list`): nothing is published,
+    /// cleaned up or otherwise written. An empty store is [`KeyError::NoActiveKey`] for `alg`.
+    pub async fn open_existing(
+        store: Arc<dyn KeyStore>,
+        alg: Alg,
+        lifecycle: Lifecycle,
+        instance: &str,
+    ) -> Result<KeyManager, KeyError> {
+        let set = load_set(store.as_ref()).await?;
+        if set.manifest().keys.is_empty() {
+            return Err(KeyError::NoActiveKey(alg));
+        }
+        Ok(KeyManager {
+            current: ArcSwap::from_pointee(set),
+            store,
+            write: tokio::sync::Mutex::new(()),
+            lifecycle,
+            instance: instance.to_string(),
+        })
+    }
+
     /// The current snapshot. Lock-free; cheap enough for every request.
     pub fn current(&self) -> Arc<KeySet> {
         self.current.load_full()

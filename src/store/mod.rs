@@ -465,6 +465,16 @@ pub async fn open(database_url: &str) -> Result<Arc<dyn Store>, StoreError> {
 }
 
 /// Whether `database_url` names a PostgreSQL database.
+/// The file of a `sqlite://PATH` (or `sqlite:PATH`) URL, without its `?options`; `None` for
+/// other databases and in-memory ones.
+pub fn sqlite_path(database_url: &str) -> Option<std::path::PathBuf> {
+    let rest = database_url
+        .strip_prefix("sqlite://")
+        .or_else(|| database_url.strip_prefix("sqlite:"))?;
+    let path = rest.split_once('?').map_or(rest, |(path, _)| path);
+    (!path.is_empty() && !path.starts_with(':')).then(|| path.into())
+}
+
 pub fn is_postgres(database_url: &str) -> bool {
     database_url.starts_with("postgres://") || database_url.starts_with("postgresql://")
 }

@@ -132,6 +132,7 @@ async fn a_non_admin_cannot_query_the_audit_log() {
 #[test]
 fn stamp_audit_shows_the_cli_created_user_as_json_and_as_a_table() {
     let dir = tempfile::tempdir().unwrap();
+    crate::helpers::init_state(dir.path());
     let add = run_stamp(
         dir.path(),
         &["users", "add", "alice", "--password-stdin"],

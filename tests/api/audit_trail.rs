@@ -283,7 +283,9 @@ pub fn every_cli_action_is_audited_once(dir: &Path, env: &[(&str, &str)]) {
     let run = |args: &[&str], stdin: &str| cli_ok(dir, env, args, stdin);
     let run_json =
         |args: &[&str]| -> Value { serde_json::from_str(&run(args, "")).expect("JSON output") };
-    let mut expected = Vec::new();
+    // A fresh deployment: the built-in client is the system's doing.
+    run(&["init"], "");
+    let mut expected = vec![entry("system", "clients.add", Some("stamp"))];
 
     let stdin = format!("{PASSWORD}\n");
     run(

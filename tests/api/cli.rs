@@ -17,6 +17,7 @@ pub fn stamp(dir: &TempDir, args: &[&str], stdin: &str, extra_env: &[(&str, &str
 #[test]
 fn users_add_list_and_disable() {
     let dir = tempfile::tempdir().unwrap();
+    crate::helpers::init_state(dir.path());
     let add = stamp(
         &dir,
         &[
@@ -76,6 +77,7 @@ fn users_add_list_and_disable() {
 #[test]
 fn users_add_without_a_terminal_asks_for_password_stdin() {
     let dir = tempfile::tempdir().unwrap();
+    crate::helpers::init_state(dir.path());
     let out = stamp(&dir, &["users", "add", "alice"], "", &[]);
     assert!(!out.status.success());
     assert!(text(&out.stderr).contains("--password-stdin"));
@@ -150,6 +152,7 @@ fn rocket_settings_are_checked_naming_the_setting_before_anything_is_created() {
 #[test]
 fn keys_list_shows_states_without_private_material() {
     let dir = tempfile::tempdir().unwrap();
+    crate::helpers::init_state(dir.path());
     let out = stamp(&dir, &["keys", "list"], "", &[]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
@@ -186,10 +189,13 @@ fn keys_list_shows_states_without_private_material() {
 }
 
 #[test]
-fn processes_opening_a_fresh_database_at_once_all_succeed() {
-    // Each round: a new database file, four CLI processes started together, all migrating it.
+fn processes_writing_a_fresh_database_at_once_all_succeed() {
+    // Each round: a new deployment, four CLI processes started together, all writing to it.
+    // (Processes that create one together, `serve` and `init`, are the replicas' start race of
+    // the scale-out tests.)
     for _ in 0..3 {
         let dir = tempfile::tempdir().unwrap();
+        crate::helpers::init_state(dir.path());
         let children: Vec<_> = ["ann", "ben", "cat", "dan"]
             .iter()
             .map(|name| {
@@ -239,6 +245,8 @@ fn relative_paths_are_the_config_files_whichever_folder_a_command_runs_in() {
             .args(args);
         crate::helpers::run_with_stdin(cmd, stdin)
     };
+    let init = run(&deeper, &["init"], "");
+    assert!(init.status.success(), "{}", text(&init.stderr));
     let add = run(
         &deeper,
         &["users", "add", "ann", "--password-stdin"],
@@ -260,4 +268,89 @@ fn relative_paths_are_the_config_files_whichever_folder_a_command_runs_in() {
     assert!(keys.status.success(), "{}", text(&keys.stderr));
     assert!(dir.path().join("keys/manifest.json").exists());
     assert!(!deeper.join("keys").exists());
+}
+
+#[test]
+fn commands_other_than_serve_and_init_never_create_a_deployment() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("stamp.db");
+    for args in [
+        &["users", "list"][..],
+        &["users", "add", "ann", "--password-stdin"][..],
+        &["clients", "add", "svc"][..],
+        &["keys", "list"][..],
+        &["keys", "rotate"][..],
+        &["audit"][..],
+    ] {
+        let out = stamp(&dir, args, "a long password\n", &[]);
+        assert!(!out.status.success(), "{args:?} succeeded on nothing");
+        let stderr = text(&out.stderr);
+        assert!(
+            stderr.contains(&format!("no database at {}", db.display())),
+            "{args:?}: {stderr}"
+        );
+        assert!(stderr.contains("stamp init"), "{stderr}");
+    }
+    let created: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert!(created.is_empty(), "nothing was created: {created:?}");
+
+    // `stamp init` makes it, says so, and keeps what is there when run again.
+    let first = stamp(&dir, &["init"], "", &[]);
+    assert!(first.status.success(), "{}", text(&first.stderr));
+    assert!(text(&first.stdout).starts_with("deployment created"));
+    assert!(db.exists() && dir.path().join("keys/manifest.json").exists());
+    let again = stamp(&dir, &["init"], "", &[]);
+    assert!(text(&again.stdout).starts_with("deployment already there"));
+    assert!(stamp(&dir, &["users", "list"], "", &[]).status.success());
+
+    // Key files without their database: the key set is there, the database is not.
+    std::fs::remove_file(&db).unwrap();
+    let out = stamp(&dir, &["users", "list"], "", &[]);
+    assert!(text(&out.stderr).contains("no database at"));
+}
+
+#[test]
+fn keys_list_never_writes_and_verbose_names_what_a_command_uses() {
+    let dir = tempfile::tempdir().unwrap();
+    crate::helpers::init_state(dir.path());
+    let manifest = dir.path().join("keys/manifest.json");
+    let before = std::fs::read(&manifest).unwrap();
+    let files = || {
+        let mut names: Vec<_> = std::fs::read_dir(dir.path().join("keys"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        names.sort();
+        names
+    };
+    let keys_before = files();
+    // A newly configured algorithm would be published by `serve`; listing does not do it.
+    let out = stamp(
+        &dir,
+        &["keys", "list"],
+        "",
+        &[("ROCKET_SIGNING_ALG", "RS256")],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(!text(&out.stdout).contains("RS256"));
+    assert_eq!(
+        std::fs::read(&manifest).unwrap(),
+        before,
+        "the manifest is unchanged"
+    );
+    assert_eq!(files(), keys_before, "no key file written");
+
+    let out = stamp(&dir, &["--verbose", "users", "list"], "", &[]);
+    let stderr = text(&out.stderr);
+    let db = dir.path().join("stamp.db");
+    assert!(
+        stderr.contains(&format!("database:      sqlite://{}", db.display())),
+        "{stderr}"
+    );
+    let keys = dir.path().join("keys");
+    assert!(
+        stderr.contains(&format!("key store:     {}", keys.display())),
+        "{stderr}"
+    );
+    assert!(stderr.contains("configuration: "), "{stderr}");
 }

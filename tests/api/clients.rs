@@ -245,6 +245,14 @@ fn stamp(dir: &std::path::Path, args: &[&str]) -> Output {
 #[rocket::async_test]
 async fn cli_clients_add_prints_a_secret_once_that_authenticates() {
     let dir = tempfile::tempdir().unwrap();
+    // An RS256 deployment: the client's algorithm is active from the start.
+    let init = run_stamp(
+        dir.path(),
+        &["init"],
+        "",
+        &[("ROCKET_SIGNING_ALG", "RS256")],
+    );
+    assert!(init.status.success(), "{}", text(&init.stderr));
     let add = stamp(
         dir.path(),
         &[

@@ -336,6 +336,7 @@ async fn a_deleted_client_cannot_get_tokens_and_its_tokens_are_refused() {
 #[rocket::async_test]
 async fn the_cli_shows_enables_deletes_and_rotates_clients() {
     let dir = tempfile::tempdir().unwrap();
+    crate::helpers::init_state(dir.path());
     let stamp = |args: &[&str]| run_stamp(dir.path(), args, "", &[]);
     let add = stamp(&["clients", "add", "billing", "--scope", "orders:read"]);
     assert!(add.status.success(), "{}", text(&add.stderr));
@@ -360,7 +361,8 @@ async fn the_cli_shows_enables_deletes_and_rotates_clients() {
     assert!(json.get("secret_hash").is_none());
     let list: Value =
         serde_json::from_slice(&stamp(&["clients", "list", "--json"]).stdout).unwrap();
-    assert_eq!(list.as_array().unwrap().len(), 2, "{list}");
+    // The two added and the built-in client `stamp init` made.
+    assert_eq!(list.as_array().unwrap().len(), 3, "{list}");
     let table = text(&stamp(&["clients", "list"]).stdout);
     let header = table.lines().next().unwrap();
     let row = table.lines().find(|l| l.starts_with("billing")).unwrap();

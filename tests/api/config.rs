@@ -85,6 +85,7 @@ fn a_misspelled_rocket_variable_is_named_by_the_binary() {
 #[test]
 fn rockets_own_variables_are_accepted_by_the_binary() {
     let dir = tempfile::tempdir().unwrap();
+    crate::helpers::init_state(dir.path());
     let out = stamp(
         &dir,
         &["users", "list"],

@@ -377,6 +377,13 @@ fn configure_stamp(mut cmd: std::process::Command, dir: &Path) -> std::process::
     cmd
 }
 
+/// `stamp init` on the state in `dir`: a fresh deployment, as an operator makes one before
+/// the other commands (which refuse to create one).
+pub fn init_state(dir: &Path) {
+    let out = run_stamp(dir, &["init"], "", &[]);
+    assert!(out.status.success(), "stamp init: {}", text(&out.stderr));
+}
+
 /// Runs `stamp ARGS` on the state in `dir`, feeding `stdin`, with `extra_env` settings.
 pub fn run_stamp(
     dir: &Path,

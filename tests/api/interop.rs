@@ -195,13 +195,26 @@ impl Issuer {
     /// The settings and a fresh state folder; nothing runs yet.
     pub(crate) fn new(alg: &str) -> Issuer {
         let port = free_port();
-        Issuer {
+        let issuer = Issuer {
             child: None,
             dir: tempfile::tempdir().unwrap(),
             port,
             url: format!("http://127.0.0.1:{port}"),
             alg: alg.to_string(),
-        }
+        };
+        // A fresh deployment, as an operator makes it before adding users.
+        let init = issuer
+            .command()
+            .arg("init")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(
+            init.status.success(),
+            "stamp init failed: {}",
+            String::from_utf8_lossy(&init.stderr)
+        );
+        issuer
     }
 
     /// Starts `stamp serve`; its stderr goes to a file that [`Issuer::wait_ready`] shows on failure.

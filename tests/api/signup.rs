@@ -257,6 +257,7 @@ async fn sign_ups_are_throttled_per_address() {
 #[test]
 fn users_add_refuses_a_common_password() {
     let dir = tempfile::tempdir().unwrap();
+    crate::helpers::init_state(dir.path());
     let weak = run_stamp(
         dir.path(),
         &["users", "add", "henry", "--password-stdin"],

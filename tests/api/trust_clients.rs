@@ -293,6 +293,7 @@ async fn the_json_login_follows_the_same_client_rules() {
 #[rocket::async_test]
 async fn cli_clients_add_public_with_a_grant_and_redirect_uri_logs_users_in() {
     let dir = tempfile::tempdir().unwrap();
+    crate::helpers::init_state(dir.path());
     let add = run_stamp(
         dir.path(),
         &[

@@ -345,6 +345,12 @@ fn assert_private(dir: &Path) {
 #[test]
 fn keys_and_database_files_are_private_under_umask_022() {
     let dir = tempfile::tempdir().unwrap();
+    let init = stamp_under_umask(dir.path(), &["init"], "");
+    assert!(
+        init.status.success(),
+        "{}",
+        String::from_utf8_lossy(&init.stderr)
+    );
     let add = stamp_under_umask(
         dir.path(),
         &["users", "add", "alice", "--password-stdin"],
@@ -367,6 +373,12 @@ fn keys_and_database_files_are_private_under_umask_022() {
 #[test]
 fn looser_modes_left_by_an_older_version_are_tightened_at_open() {
     let dir = tempfile::tempdir().unwrap();
+    let init = stamp_under_umask(dir.path(), &["init"], "");
+    assert!(
+        init.status.success(),
+        "{}",
+        String::from_utf8_lossy(&init.stderr)
+    );
     let add = stamp_under_umask(
         dir.path(),
         &["users", "add", "alice", "--password-stdin"],
