@@ -14,6 +14,7 @@ mod cli;
 mod clients;
 mod clients_admin;
 mod config;
+mod docs;
 mod interop;
 mod jwks;
 mod keys;
