@@ -222,7 +222,10 @@ async fn a_stalled_issuer_does_not_delay_requests_with_cached_keys() {
         .await;
     let took = start.elapsed();
     assert!(
-        matches!(unknown, Err(VerifyError::Keys(JwksError::Unreachable { .. }))),
+        matches!(
+            unknown,
+            Err(VerifyError::Keys(JwksError::Unreachable { .. }))
+        ),
         "{unknown:?}"
     );
     assert!(took <= timeout + Duration::from_millis(500), "{took:?}");
@@ -254,7 +257,12 @@ async fn a_foreign_issuers_token_causes_no_fetch() {
     assert_eq!(server.requests(), 0, "no fetch for a foreign issuer");
 
     // Warm cache, a kid the set does not have: still no refetch.
-    assert!(verifier.verify(&key.token(&server.issuer, T0), T0).await.is_ok());
+    assert!(
+        verifier
+            .verify(&key.token(&server.issuer, T0), T0)
+            .await
+            .is_ok()
+    );
     let stranger = TestKey::new(Alg::Es256);
     let mut claims = stranger.claims("https://evil.test", T0, 60);
     claims["iss"] = "https://evil.test".into();
@@ -611,7 +619,9 @@ fn config() -> JwksConfig {
 
 /// The `kid` in a token's header.
 fn unknown_kid(token: &str) -> String {
-    let header = URL_SAFE_NO_PAD.decode(token.split('.').next().unwrap()).unwrap();
+    let header = URL_SAFE_NO_PAD
+        .decode(token.split('.').next().unwrap())
+        .unwrap();
     serde_json::from_slice::<Value>(&header).unwrap()["kid"]
         .as_str()
         .unwrap()

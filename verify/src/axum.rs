@@ -33,8 +33,8 @@ use std::task::{Context, Poll};
 
 use ::axum::body::Body;
 use ::axum::extract::FromRequestParts;
-use ::axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use ::axum::http::header::AUTHORIZATION;
+use ::axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use ::axum::http::{HeaderValue, Request, StatusCode, request::Parts};
 use ::axum::response::{IntoResponse, Response};
 
@@ -95,7 +95,10 @@ where
         let mut inner = std::mem::replace(&mut self.inner, ready);
         let auth = self.auth.clone();
         Box::pin(async move {
-            let header = request.headers().get(AUTHORIZATION).map(HeaderValue::as_bytes);
+            let header = request
+                .headers()
+                .get(AUTHORIZATION)
+                .map(HeaderValue::as_bytes);
             match auth.authenticate(header).await {
                 Ok(claims) => {
                     request.extensions_mut().insert(Authenticated(claims));
@@ -253,7 +256,10 @@ mod tests {
         let app = app(&f);
 
         let (status, challenge, _) = call(&app, "/me", None).await;
-        assert_eq!((status, challenge.as_str()), (401, "Bearer realm=\"orders\""));
+        assert_eq!(
+            (status, challenge.as_str()),
+            (401, "Bearer realm=\"orders\"")
+        );
 
         let expired = f.token(&f.claims_at(-3600, "profile", &[]));
         let (status, challenge, body) = call(&app, "/me", Some(&expired)).await;

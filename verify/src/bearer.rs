@@ -317,8 +317,14 @@ mod tests {
         assert_eq!(bearer_token(Some(b"Basic abc")), Err(Refusal::MissingToken));
         assert_eq!(bearer_token(Some(b"bearer a.b-c_d")), Ok("a.b-c_d"));
         assert_eq!(bearer_token(Some(b"Bearer")), Err(Refusal::InvalidRequest));
-        assert_eq!(bearer_token(Some(b"Bearer a b")), Err(Refusal::InvalidRequest));
-        assert_eq!(bearer_token(Some(b"Bearer a\"b")), Err(Refusal::InvalidRequest));
+        assert_eq!(
+            bearer_token(Some(b"Bearer a b")),
+            Err(Refusal::InvalidRequest)
+        );
+        assert_eq!(
+            bearer_token(Some(b"Bearer a\"b")),
+            Err(Refusal::InvalidRequest)
+        );
         assert_eq!(bearer_token(Some(&[0xff])), Err(Refusal::InvalidRequest));
     }
 
@@ -330,7 +336,8 @@ mod tests {
             expected: "https://id.test".into(),
         };
         assert_eq!(
-            auth.challenge(&Refusal::from_error(expected_issuer)).unwrap(),
+            auth.challenge(&Refusal::from_error(expected_issuer))
+                .unwrap(),
             "Bearer realm=\"orders\", error=\"invalid_token\", error_description=\"wrong issuer\""
         );
         assert_eq!(

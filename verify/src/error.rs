@@ -31,7 +31,9 @@ pub enum VerifyError {
     /// interval ago, so it is not fetched again yet. The token may be signed by a key the issuer
     /// has just published: a client should retry after `retry_after` seconds rather than
     /// discard it (the framework integrations answer `503` with `Retry-After`).
-    #[error("no key with kid {kid:?} is known yet; the key set may be refetched in {retry_after} s")]
+    #[error(
+        "no key with kid {kid:?} is known yet; the key set may be refetched in {retry_after} s"
+    )]
     UnknownKidCooldown {
         /// The token's `kid`.
         kid: String,
@@ -111,7 +113,9 @@ impl VerifyError {
             VerifyError::UnknownKid(_) | VerifyError::MissingKid(_) => {
                 "the signing key is not published (unknown, removed or revoked kid)"
             }
-            VerifyError::UnknownKidCooldown { .. } => "the signing key is not known yet, retry later",
+            VerifyError::UnknownKidCooldown { .. } => {
+                "the signing key is not known yet, retry later"
+            }
             VerifyError::KeyAlgorithmMismatch { .. } => "the algorithm does not match the key",
             VerifyError::BadSignature => "the signature does not verify",
             VerifyError::MissingClaim(_) => "a required claim is missing",

@@ -85,6 +85,10 @@ pub use claims::{Audience, Claims};
 pub use client::{CacheStatus, JwksClient, JwksConfig, JwksCounters};
 pub use error::{JwksError, VerifyError};
 pub use jwks::{IgnoredKey, VerifyingKey, VerifyingKeys};
+/// The HTTP client crate of [`JwksConfig::http`], re-exported so that a caller can build a client
+/// (proxy, extra root certificates) of the very version this crate uses.
+#[cfg(feature = "http")]
+pub use reqwest;
 pub use source::KeySource;
 pub use verifier::{MAX_LEEWAY, Verifier, VerifierConfig};
 

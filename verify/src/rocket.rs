@@ -258,7 +258,10 @@ mod tests {
         let client = Client::tracked(rocket).await.unwrap();
 
         let (status, challenge, _) = call(&client, "/me", None).await;
-        assert_eq!((status, challenge.as_str()), (401, "Bearer realm=\"orders\""));
+        assert_eq!(
+            (status, challenge.as_str()),
+            (401, "Bearer realm=\"orders\"")
+        );
 
         let expired = f.token(&f.claims_at(-3600, "profile", &[]));
         let (status, challenge, body) = call(&client, "/me", Some(&expired)).await;
