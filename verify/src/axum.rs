@@ -132,26 +132,24 @@ pub fn respond(auth: &BearerAuth, refusal: &Refusal) -> Response {
     response
 }
 
-/// The claims put there by [`BearerLayer`]; a route outside the layer is a programming error,
-/// answered `500`.
-fn claims_of(parts: &Parts) -> Result<(&Claims, &BearerAuth), Response> {
-    match (
-        parts.extensions.get::<Authenticated>(),
-        parts.extensions.get::<BearerAuth>(),
-    ) {
-        (Some(Authenticated(claims)), Some(auth)) => Ok((claims, auth)),
-        _ => {
-            tracing::error!("a route extracts Authenticated but is not behind a BearerLayer");
-            Err(StatusCode::INTERNAL_SERVER_ERROR.into_response())
-        }
-    }
+/// The claims and authentication put there by [`BearerLayer`].
+fn claims_of(parts: &Parts) -> Option<(&Claims, &BearerAuth)> {
+    let Authenticated(claims) = parts.extensions.get::<Authenticated>()?;
+    Some((claims, parts.extensions.get::<BearerAuth>()?))
+}
+
+/// A route that extracts claims outside a [`BearerLayer`]: a programming error, answered `500`.
+fn outside_layer() -> Response {
+    tracing::error!("a route extracts Authenticated but is not behind a BearerLayer");
+    StatusCode::INTERNAL_SERVER_ERROR.into_response()
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Authenticated {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Response> {
-        claims_of(parts).map(|(claims, _)| Authenticated(claims.clone()))
+        let (claims, _) = claims_of(parts).ok_or_else(outside_layer)?;
+        Ok(Authenticated(claims.clone()))
     }
 }
 
@@ -167,7 +165,7 @@ impl<T: Send + Sync, S: Scope> FromRequestParts<T> for Scoped<S> {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, _state: &T) -> Result<Self, Response> {
-        let (claims, auth) = claims_of(parts)?;
+        let (claims, auth) = claims_of(parts).ok_or_else(outside_layer)?;
         require_scope(claims, S::NAME).map_err(|refusal| respond(auth, &refusal))?;
         Ok(Scoped {
             claims: claims.clone(),
@@ -188,7 +186,7 @@ impl<T: Send + Sync, R: Role> FromRequestParts<T> for WithRole<R> {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, _state: &T) -> Result<Self, Response> {
-        let (claims, auth) = claims_of(parts)?;
+        let (claims, auth) = claims_of(parts).ok_or_else(outside_layer)?;
         require_role(claims, R::NAME).map_err(|refusal| respond(auth, &refusal))?;
         Ok(WithRole {
             claims: claims.clone(),
