@@ -1,7 +1,9 @@
 //! An example resource server (Rocket) that accepts the issuer's access tokens offline with
-//! `stamp::verify`: a request guard yields the verified claims, a route needs a scope, and
-//! refusals follow RFC 6750 §3: `401` with `WWW-Authenticate: Bearer …, error="invalid_token"`,
-//! `403` with `error="insufficient_scope"`, and a bare challenge when no token was sent.
+//! `stamp-verify`'s Rocket integration (feature `rocket`): request guards yield the verified
+//! claims, a route needs a scope, another a role, and the catchers answer refusals per RFC 6750
+//! §3: `401` with `WWW-Authenticate: Bearer …, error="invalid_token"`, `403` with
+//! `error="insufficient_scope"`, and a bare challenge when no token was sent. The axum version
+//! is `verify/examples/axum_service.rs`.
 //!
 //! ```sh
 //! stamp serve &                                   # the issuer on :8000
@@ -10,19 +12,15 @@
 //! curl -H "Authorization: Bearer $TOKEN" http://127.0.0.1:8001/orders   # needs orders:read
 //! ```
 
-use std::marker::PhantomData;
-
 use rocket::fairing::AdHoc;
 use rocket::figment::Figment;
-use rocket::http::{Header, Status};
-use rocket::request::{FromRequest, Outcome, Request};
-use rocket::response::{self, Responder};
 use rocket::serde::json::{Json, Value, json};
-use rocket::{Build, Rocket, catch, catchers, get, routes};
-use stamp::verify::{Claims, Verifier, VerifyError};
+use rocket::{Build, Rocket, get, routes};
+use stamp_verify::rocket::{Scoped, WithRole, catchers};
+use stamp_verify::{Authenticated, BearerAuth, Claims, Verifier};
 
-/// Realm named in every challenge.
-const REALM: &str = "orders";
+stamp_verify::scope!(pub OrdersRead = "orders:read");
+stamp_verify::role!(pub Admin = "admin");
 
 #[rocket::main]
 async fn main() -> Result<(), String> {
@@ -46,10 +44,10 @@ pub fn build(figment: Figment, issuer: String, audience: String) -> Rocket<Build
                     Ok(verifier) => {
                         // Warm the cache; an issuer that is not up yet is not fatal: the first
                         // request fetches again.
-                        if let Err(e) = verifier.keys().refresh(stamp::clock::now()).await {
+                        if let Err(e) = verifier.keys().refresh(stamp_verify::unix_now()).await {
                             rocket::warn!("issuer keys not loaded yet: {e}");
                         }
-                        Ok(rocket.manage(verifier))
+                        Ok(rocket.manage(BearerAuth::new(verifier).with_realm("orders")))
                     }
                     Err(e) => {
                         rocket::error!("cannot verify tokens of {issuer}: {e}");
@@ -58,8 +56,8 @@ pub fn build(figment: Figment, issuer: String, audience: String) -> Rocket<Build
                 }
             },
         ))
-        .mount("/", routes![public, me, orders])
-        .register("/", catchers![unauthorized, forbidden, unavailable])
+        .mount("/", routes![public, me, orders, admin])
+        .register("/", catchers())
 }
 
 #[get("/public")]
@@ -79,172 +77,8 @@ fn orders(auth: Scoped<OrdersRead>) -> Json<Value> {
     Json(json!({ "owner": auth.claims.sub, "orders": [] }))
 }
 
-// ---------------------------------------------------------------------------------------------
-// Guards.
-
-/// The verified claims of the request's bearer token.
-pub struct Authenticated(pub Claims);
-
-/// A scope a route can require.
-pub trait Scope {
-    const NAME: &'static str;
-}
-
-pub struct OrdersRead;
-
-impl Scope for OrdersRead {
-    const NAME: &'static str = "orders:read";
-}
-
-/// Verified claims that include the scope `S`.
-pub struct Scoped<S: Scope> {
-    pub claims: Claims,
-    scope: PhantomData<S>,
-}
-
-/// Why a request was refused; kept in the request's local cache for the catcher, which writes
-/// the challenge.
-#[derive(Clone, Debug)]
-pub enum Refusal {
-    /// No bearer token: a bare challenge, no error code (RFC 6750 §3.1).
-    NoToken,
-    /// The token failed a check.
-    InvalidToken(String),
-    /// The token is valid but lacks the scope.
-    InsufficientScope(&'static str),
-    /// The issuer's keys cannot be had: not the client's fault.
-    KeysUnavailable,
-}
-
-impl Refusal {
-    fn status(&self) -> Status {
-        match self {
-            Refusal::NoToken | Refusal::InvalidToken(_) => Status::Unauthorized,
-            Refusal::InsufficientScope(_) => Status::Forbidden,
-            Refusal::KeysUnavailable => Status::ServiceUnavailable,
-        }
-    }
-
-    fn refuse<T>(self, req: &Request<'_>) -> Outcome<T, Refusal> {
-        let status = self.status();
-        req.local_cache(|| Some(self.clone()));
-        Outcome::Error((status, self))
-    }
-}
-
-#[rocket::async_trait]
-impl<'r> FromRequest<'r> for Authenticated {
-    type Error = Refusal;
-
-    async fn from_request(req: &'r Request<'_>) -> Outcome<Self, Refusal> {
-        let Some(verifier) = req.rocket().state::<Verifier>() else {
-            return Refusal::KeysUnavailable.refuse(req);
-        };
-        let token = req.headers().get_one("Authorization").and_then(|value| {
-            let (scheme, token) = value.split_once(' ')?;
-            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-        });
-        let Some(token) = token else {
-            return Refusal::NoToken.refuse(req);
-        };
-        match verifier.verify(token, stamp::clock::now()).await {
-            Ok(claims) => Outcome::Success(Authenticated(claims)),
-            Err(VerifyError::Keys(e)) => {
-                rocket::error!("token keys unavailable: {e}");
-                Refusal::KeysUnavailable.refuse(req)
-            }
-            Err(e) => Refusal::InvalidToken(e.to_string()).refuse(req),
-        }
-    }
-}
-
-#[rocket::async_trait]
-impl<'r, S: Scope> FromRequest<'r> for Scoped<S> {
-    type Error = Refusal;
-
-    async fn from_request(req: &'r Request<'_>) -> Outcome<Self, Refusal> {
-        match req.guard::<Authenticated>().await {
-            Outcome::Success(Authenticated(claims)) if claims.has_scope(S::NAME) => {
-                Outcome::Success(Scoped {
-                    claims,
-                    scope: PhantomData,
-                })
-            }
-            Outcome::Success(_) => Refusal::InsufficientScope(S::NAME).refuse(req),
-            Outcome::Error(e) => Outcome::Error(e),
-            Outcome::Forward(s) => Outcome::Forward(s),
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Challenges.
-
-/// The RFC 6750 answer for a refusal: status, `WWW-Authenticate` and an OAuth JSON body.
-struct Challenge(Refusal);
-
-impl<'r> Responder<'r, 'static> for Challenge {
-    fn respond_to(self, req: &'r Request<'_>) -> response::Result<'static> {
-        let (challenge, error, description) = match &self.0 {
-            Refusal::NoToken => (
-                format!("Bearer realm=\"{REALM}\""),
-                "invalid_request",
-                "a bearer token is required".to_string(),
-            ),
-            Refusal::InvalidToken(why) => (
-                format!(
-                    "Bearer realm=\"{REALM}\", error=\"invalid_token\", error_description=\"{}\"",
-                    quotable(why)
-                ),
-                "invalid_token",
-                why.clone(),
-            ),
-            Refusal::InsufficientScope(scope) => (
-                format!(
-                    "Bearer realm=\"{REALM}\", error=\"insufficient_scope\", scope=\"{scope}\""
-                ),
-                "insufficient_scope",
-                format!("the token lacks the scope {scope}"),
-            ),
-            Refusal::KeysUnavailable => (
-                String::new(),
-                "temporarily_unavailable",
-                "the issuer's keys cannot be fetched".to_string(),
-            ),
-        };
-        let body = Json(json!({ "error": error, "error_description": description }));
-        let mut response = body.respond_to(req)?;
-        response.set_status(self.0.status());
-        if !challenge.is_empty() {
-            response.set_header(Header::new("WWW-Authenticate", challenge));
-        }
-        Ok(response)
-    }
-}
-
-/// An RFC 6750 `error_description` may not contain `"` or `\`.
-fn quotable(text: &str) -> String {
-    text.chars()
-        .map(|c| if c == '"' || c == '\\' { '\'' } else { c })
-        .collect()
-}
-
-fn challenge_for(req: &Request<'_>, fallback: Refusal) -> Challenge {
-    let cached: &Option<Refusal> = req.local_cache(|| None);
-    Challenge(cached.clone().unwrap_or(fallback))
-}
-
-#[catch(401)]
-fn unauthorized(req: &Request<'_>) -> Challenge {
-    challenge_for(req, Refusal::NoToken)
-}
-
-#[catch(403)]
-fn forbidden(req: &Request<'_>) -> Challenge {
-    challenge_for(req, Refusal::InsufficientScope("unknown"))
-}
-
-#[catch(503)]
-fn unavailable(req: &Request<'_>) -> Challenge {
-    challenge_for(req, Refusal::KeysUnavailable)
+/// A valid token with the `admin` role.
+#[get("/admin")]
+fn admin(auth: WithRole<Admin>) -> Json<Value> {
+    Json(json!({ "admin": auth.claims.sub }))
 }

@@ -1,7 +1,9 @@
 //! `stamp::verify` against a small JWKS server on 127.0.0.1 that counts its requests: caching by
-//! `max-age`, `304` revalidation, rate-limited single-flight refetch on unknown `kid`, serving
-//! stale keys while the issuer is down, discovery, algorithm confusion, and tokens signed by
-//! independent libraries (PyJWT, jose) with keys they generated.
+//! `max-age`, `304` revalidation, background refresh (stale-while-revalidate) that never delays
+//! a request while usable keys exist, even with a stalled issuer, rate-limited single-flight
+//! refetch on unknown `kid` and its cooldown error, no fetch for a foreign issuer's token,
+//! serving stale keys while the issuer is down, the counters, discovery, algorithm confusion,
+//! and tokens signed by independent libraries (PyJWT, jose) with keys they generated.
 //!
 //! Time is a parameter of every call, so the tests move the clock instead of sleeping.
 
@@ -37,6 +39,7 @@ async fn max_age_is_honoured_then_the_set_is_revalidated_with_a_304() {
     assert_eq!(server.requests(), 1, "fresh for max-age");
 
     assert!(verifier.verify(&token, T0 + 60).await.is_ok());
+    settle(&verifier).await;
     assert_eq!(server.requests(), 2, "refetched once max-age is over");
     let state = server.state();
     assert_eq!(state.not_modified, 1, "answered 304");
@@ -78,10 +81,12 @@ async fn max_age_is_clamped_to_the_floor_and_the_ceiling() {
 
     server.set(|s| s.cache_control = "max-age=86400".into());
     assert!(verifier.verify(&token, T0 + 100).await.is_ok());
+    settle(&verifier).await;
     assert_eq!(server.requests(), 2);
     assert!(verifier.verify(&token, T0 + 100 + 999).await.is_ok());
     assert_eq!(server.requests(), 2);
     assert!(verifier.verify(&token, T0 + 100 + 1000).await.is_ok());
+    settle(&verifier).await;
     assert_eq!(
         server.requests(),
         3,
@@ -101,19 +106,37 @@ async fn unknown_kid_refetches_at_most_once_per_interval() {
     assert!(verifier.verify(&known, T0).await.is_ok());
     assert_eq!(server.requests(), 1);
 
-    // Within the interval of the last fetch: no request at all.
+    // Within the interval of the last fetch: no request at all, and a distinct error that
+    // says when to retry (the key may have just been published).
+    let cooldown = verifier.verify(&unknown, T0 + 10).await;
     assert_eq!(
-        verifier.verify(&unknown, T0 + 10).await,
-        Err(VerifyError::UnknownKid(rotated_in.kid.clone()))
+        cooldown,
+        Err(VerifyError::UnknownKidCooldown {
+            kid: rotated_in.kid.clone(),
+            retry_after: 20
+        })
+    );
+    assert_eq!(
+        cooldown.unwrap_err().summary(),
+        "the signing key is not known yet, retry later"
     );
     assert_eq!(server.requests(), 1);
 
-    // After it: 20 concurrent callers with the unknown kid cause one request between them.
+    // After it: 20 concurrent callers with the unknown kid cause one request between them; each
+    // learns the kid is not published (or, arriving after that fetch, is in the cooldown).
     let results = concurrently(20, &verifier, &unknown, T0 + 31).await;
+    assert!(
+        results.iter().all(|r| matches!(
+            r,
+            Err(VerifyError::UnknownKid(_) | VerifyError::UnknownKidCooldown { .. })
+        )),
+        "{results:?}"
+    );
     assert!(
         results
             .iter()
-            .all(|r| matches!(r, Err(VerifyError::UnknownKid(_))))
+            .any(|r| matches!(r, Err(VerifyError::UnknownKid(_)))),
+        "the caller that fetched says the kid is not published"
     );
     assert_eq!(server.requests(), 2, "one refetch for twenty callers");
 
@@ -151,11 +174,135 @@ async fn concurrent_callers_share_one_fetch_when_the_cache_expires() {
 
     let results = concurrently(20, &verifier, &token, T0 + 60).await;
     assert!(results.iter().all(Result::is_ok), "{results:?}");
+    settle(&verifier).await;
     assert_eq!(
         server.requests(),
         2,
-        "expired cache: one fetch for twenty callers"
+        "expired cache: one background fetch for twenty callers"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_issuer_does_not_delay_requests_with_cached_keys() {
+    let key = TestKey::new(Alg::Es256);
+    let unpublished = TestKey::new(Alg::Es256);
+    let server = JwksServer::start(&[&key]).await;
+    server.set(|s| s.cache_control = "max-age=60".into());
+    let timeout = Duration::from_millis(1500);
+    let verifier = server.verifier(JwksConfig {
+        refresh_ahead: 20,
+        timeout,
+        ..config()
+    });
+    let token = key.token_valid_for(&server.issuer, T0, 3600);
+    assert!(verifier.verify(&token, T0).await.is_ok());
+    assert_eq!(server.requests(), 1);
+
+    // The issuer hangs: it accepts connections and never answers (as if SIGSTOPped).
+    server.set(|s| s.stall = true);
+    // Before expiry (refresh-ahead window), just after it, and well past it: each request is
+    // answered from the cache at once while one background refresh hangs.
+    for now in [T0 + 45, T0 + 61, T0 + 100] {
+        let start = stamp::clock::instant();
+        assert!(verifier.verify(&token, now).await.is_ok(), "at {now}");
+        let took = start.elapsed();
+        assert!(
+            took < Duration::from_millis(100),
+            "a request waited {took:?} for the stalled issuer"
+        );
+    }
+    assert!(verifier.keys().status(T0 + 100).refreshing);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(server.requests(), 2, "one background refresh, hanging");
+
+    // Only a token whose kid is unknown waits, bounded by the fetch timeout.
+    let start = stamp::clock::instant();
+    let unknown = verifier
+        .verify(&unpublished.token(&server.issuer, T0 + 100), T0 + 100)
+        .await;
+    let took = start.elapsed();
+    assert!(
+        matches!(
+            unknown,
+            Err(VerifyError::Keys(JwksError::Unreachable { .. }))
+        ),
+        "{unknown:?}"
+    );
+    assert!(took <= timeout + Duration::from_millis(500), "{took:?}");
+    settle(&verifier).await;
+    let counters = verifier.keys().counters();
+    assert_eq!(counters.background_refreshes, 1);
+    assert_eq!(counters.failures, 1, "the timed-out refresh");
+    assert_eq!(
+        counters.stale_served, 3,
+        "at T0+61 and T0+100, and for the unknown kid's look-up"
+    );
+    assert!(verifier.verify(&token, T0 + 101).await.is_ok());
+}
+
+#[tokio::test]
+async fn a_foreign_issuers_token_causes_no_fetch() {
+    let key = TestKey::new(Alg::Es256);
+    let server = JwksServer::start(&[&key]).await;
+    let verifier = server.verifier(config());
+    let mut foreign = key.claims(&server.issuer, T0, 60);
+    foreign["iss"] = "https://evil.test".into();
+    let foreign = key.sign(&foreign, Some("at+jwt"));
+
+    // Cold cache: refused as a wrong issuer without fetching the keys.
+    assert!(matches!(
+        verifier.verify(&foreign, T0).await,
+        Err(VerifyError::WrongIssuer { .. })
+    ));
+    assert_eq!(server.requests(), 0, "no fetch for a foreign issuer");
+
+    // Warm cache, a kid the set does not have: still no refetch.
+    assert!(
+        verifier
+            .verify(&key.token(&server.issuer, T0), T0)
+            .await
+            .is_ok()
+    );
+    let stranger = TestKey::new(Alg::Es256);
+    let mut claims = stranger.claims("https://evil.test", T0, 60);
+    claims["iss"] = "https://evil.test".into();
+    assert!(matches!(
+        verifier
+            .verify(&stranger.sign(&claims, Some("at+jwt")), T0 + 40)
+            .await,
+        Err(VerifyError::WrongIssuer { .. })
+    ));
+    assert_eq!(server.requests(), 1);
+    assert_eq!(verifier.keys().counters().unknown_kid_refetches, 0);
+}
+
+#[tokio::test]
+async fn the_counters_count_fetches_304s_refetches_and_failures() {
+    let key = TestKey::new(Alg::Es256);
+    let server = JwksServer::start(&[&key]).await;
+    server.set(|s| s.cache_control = "max-age=60".into());
+    let verifier = server.verifier(config());
+    let token = key.token_valid_for(&server.issuer, T0, 3600);
+    assert!(verifier.verify(&token, T0).await.is_ok());
+    assert!(verifier.verify(&token, T0 + 60).await.is_ok());
+    settle(&verifier).await;
+    let unknown = TestKey::new(Alg::Es256).token(&server.issuer, T0);
+    assert_eq!(
+        verifier.verify(&unknown, T0 + 91).await,
+        Err(VerifyError::UnknownKid(unknown_kid(&unknown)))
+    );
+    assert!(matches!(
+        verifier.verify(&unknown, T0 + 92).await,
+        Err(VerifyError::UnknownKidCooldown { .. })
+    ));
+    let counters = verifier.keys().counters();
+    assert_eq!(counters.fetches, 3);
+    assert_eq!(counters.not_modified, 2);
+    assert_eq!(counters.background_refreshes, 1);
+    assert_eq!(counters.stale_served, 1);
+    assert_eq!(counters.unknown_kid_refetches, 1);
+    assert_eq!(counters.unknown_kid_cooldowns, 1);
+    assert_eq!(counters.failures, 0);
 }
 
 #[tokio::test]
@@ -176,6 +323,7 @@ async fn cached_keys_are_served_while_the_issuer_is_down_within_max_stale() {
         verifier.verify(&token, T0 + 70).await.is_ok(),
         "stale keys serve while the issuer is down"
     );
+    settle(&verifier).await;
     let status = verifier.keys().status(T0 + 70);
     assert_eq!(status.stale_for, 10, "staleness is reported");
     assert!(
@@ -193,16 +341,24 @@ async fn cached_keys_are_served_while_the_issuer_is_down_within_max_stale() {
         verifier.verify(&token, T0 + 180).await.is_ok(),
         "120 s stale"
     );
+    settle(&verifier).await;
     let too_old = verifier.verify(&token, T0 + 181).await;
     assert!(
         matches!(
             too_old,
             Err(VerifyError::Keys(JwksError::TooStale {
                 max_stale: 120,
+                stale_for: 121,
+                cutoff,
                 ..
-            }))
+            })) if cutoff == T0 + 180
         ),
         "{too_old:?}"
+    );
+    let message = too_old.unwrap_err().to_string();
+    assert!(
+        message.contains(&format!("could be used until {}", T0 + 180)),
+        "the message states the real cut-off: {message}"
     );
 
     // The issuer comes back on the same port: the next attempt recovers.
@@ -369,8 +525,10 @@ async fn the_example_service_answers_with_rfc6750_challenges() {
     let expired = key.token(&server.issuer, now - 3600);
     let response = client.get("/me").header(bearer(&expired)).dispatch().await;
     assert_eq!(response.status(), Status::Unauthorized);
-    assert!(challenge(&response).contains("error=\"invalid_token\""));
-    assert!(challenge(&response).contains("expired"));
+    assert_eq!(
+        challenge(&response),
+        "Bearer realm=\"orders\", error=\"invalid_token\", error_description=\"the token has expired\""
+    );
     let body: Value = response.into_json().await.unwrap();
     assert_eq!(body["error"], "invalid_token");
 
@@ -390,7 +548,7 @@ async fn the_example_service_answers_with_rfc6750_challenges() {
     assert_eq!(response.status(), Status::Forbidden);
     assert_eq!(
         challenge(&response),
-        "Bearer realm=\"orders\", error=\"insufficient_scope\", scope=\"orders:read\""
+        "Bearer realm=\"orders\", error=\"insufficient_scope\", error_description=\"the token lacks a required scope\", scope=\"orders:read\""
     );
 
     // With the scope: 200.
@@ -450,10 +608,35 @@ fn config() -> JwksConfig {
         default_ttl: 300,
         max_stale: 3600,
         refetch_interval: 30,
+        // These tests count fetches at set times; the background refresh ahead of expiry has
+        // its own test.
+        refresh_ahead: 0,
         timeout: Duration::from_secs(5),
         max_body: 64 * 1024,
         http: None,
     }
+}
+
+/// The `kid` in a token's header.
+fn unknown_kid(token: &str) -> String {
+    let header = URL_SAFE_NO_PAD
+        .decode(token.split('.').next().unwrap())
+        .unwrap();
+    serde_json::from_slice::<Value>(&header).unwrap()["kid"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// Waits until no background refresh is running (they run on this test's runtime).
+async fn settle(verifier: &Verifier) {
+    for _ in 0..1000 {
+        if !verifier.keys().status(T0).refreshing {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("the background refresh did not finish");
 }
 
 async fn concurrently(
@@ -525,6 +708,8 @@ struct ServerState {
     etag: String,
     cache_control: String,
     delay: Duration,
+    /// Accept requests and never answer them (an issuer stopped by SIGSTOP, a hung proxy).
+    stall: bool,
     discovery_issuer: Option<String>,
     requests: usize,
     not_modified: usize,
@@ -643,6 +828,17 @@ async fn serve(
         name.eq_ignore_ascii_case("if-none-match")
             .then(|| value.trim().to_string())
     });
+    let stalled = {
+        let mut s = state.lock().unwrap();
+        s.stall && path == "/jwks.json" && {
+            s.requests += 1;
+            true
+        }
+    };
+    if stalled {
+        // Hold the connection open without a byte of answer.
+        return std::future::pending().await;
+    }
     let (status, headers, body, delay) = {
         let mut s = state.lock().unwrap();
         match path.as_str() {

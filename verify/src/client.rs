@@ -1,22 +1,27 @@
 //! The JWKS client: fetches the issuer's key set (directly or through discovery), caches it for
-//! the lifetime its `Cache-Control` gives (clamped), revalidates with `If-None-Match`, serves the
-//! last good set for a bounded time while the issuer is unreachable, and refetches on an unknown
-//! `kid` at most once per interval, with concurrent callers sharing one fetch.
+//! the lifetime its `Cache-Control` gives (clamped), revalidates with `If-None-Match`, and keeps
+//! requests off the network while it has usable keys: a set nearing or past its lifetime is
+//! refreshed in the background (stale-while-revalidate) and served meanwhile, for a bounded time
+//! while the issuer is unreachable. Only a token whose `kid` is not in the set waits for a fetch
+//! (rate-limited, concurrent callers sharing one), and every fetch is bounded by the timeout.
 //!
 //! The hot path (a fresh set that has the key) is one atomic load and a short scan: no lock, no
 //! allocation. Every method that decides about freshness takes `now` (seconds since the epoch).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 use reqwest::header::{ACCEPT, AGE, CACHE_CONTROL, ETAG, HeaderMap, IF_NONE_MATCH};
 use serde::Deserialize;
+use tracing::Instrument;
 
 use crate::{Alg, JwksError, KeySource, VerifyError, VerifyingKey, VerifyingKeys};
 
 /// How the client caches and refetches. Durations in whole seconds, like `Cache-Control`.
+///
+/// See the README's "Choosing the cache settings" for the trade-offs.
 #[derive(Clone, Debug)]
 pub struct JwksConfig {
     /// Floor of the cache lifetime: a smaller `max-age` (or `no-cache`, `no-store`) is raised to
@@ -27,17 +32,23 @@ pub struct JwksConfig {
     /// Lifetime when the response has no `max-age`.
     pub default_ttl: u64,
     /// How long past its lifetime the last good set may still be used while refreshing fails
-    /// (`stale-if-error`, RFC 5861). After that, verification fails closed.
+    /// (`stale-if-error`, RFC 5861). After that, verification fails closed
+    /// ([`JwksError::TooStale`]).
     pub max_stale: u64,
     /// Smallest interval between two fetch attempts caused by an unknown `kid` or following a
     /// failed fetch: a flood of tokens with made-up `kid`s costs the issuer one request per
-    /// interval.
+    /// interval. An unknown `kid` within it is refused with [`VerifyError::UnknownKidCooldown`].
     pub refetch_interval: u64,
-    /// Timeout of each HTTP request.
+    /// How many seconds before the set's lifetime ends a background refresh starts (capped at
+    /// half the lifetime), so that a healthy issuer's set is renewed before it ever goes stale.
+    pub refresh_ahead: u64,
+    /// Bound of each fetch attempt (discovery, connection, headers and body), applied to the
+    /// built-in client and to a caller-supplied [`JwksConfig::http`] alike.
     pub timeout: Duration,
     /// Largest accepted JWKS or discovery body, in bytes.
     pub max_body: usize,
     /// The HTTP client to use (proxies, extra root certificates…); a default one when `None`.
+    /// [`JwksConfig::timeout`] still bounds every fetch made with it.
     pub http: Option<reqwest::Client>,
 }
 
@@ -49,6 +60,7 @@ impl Default for JwksConfig {
             default_ttl: 300,
             max_stale: 3600,
             refetch_interval: 30,
+            refresh_ahead: 60,
             timeout: Duration::from_secs(5),
             max_body: 256 * 1024,
             http: None,
@@ -58,6 +70,7 @@ impl Default for JwksConfig {
 
 /// What the cache holds and how fresh it is: for health checks and metrics.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct CacheStatus {
     /// Whether a key set was ever fetched.
     pub loaded: bool,
@@ -66,12 +79,36 @@ pub struct CacheStatus {
     /// Seconds since the set was last fetched or revalidated.
     pub age: Option<i64>,
     /// Seconds the set is past its cache lifetime (0 while fresh): non-zero means it is being
-    /// served stale because refreshing failed.
+    /// served stale because refreshing failed or is in progress.
     pub stale_for: i64,
     /// The error of the last fetch attempt, if it failed.
     pub last_error: Option<JwksError>,
-    /// JWKS requests made so far (discovery not counted).
+    /// JWKS requests made so far (discovery not counted); also in [`JwksCounters::fetches`].
     pub fetches: u64,
+    /// Whether a background refresh is scheduled or running.
+    pub refreshing: bool,
+}
+
+/// Monotonic counters of the client's work since it was created, for a service to export (as
+/// Prometheus counters, for instance). Read with [`JwksClient::counters`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct JwksCounters {
+    /// JWKS requests sent (discovery requests not counted).
+    pub fetches: u64,
+    /// Of those, answered `304 Not Modified` (the cached set was revalidated).
+    pub not_modified: u64,
+    /// Fetch attempts that failed (unreachable, timeout, bad status, unusable body).
+    pub failures: u64,
+    /// Fetches caused by a token whose `kid` was not in the cached set.
+    pub unknown_kid_refetches: u64,
+    /// Tokens refused with [`VerifyError::UnknownKidCooldown`]: unknown `kid` within the
+    /// refetch interval.
+    pub unknown_kid_cooldowns: u64,
+    /// Background refreshes started (stale-while-revalidate).
+    pub background_refreshes: u64,
+    /// Key look-ups answered from a set past its lifetime (while a refresh runs or fails).
+    pub stale_served: u64,
 }
 
 /// A caching JWKS client. Cheap to clone; clones share the cache.
@@ -96,9 +133,26 @@ struct Inner {
     last_attempt: AtomicI64,
     /// Completed fetch attempts: a caller that waited on the lock sees whether one happened.
     attempts: AtomicU64,
-    fetches: AtomicU64,
+    /// A background refresh is scheduled or running: at most one at a time.
+    refreshing: AtomicBool,
+    counters: Counters,
     /// Held for the duration of a fetch: the single flight.
     fetch: tokio::sync::Mutex<FetchState>,
+}
+
+#[derive(Default)]
+struct Counters {
+    fetches: AtomicU64,
+    not_modified: AtomicU64,
+    failures: AtomicU64,
+    unknown_kid_refetches: AtomicU64,
+    unknown_kid_cooldowns: AtomicU64,
+    background_refreshes: AtomicU64,
+    stale_served: AtomicU64,
+}
+
+fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
 }
 
 /// One key set and its cache metadata.
@@ -106,7 +160,17 @@ struct Snapshot {
     keys: Arc<VerifyingKeys>,
     etag: Option<String>,
     checked_at: i64,
+    /// From here on, a look-up starts a background refresh (and still uses this set).
+    refresh_from: i64,
     fresh_until: i64,
+}
+
+impl Snapshot {
+    /// Last second at which this set may be used at all: its lifetime plus `max_stale`.
+    fn usable_until(&self, max_stale: u64) -> i64 {
+        self.fresh_until
+            .saturating_add(i64::try_from(max_stale).unwrap_or(i64::MAX))
+    }
 }
 
 struct FetchState {
@@ -115,11 +179,35 @@ struct FetchState {
     last_outcome: Result<(), JwksError>,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Why {
+    /// No usable set: the caller waits.
     Expired,
+    /// Stale-while-revalidate: nobody waits.
+    Background,
+    /// A token's `kid` is not in the set: that caller waits.
     UnknownKid,
+    /// [`JwksClient::refresh`].
     Forced,
+}
+
+impl Why {
+    fn as_str(self) -> &'static str {
+        match self {
+            Why::Expired => "expired",
+            Why::Background => "background",
+            Why::UnknownKid => "unknown_kid",
+            Why::Forced => "forced",
+        }
+    }
+}
+
+/// What [`JwksClient::refresh_shared`] did.
+enum Attempt {
+    /// A fetch ran (this caller's or a concurrent one's), or was not needed: its outcome.
+    Done(Result<(), JwksError>),
+    /// Refused by the refetch interval: the next attempt is allowed at this time.
+    Limited { next_at: i64 },
 }
 
 impl JwksClient {
@@ -166,7 +254,8 @@ impl JwksClient {
                 last_error: ArcSwapOption::empty(),
                 last_attempt: AtomicI64::new(i64::MIN),
                 attempts: AtomicU64::new(0),
-                fetches: AtomicU64::new(0),
+                refreshing: AtomicBool::new(false),
+                counters: Counters::default(),
                 fetch: tokio::sync::Mutex::new(FetchState {
                     jwks_uri,
                     last_outcome: Ok(()),
@@ -176,8 +265,13 @@ impl JwksClient {
     }
 
     /// The key that verifies a token with this `kid` (or, without one, the only key of `alg`).
-    /// Fetches when the cache is empty or expired, and once more (rate-limited) when the key is
-    /// not in the set: the issuer may have rotated since the last fetch.
+    ///
+    /// While the cached set is usable this never waits for the network (see
+    /// [`JwksClient::keys`]). A `kid` missing from the set causes one refetch (the issuer may
+    /// have rotated since the last fetch), at most once per
+    /// [`refetch_interval`](JwksConfig::refetch_interval) and shared by concurrent callers;
+    /// within the interval the answer is [`VerifyError::UnknownKidCooldown`] (retry later), after
+    /// a refetch that does not have it [`VerifyError::UnknownKid`].
     pub async fn key(
         &self,
         kid: Option<&str>,
@@ -188,8 +282,25 @@ impl JwksClient {
         if let Ok(key) = keys.lookup(kid, alg) {
             return Ok(key.clone());
         }
-        // Whatever the outcome, look again: another caller may have fetched meanwhile.
-        let _ = self.refresh_shared(now, Why::UnknownKid).await;
+        match self.refresh_shared(now, Why::UnknownKid).await {
+            Attempt::Limited { next_at } => {
+                return Err(match kid {
+                    Some(kid) => {
+                        bump(&self.inner.counters.unknown_kid_cooldowns);
+                        VerifyError::UnknownKidCooldown {
+                            kid: kid.to_string(),
+                            retry_after: u64::try_from(next_at.saturating_sub(now))
+                                .unwrap_or(0)
+                                .max(1),
+                        }
+                    }
+                    None => VerifyError::MissingKid(alg),
+                });
+            }
+            // The issuer may have rotated and be down now: not the token's fault.
+            Attempt::Done(Err(error)) => return Err(VerifyError::Keys(error)),
+            Attempt::Done(Ok(())) => {}
+        }
         let keys = self.inner.current.load_full().map(|s| s.keys.clone());
         match keys {
             Some(keys) => keys.lookup(kid, alg).cloned(),
@@ -200,47 +311,57 @@ impl JwksClient {
         }
     }
 
-    /// The current key set: the cached one while fresh; otherwise refreshed, or the last good one
-    /// if refreshing fails and it is within `max_stale` past its lifetime.
+    /// The current key set. While the cached set is usable it is returned at once: fresh; or
+    /// within [`refresh_ahead`](JwksConfig::refresh_ahead) of its lifetime's end, or past it by
+    /// at most [`max_stale`](JwksConfig::max_stale), with a refresh started in the background
+    /// (stale-while-revalidate). Only without a usable set does the caller wait for a fetch,
+    /// bounded by the timeout; past the stale limit the error is [`JwksError::TooStale`].
     pub async fn keys(&self, now: i64) -> Result<Arc<VerifyingKeys>, JwksError> {
-        if let Some(snap) = self.inner.current.load().as_ref()
-            && now < snap.fresh_until
-        {
-            return Ok(snap.keys.clone());
+        let max_stale = self.inner.config.max_stale;
+        if let Some(snap) = self.inner.current.load().as_ref() {
+            if now < snap.refresh_from {
+                return Ok(snap.keys.clone());
+            }
+            if now <= snap.usable_until(max_stale) {
+                if now >= snap.fresh_until {
+                    bump(&self.inner.counters.stale_served);
+                }
+                self.refresh_in_background(now);
+                return Ok(snap.keys.clone());
+            }
         }
-        let outcome = self.refresh_shared(now, Why::Expired).await;
+        let outcome = match self.refresh_shared(now, Why::Expired).await {
+            Attempt::Done(outcome) => outcome,
+            Attempt::Limited { .. } => self.last_outcome(),
+        };
         let Some(snap) = self.inner.current.load_full() else {
             return Err(outcome.err().unwrap_or_else(|| JwksError::Invalid {
                 url: self.describe_source(),
                 reason: "no key set was stored".into(),
             }));
         };
-        if now < snap.fresh_until {
+        if now <= snap.usable_until(max_stale) {
             return Ok(snap.keys.clone());
         }
-        let stale_for = now - snap.fresh_until;
-        let Err(error) = outcome else {
-            return Ok(snap.keys.clone());
-        };
-        if stale_for <= self.inner.config.max_stale as i64 {
-            log::warn!(
-                "JWKS refresh failed ({error}); using the key set fetched {} s ago",
-                now - snap.checked_at
-            );
-            Ok(snap.keys.clone())
-        } else {
-            Err(JwksError::TooStale {
-                age: now - snap.checked_at,
-                max_stale: self.inner.config.max_stale,
-                last_error: Box::new(error),
-            })
-        }
+        let last_error = outcome.err().unwrap_or_else(|| JwksError::Invalid {
+            url: self.describe_source(),
+            reason: "no key set was stored".into(),
+        });
+        Err(JwksError::TooStale {
+            age: now - snap.checked_at,
+            stale_for: now - snap.fresh_until,
+            max_stale,
+            cutoff: snap.usable_until(max_stale),
+            last_error: Box::new(last_error),
+        })
     }
 
     /// Fetches now (single-flight with any fetch in progress), ignoring freshness and the refetch
     /// interval: for start-up warm-up and operators.
     pub async fn refresh(&self, now: i64) -> Result<Arc<VerifyingKeys>, JwksError> {
-        self.refresh_shared(now, Why::Forced).await?;
+        if let Attempt::Done(Err(e)) = self.refresh_shared(now, Why::Forced).await {
+            return Err(e);
+        }
         self.inner
             .current
             .load_full()
@@ -260,55 +381,154 @@ impl JwksClient {
             age: snap.as_ref().map(|s| now - s.checked_at),
             stale_for: snap.as_ref().map_or(0, |s| (now - s.fresh_until).max(0)),
             last_error: self.inner.last_error.load_full().map(|e| (*e).clone()),
-            fetches: self.inner.fetches.load(Ordering::Relaxed),
+            fetches: self.inner.counters.fetches.load(Ordering::Relaxed),
+            refreshing: self.inner.refreshing.load(Ordering::Acquire),
         }
+    }
+
+    /// The counters since this client (and its clones) was created.
+    pub fn counters(&self) -> JwksCounters {
+        let c = &self.inner.counters;
+        let read = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        JwksCounters {
+            fetches: read(&c.fetches),
+            not_modified: read(&c.not_modified),
+            failures: read(&c.failures),
+            unknown_kid_refetches: read(&c.unknown_kid_refetches),
+            unknown_kid_cooldowns: read(&c.unknown_kid_cooldowns),
+            background_refreshes: read(&c.background_refreshes),
+            stale_served: read(&c.stale_served),
+        }
+    }
+
+    fn last_outcome(&self) -> Result<(), JwksError> {
+        match self.inner.last_error.load_full() {
+            Some(e) => Err((*e).clone()),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether the last attempt was within the refetch interval before `now`.
+    fn attempted_recently(&self, now: i64) -> bool {
+        let last = self.inner.last_attempt.load(Ordering::Acquire);
+        last != i64::MIN && now.saturating_sub(last) < self.inner.config.refetch_interval as i64
+    }
+
+    /// Starts a refresh on the current Tokio runtime unless one is running or the issuer failed
+    /// within the refetch interval (a down issuer is asked once per interval, not per request).
+    fn refresh_in_background(&self, now: i64) {
+        let inner = &self.inner;
+        if inner.refreshing.load(Ordering::Acquire)
+            || (inner.last_error.load().is_some() && self.attempted_recently(now))
+        {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        if inner.refreshing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        bump(&inner.counters.background_refreshes);
+        let client = self.clone();
+        runtime.spawn(async move {
+            // Cleared even if the task is cancelled (runtime shut down).
+            let _done = ClearOnDrop(&client.inner.refreshing);
+            let _ = client.refresh_shared(now, Why::Background).await;
+        });
     }
 
     /// One fetch for everyone who needs one: callers that arrive while a fetch is in progress
     /// wait for it and share its outcome instead of starting their own.
-    async fn refresh_shared(&self, now: i64, why: Why) -> Result<(), JwksError> {
+    async fn refresh_shared(&self, now: i64, why: Why) -> Attempt {
         let inner = &self.inner;
         let interval = inner.config.refetch_interval as i64;
-        let recently = |last: i64| last != i64::MIN && now.saturating_sub(last) < interval;
-        // Cheap refusal without the lock for the case an attacker can drive: unknown kids.
-        if why == Why::UnknownKid && recently(inner.last_attempt.load(Ordering::Acquire)) {
-            return Ok(());
+        let next_at = |last: i64| last.saturating_add(interval);
+        // Cheap refusal without the lock for the case an attacker can drive: unknown kids. A
+        // fetch in progress is waited for instead: it may bring the key.
+        if why == Why::UnknownKid
+            && self.attempted_recently(now)
+            && !inner.refreshing.load(Ordering::Acquire)
+            && inner.fetch.try_lock().is_ok()
+        {
+            return Attempt::Limited {
+                next_at: next_at(inner.last_attempt.load(Ordering::Acquire)),
+            };
         }
         let seen = inner.attempts.load(Ordering::Acquire);
         let mut state = inner.fetch.lock().await;
         if inner.attempts.load(Ordering::Acquire) != seen {
-            return state.last_outcome.clone();
+            return Attempt::Done(state.last_outcome.clone());
         }
         // Someone may have refreshed between our look at the cache and our turn at the lock.
-        if why == Why::Expired
+        if matches!(why, Why::Expired | Why::Background)
             && inner
                 .current
                 .load()
                 .as_ref()
-                .is_some_and(|s| now < s.fresh_until)
+                .is_some_and(|s| now < s.refresh_from)
         {
-            return Ok(());
+            return Attempt::Done(Ok(()));
         }
         let last = inner.last_attempt.load(Ordering::Acquire);
         let limited = match why {
             Why::Forced => false,
-            Why::UnknownKid => recently(last),
+            Why::UnknownKid => self.attempted_recently(now),
             // An expired set is refreshed at once, unless the last attempt failed recently: a
             // down issuer is asked once per interval, not once per request.
-            Why::Expired => state.last_outcome.is_err() && recently(last),
+            Why::Expired | Why::Background => {
+                state.last_outcome.is_err() && self.attempted_recently(now)
+            }
         };
         if limited {
-            return state.last_outcome.clone();
+            return match why {
+                Why::UnknownKid => Attempt::Limited {
+                    next_at: next_at(last),
+                },
+                _ => Attempt::Done(state.last_outcome.clone()),
+            };
         }
         inner.last_attempt.store(now, Ordering::Release);
-        let outcome = self.fetch(&mut state, now).await;
+        if why == Why::UnknownKid {
+            bump(&inner.counters.unknown_kid_refetches);
+        }
+        let span = tracing::info_span!(
+            "jwks_fetch",
+            source = %self.describe_source(),
+            reason = why.as_str(),
+        );
+        let timeout = inner.config.timeout;
+        let outcome = async {
+            // The bound holds whatever client is used: a caller's client may have no timeout.
+            let bounded = tokio::time::timeout(timeout, self.fetch(&mut state, now)).await;
+            let outcome = match bounded {
+                Ok(outcome) => outcome,
+                Err(_) => Err(JwksError::Unreachable {
+                    url: state
+                        .jwks_uri
+                        .clone()
+                        .unwrap_or_else(|| self.describe_source()),
+                    reason: format!("no complete answer within {} ms", timeout.as_millis()),
+                }),
+            };
+            match &outcome {
+                Ok(()) => tracing::debug!("key set fetched"),
+                Err(e) => {
+                    bump(&inner.counters.failures);
+                    tracing::warn!(error = %e, "fetching the key set failed");
+                }
+            }
+            outcome
+        }
+        .instrument(span)
+        .await;
         match &outcome {
             Ok(()) => inner.last_error.store(None),
             Err(e) => inner.last_error.store(Some(Arc::new(e.clone()))),
         }
         state.last_outcome = outcome.clone();
         inner.attempts.fetch_add(1, Ordering::AcqRel);
-        outcome
+        Attempt::Done(outcome)
     }
 
     /// One conditional GET of the key set (after discovery, the first time).
@@ -330,7 +550,7 @@ impl JwksClient {
         if let Some(etag) = previous.as_ref().and_then(|p| p.etag.as_deref()) {
             request = request.header(IF_NONE_MATCH, etag);
         }
-        inner.fetches.fetch_add(1, Ordering::Relaxed);
+        bump(&inner.counters.fetches);
         let response = request.send().await.map_err(|e| JwksError::Unreachable {
             url: url.clone(),
             reason: error_chain(&e),
@@ -342,12 +562,9 @@ impl JwksClient {
                 let Some(previous) = previous else {
                     return Err(JwksError::Status { url, status: 304 });
                 };
-                inner.current.store(Some(Arc::new(Snapshot {
-                    keys: previous.keys.clone(),
-                    etag: etag.or_else(|| previous.etag.clone()),
-                    checked_at: now,
-                    fresh_until: now.saturating_add(ttl),
-                })));
+                bump(&inner.counters.not_modified);
+                let etag = etag.or_else(|| previous.etag.clone());
+                self.store(previous.keys.clone(), etag, now, ttl);
                 Ok(())
             }
             200 => {
@@ -360,18 +577,28 @@ impl JwksClient {
                 let keys = VerifyingKeys::parse(&body)
                     .map_err(|reason| JwksError::Invalid { url, reason })?;
                 for ignored in keys.ignored() {
-                    log::warn!("JWKS key {:?} not used: {}", ignored.kid, ignored.reason);
+                    tracing::warn!(kid = ?ignored.kid, reason = %ignored.reason, "JWKS key not used");
                 }
-                inner.current.store(Some(Arc::new(Snapshot {
-                    keys: Arc::new(keys),
-                    etag,
-                    checked_at: now,
-                    fresh_until: now.saturating_add(ttl),
-                })));
+                self.store(Arc::new(keys), etag, now, ttl);
                 Ok(())
             }
             status => Err(JwksError::Status { url, status }),
         }
+    }
+
+    /// Swaps in a set fetched or revalidated at `now`, cacheable for `ttl` seconds.
+    fn store(&self, keys: Arc<VerifyingKeys>, etag: Option<String>, now: i64, ttl: i64) {
+        let ahead = i64::try_from(self.inner.config.refresh_ahead)
+            .unwrap_or(i64::MAX)
+            .min(ttl / 2);
+        let fresh_until = now.saturating_add(ttl);
+        self.inner.current.store(Some(Arc::new(Snapshot {
+            keys,
+            etag,
+            checked_at: now,
+            refresh_from: fresh_until.saturating_sub(ahead),
+            fresh_until,
+        })));
     }
 
     /// Reads `jwks_uri` from the issuer's discovery document.
@@ -423,6 +650,15 @@ impl JwksClient {
             Source::JwksUri(uri) => uri.clone(),
             Source::Issuer(issuer) => issuer.clone(),
         }
+    }
+}
+
+/// Clears a flag when dropped: the background refresh's "running" mark.
+struct ClearOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for ClearOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
     }
 }
 
@@ -620,6 +856,48 @@ mod tests {
                 paths[0], "/.well-known/openid-configuration",
                 "the slash is not doubled"
             );
+        }
+    }
+
+    /// A server on 127.0.0.1 that accepts connections and never answers (a hung issuer).
+    fn silent_server() -> String {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/jwks", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for stream in listener.incoming() {
+                held.push(stream);
+            }
+        });
+        url
+    }
+
+    #[tokio::test]
+    async fn the_timeout_bounds_every_fetch_also_with_a_callers_client() {
+        for http in [None, Some(reqwest::Client::new())] {
+            let custom = http.is_some();
+            let client = JwksClient::new(
+                silent_server(),
+                JwksConfig {
+                    timeout: Duration::from_millis(300),
+                    http,
+                    ..JwksConfig::default()
+                },
+            )
+            .unwrap();
+            #[allow(clippy::disallowed_methods)]
+            let start = std::time::Instant::now();
+            let outcome = client.keys(0).await;
+            let took = start.elapsed();
+            assert!(
+                matches!(outcome, Err(JwksError::Unreachable { .. })),
+                "custom client {custom}: {outcome:?}"
+            );
+            assert!(
+                took < Duration::from_secs(2),
+                "custom client {custom}: waited {took:?}"
+            );
+            assert_eq!(client.counters().failures, 1);
         }
     }
 

@@ -27,6 +27,19 @@ pub enum VerifyError {
     /// No published key has this `kid`, even after a refetch (or a refetch was not allowed yet).
     #[error("no published key has kid {0:?}")]
     UnknownKid(String),
+    /// No key in the cached set has this `kid`, and the set was fetched less than the refetch
+    /// interval ago, so it is not fetched again yet. The token may be signed by a key the issuer
+    /// has just published: a client should retry after `retry_after` seconds rather than
+    /// discard it (the framework integrations answer `503` with `Retry-After`).
+    #[error(
+        "no key with kid {kid:?} is known yet; the key set may be refetched in {retry_after} s"
+    )]
+    UnknownKidCooldown {
+        /// The token's `kid`.
+        kid: String,
+        /// Seconds until the key set may be fetched again (at least 1).
+        retry_after: u64,
+    },
     /// The token has no `kid` and the key set has not exactly one key for its algorithm.
     #[error("the token has no kid and the key set has no single {0} key")]
     MissingKid(Alg),
@@ -100,6 +113,9 @@ impl VerifyError {
             VerifyError::UnknownKid(_) | VerifyError::MissingKid(_) => {
                 "the signing key is not published (unknown, removed or revoked kid)"
             }
+            VerifyError::UnknownKidCooldown { .. } => {
+                "the signing key is not known yet, retry later"
+            }
             VerifyError::KeyAlgorithmMismatch { .. } => "the algorithm does not match the key",
             VerifyError::BadSignature => "the signature does not verify",
             VerifyError::MissingClaim(_) => "a required claim is missing",
@@ -150,16 +166,22 @@ pub enum JwksError {
         /// What is wrong with the document or its fetch.
         reason: String,
     },
-    /// The last good key set is older than the allowed staleness and the issuer cannot be
-    /// reached: verifying with it any longer could accept tokens of a revoked key.
+    /// The last good key set is past its lifetime by more than the allowed staleness and the
+    /// issuer cannot be reached: verifying with it any longer could accept tokens of a revoked
+    /// key. The cut-off is the set's lifetime plus `max_stale`, not its age.
     #[error(
-        "the cached key set is {age} s old (limit {max_stale} s) and refreshing failed: {last_error}"
+        "the cached key set expired {stale_for} s ago and could be used until {cutoff} (Unix time: its lifetime plus max_stale {max_stale} s); it was fetched {age} s ago and refreshing failed: {last_error}"
     )]
     TooStale {
         /// Seconds since the cached set was fetched or revalidated.
         age: i64,
+        /// Seconds since the cached set's lifetime ended.
+        stale_for: i64,
         /// The configured limit past the cache lifetime, in seconds.
         max_stale: u64,
+        /// When the set stopped being usable (seconds since the epoch): its lifetime's end plus
+        /// `max_stale`.
+        cutoff: i64,
         /// Why the last refresh failed.
         last_error: Box<JwksError>,
     },

@@ -31,26 +31,64 @@
 //! let refused = verifier.verify_with(&keys, "not.a.token", 1_800_000_000);
 //! assert!(matches!(refused, Err(VerifyError::Malformed(_))));
 //! ```
+//!
+//! # Features
+//!
+//! - `http` (default): [`JwksClient`] and [`Verifier::for_issuer`]. The cache never makes a
+//!   request wait while it holds usable keys: sets are refreshed in the background
+//!   (stale-while-revalidate), and only a token with an unknown `kid` may wait, bounded by
+//!   [`JwksConfig::timeout`]. [`JwksClient::counters`] exposes counters to export; fetches run
+//!   in `tracing` spans.
+//! - `axum`: a tower layer and axum 0.8 extractors (`stamp_verify::axum`).
+//! - `rocket`: Rocket 0.5 request guards and catchers (`stamp_verify::rocket`).
+//!
+//! Both integrations are adapters over [`BearerAuth`], which answers RFC 6750 challenges
+//! ([`Refusal`]); [`scope!`] and [`role!`] declare the types `Scoped<S>` and `WithRole<R>` take.
+//!
+//! # Checks, in order
+//!
+//! `typ`, `crit` and the `alg` allowlist, then `iss` (so a foreign issuer's token never causes a
+//! key lookup or fetch), then the key named by `kid`, the key's algorithm, the signature, `aud`,
+//! `exp`, `nbf` and the RFC 9068 claims.
+//!
+//! # Semver
+//!
+//! Cargo's semver rules: at 0.x a breaking change bumps the minor version. [`VerifyError`],
+//! [`JwksError`] and [`Refusal`] are `#[non_exhaustive]`, so new variants are not breaking
+//! changes; raising `rust-version` is a minor-version change. The README's "Semver promise" has
+//! the details, and "Choosing the cache settings" the trade-offs of [`JwksConfig`].
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 mod alg;
+#[cfg(feature = "axum")]
+pub mod axum;
+mod bearer;
 mod claims;
 #[cfg(feature = "http")]
 mod client;
 mod error;
 mod jwks;
+#[cfg(feature = "rocket")]
+pub mod rocket;
 mod source;
 #[cfg(test)]
 mod test_keys;
 mod verifier;
 
 pub use alg::{Alg, UnsupportedAlg};
+pub use bearer::{
+    Authenticated, BearerAuth, Refusal, Role, Scope, bearer_token, require_role, require_scope,
+};
 pub use claims::{Audience, Claims};
 #[cfg(feature = "http")]
-pub use client::{CacheStatus, JwksClient, JwksConfig};
+pub use client::{CacheStatus, JwksClient, JwksConfig, JwksCounters};
 pub use error::{JwksError, VerifyError};
 pub use jwks::{IgnoredKey, VerifyingKey, VerifyingKeys};
+/// The HTTP client crate of [`JwksConfig::http`], re-exported so that a caller can build a client
+/// (proxy, extra root certificates) of the very version this crate uses.
+#[cfg(feature = "http")]
+pub use reqwest;
 pub use source::KeySource;
 pub use verifier::{MAX_LEEWAY, Verifier, VerifierConfig};
 

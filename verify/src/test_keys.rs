@@ -55,3 +55,45 @@ impl TestKey {
         }
     }
 }
+
+/// The issuer of the framework tests' tokens.
+#[cfg(any(feature = "axum", feature = "rocket"))]
+pub(crate) const ISSUER: &str = "https://id.test";
+
+/// One ES256 key and tokens of [`ISSUER`] for audience `api`, verified against a fixed key set:
+/// what the framework integration tests need.
+#[cfg(any(feature = "axum", feature = "rocket"))]
+pub(crate) struct Fixture {
+    key: TestKey,
+}
+
+#[cfg(any(feature = "axum", feature = "rocket"))]
+impl Fixture {
+    pub fn new() -> Fixture {
+        Fixture {
+            key: TestKey::generate(Alg::Es256),
+        }
+    }
+
+    pub fn verifier(&self) -> crate::Verifier<crate::VerifyingKeys> {
+        let jwks = serde_json::to_vec(&json!({ "keys": [self.key.jwk] })).unwrap();
+        crate::Verifier::new(
+            crate::VerifierConfig::new(ISSUER, "api"),
+            crate::VerifyingKeys::parse(&jwks).unwrap(),
+        )
+    }
+
+    /// Claims issued `offset` seconds from now, valid for a minute.
+    pub fn claims_at(&self, offset: i64, scope: &str, roles: &[&str]) -> serde_json::Value {
+        let now = crate::unix_now() + offset;
+        json!({"iss": ISSUER, "sub": "user-1", "aud": "api", "exp": now + 60, "iat": now,
+               "jti": "j", "client_id": "c", "scope": scope, "roles": roles})
+    }
+
+    pub fn token(&self, claims: &serde_json::Value) -> String {
+        let mut header = jsonwebtoken::Header::new(self.key.alg.jwt());
+        header.kid = Some(self.key.kid.clone());
+        header.typ = Some("at+jwt".into());
+        jsonwebtoken::encode(&header, claims, &self.key.encoding).unwrap()
+    }
+}

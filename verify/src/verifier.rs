@@ -1,7 +1,8 @@
-//! The verifier: header rules (typ, algorithm allowlist, no `crit`), the key named by `kid` whose
-//! own algorithm must be the header's, the signature (jsonwebtoken on aws-lc-rs), then `iss`,
-//! `aud`, `exp` and (when present) `nbf` at a given time with a small leeway, and the claims the
-//! RFC 9068 profile requires (`iat`, `jti`, `client_id`).
+//! The verifier, in the cheap and safe order: header rules (typ, algorithm allowlist, no `crit`)
+//! and `iss` first, so that a token of another issuer never causes a key lookup (nor a JWKS
+//! fetch); then the key named by `kid`, whose own algorithm must be the header's, the signature
+//! (jsonwebtoken on aws-lc-rs), and `aud`, `exp` and (when present) `nbf` at a given time with a
+//! small leeway, and the claims the RFC 9068 profile requires (`iat`, `jti`, `client_id`).
 
 use std::borrow::Cow;
 
@@ -143,11 +144,15 @@ impl<K: KeySource> Verifier<K> {
     /// Verifies `token` at `now` (seconds since the epoch), asking the key source for the key it
     /// names (the JWKS client fetches when needed), and returns its claims. The error says which
     /// check failed.
+    ///
+    /// `typ`, `alg` and `iss` are checked before the key source is asked: a token of another
+    /// issuer is refused as [`VerifyError::WrongIssuer`] without any fetch.
     pub async fn verify(&self, token: &str, now: i64) -> Result<Claims, VerifyError> {
         let parts = Parts::split(token)?;
         let (alg, kid) = self.check_header(&parts.header)?;
+        let claims = self.check_issuer(&parts)?;
         let key = self.keys.key(kid.as_deref(), alg, now).await?;
-        self.check(&parts, alg, &key, now)
+        self.check(&parts, alg, &key, claims, now)
     }
 }
 
@@ -181,8 +186,25 @@ impl<K> Verifier<K> {
     ) -> Result<Claims, VerifyError> {
         let parts = Parts::split(token)?;
         let (alg, kid) = self.check_header(&parts.header)?;
+        let claims = self.check_issuer(&parts)?;
         let key = keys.lookup(kid.as_deref(), alg)?;
-        self.check(&parts, alg, key, now)
+        self.check(&parts, alg, key, claims, now)
+    }
+
+    /// Parses the (not yet verified) payload and checks `iss`, before any key is looked up. The
+    /// claims are returned only to [`Verifier::check`], which verifies the signature first.
+    fn check_issuer(&self, parts: &Parts<'_>) -> Result<Claims, VerifyError> {
+        let payload = URL_SAFE_NO_PAD
+            .decode(parts.payload)
+            .map_err(|_| VerifyError::Malformed("payload is not base64url"))?;
+        let claims = claims::parse(&payload)?;
+        if claims.iss != self.config.issuer {
+            return Err(VerifyError::WrongIssuer {
+                found: claims.iss,
+                expected: self.config.issuer.clone(),
+            });
+        }
+        Ok(claims)
     }
 
     /// `typ`, `crit` and the algorithm allowlist; returns the algorithm and `kid`.
@@ -214,12 +236,14 @@ impl<K> Verifier<K> {
         Ok((alg, header.kid))
     }
 
-    /// The key's algorithm, the signature, then the claims.
+    /// The key's algorithm, the signature, then the claims (parsed by
+    /// [`Verifier::check_issuer`]).
     fn check(
         &self,
         parts: &Parts<'_>,
         alg: Alg,
         key: &VerifyingKey,
+        claims: Claims,
         now: i64,
     ) -> Result<Claims, VerifyError> {
         // The key decides the algorithm, not the token (RFC 8725 §3.1): an RS256 header naming an
@@ -241,10 +265,6 @@ impl<K> Verifier<K> {
         if !valid {
             return Err(VerifyError::BadSignature);
         }
-        let payload = URL_SAFE_NO_PAD
-            .decode(parts.payload)
-            .map_err(|_| VerifyError::Malformed("payload is not base64url"))?;
-        let claims = claims::parse(&payload)?;
         self.check_claims(&claims, now)?;
         Ok(claims)
     }
@@ -261,12 +281,6 @@ impl<K> Verifier<K> {
             if claims.client_id.is_none() {
                 return Err(VerifyError::MissingClaim("client_id"));
             }
-        }
-        if claims.iss != config.issuer {
-            return Err(VerifyError::WrongIssuer {
-                found: claims.iss.clone(),
-                expected: config.issuer.clone(),
-            });
         }
         if !claims.aud.contains_any(&config.audiences) {
             return Err(VerifyError::WrongAudience {
