@@ -138,7 +138,7 @@ pub async fn post_form(app: &TestApp, path: &str, body: &str) -> Answer {
         app.client
             .post(path.to_string())
             .header(ContentType::Form)
-            .body(body.to_string())
+            .body(body)
             .dispatch()
             .await,
     )
