@@ -833,7 +833,8 @@ impl<'a> Provider<'a> {
 }
 
 /// The OpenID Connect userinfo response (Core §5.3) for a live access token of `user`: `sub`,
-/// and `preferred_username` with `profile`. `None` without the `openid` scope.
+/// `preferred_username` with `profile`, and `email` with `email` when the user has one. `None`
+/// without the `openid` scope.
 pub fn userinfo(claims: &AccessClaims, user: &User) -> Option<serde_json::Value> {
     let scope = crate::store::split_scope(claims.scope.as_deref().unwrap_or(""));
     if !scope.iter().any(|s| s == "openid") {
@@ -842,6 +843,11 @@ pub fn userinfo(claims: &AccessClaims, user: &User) -> Option<serde_json::Value>
     let mut info = serde_json::json!({ "sub": user.id });
     if scope.iter().any(|s| s == "profile") {
         info["preferred_username"] = serde_json::json!(user.username);
+    }
+    if let Some(email) = &user.email
+        && scope.iter().any(|s| s == "email")
+    {
+        info["email"] = serde_json::json!(email);
     }
     Some(info)
 }

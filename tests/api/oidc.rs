@@ -919,3 +919,52 @@ async fn clients_are_registered_for_sign_in_through_the_api_and_the_cli() {
         serde_json::json!(["https://retirement.example/bye"])
     );
 }
+
+#[rocket::async_test]
+async fn userinfo_returns_the_email_an_admin_set_with_the_email_scope() {
+    let app = TestApp::spawn().await;
+    let root = app.admin_token().await;
+    let alice = app.add_user("alice", PASSWORD, &[]).await;
+    register(&app, "bank", true, true).await;
+    let path = format!("/admin/users/{}", alice.id);
+    let (status, _) = app
+        .admin_json(
+            Method::Patch,
+            &path,
+            &root,
+            Some(r#"{"email": "not an address"}"#),
+        )
+        .await;
+    assert_eq!(status, Status::BadRequest);
+    let (status, view) = app
+        .admin_json(
+            Method::Patch,
+            &path,
+            &root,
+            Some(r#"{"email": "alice@bank.example"}"#),
+        )
+        .await;
+    assert_eq!(status, Status::Ok, "{view}");
+    assert_eq!(view["email"], "alice@bank.example");
+
+    let page = authorize(&app, &query("bank", &[("scope", "openid email")])).await;
+    let code = submit_login(&app, &page, "alice", PASSWORD)
+        .await
+        .param("code")
+        .unwrap();
+    let (_, tokens) = redeem(&app, "bank", None, &code, Some(VERIFIER)).await;
+    let access = tokens["access_token"].as_str().unwrap();
+    let (_, info) = userinfo(&app, access).await;
+    assert_eq!(
+        info,
+        serde_json::json!({"sub": alice.id, "email": "alice@bank.example"})
+    );
+
+    let (status, view) = app
+        .admin_json(Method::Patch, &path, &root, Some(r#"{"email": null}"#))
+        .await;
+    assert_eq!(status, Status::Ok);
+    assert!(view.get("email").is_none(), "{view}");
+    let (_, info) = userinfo(&app, access).await;
+    assert_eq!(info, serde_json::json!({"sub": alice.id}));
+}
