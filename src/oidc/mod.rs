@@ -26,13 +26,13 @@ use rand::Rng;
 use subtle::ConstantTimeEq;
 
 use crate::App;
-use crate::auth::{AuthError, IssuedRefresh, Password, Session};
+use crate::auth::{AuthError, Password, Session};
 use crate::store::{
-    AuthCode, BrowserSession, Client, Family, GrantType, NewRefreshToken, PendingRequest,
-    RedeemOutcome, Redemption, StoreError, User, random_id,
+    AuthCode, BrowserSession, Client, GrantType, PendingRequest, RedeemOutcome, Redemption,
+    StoreError, User, random_id,
 };
 use crate::tokens::AccessClaims;
-use crate::tokens::refresh::{RefreshToken, TokenHash};
+use crate::tokens::refresh::TokenHash;
 
 pub use id_token::{IdClaims, IdTokenError, at_hash};
 pub use request::{AuthorizeParams, Prompt, RequestError, ValidRequest};
@@ -685,32 +685,15 @@ impl<'a> Provider<'a> {
             self.app
                 .auth
                 .user_access_token(&user, &client.id, record.scope.clone(), now)?;
-        let policy = self.app.auth.refresh_policy();
         let refresh = client.allows(GrantType::RefreshToken).then(|| {
-            let family = Family {
-                id: random_id(),
-                user_id: user.id.clone(),
-                client_id: client.id.clone(),
-                scope: record.scope.clone(),
-                created_at: now,
-                expires_at: now + policy.family_ttl,
-                revoked_at: None,
-            };
-            let token = RefreshToken::generate();
-            let expires_at = policy.token_expiry(now, family.expires_at);
-            let first = NewRefreshToken {
-                hash: token.hash(),
-                family_id: family.id.clone(),
-                token_version: user.token_version,
-                issued_at: now,
-                expires_at,
-            };
-            (family, first, token, expires_at)
+            self.app
+                .auth
+                .new_family(&user, &client.id, record.scope.clone(), now)
         });
         let redemption = Redemption {
             family: refresh
                 .as_ref()
-                .map(|(family, first, _, _)| (family.clone(), first.clone())),
+                .map(|new| (new.family.clone(), new.first.clone())),
             access_jti: access.claims.jti.clone(),
             access_exp: access.claims.exp,
         };
@@ -756,10 +739,7 @@ impl<'a> Provider<'a> {
         Ok(CodeTokens {
             session: Session {
                 access,
-                refresh: refresh.map(|(_, _, token, expires_at)| IssuedRefresh {
-                    token,
-                    expires_in: expires_at - now,
-                }),
+                refresh: refresh.map(|new| new.issued),
             },
             id_token,
         })

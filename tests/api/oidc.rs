@@ -968,3 +968,52 @@ async fn userinfo_returns_the_email_an_admin_set_with_the_email_scope() {
     let (_, info) = userinfo(&app, access).await;
     assert_eq!(info, serde_json::json!({"sub": alice.id}));
 }
+
+#[rocket::async_test]
+async fn the_login_form_is_throttled_like_the_password_grant() {
+    let app = TestApp::spawn_with(|f| {
+        f.merge(rocket::figment::providers::Serialized::global(
+            "login_throttle_failures",
+            1,
+        ))
+    })
+    .await;
+    app.add_user("alice", PASSWORD, &[]).await;
+    register(&app, "bank", true, true).await;
+    let page = authorize(&app, &query("bank", &[])).await;
+    let mut last = submit_login(&app, &page, "alice", "wrong password").await;
+    for _ in 0..3 {
+        if last.status == Status::TooManyRequests {
+            break;
+        }
+        last = submit_login(&app, &page, "alice", "wrong password").await;
+    }
+    assert_eq!(last.status, Status::TooManyRequests, "{}", last.body);
+    assert!(last.body.contains("Too many failed sign-ins"));
+    assert!(last.location.is_none());
+    // The password grant sees the same throttle: the failures above count there too.
+    let response = app
+        .token_form(&format!(
+            "grant_type=password&username=alice&password={}",
+            urlencode(PASSWORD)
+        ))
+        .await;
+    assert_eq!(response.status(), Status::TooManyRequests);
+}
+
+#[rocket::async_test]
+async fn the_authorization_endpoint_accepts_a_form_post() {
+    let app = TestApp::spawn().await;
+    app.add_user("alice", PASSWORD, &[]).await;
+    register(&app, "bank", true, true).await;
+    let page = post_form(
+        &app,
+        "/authorize",
+        &query("bank", &[("unknown", "ignored")]),
+    )
+    .await;
+    assert_eq!(page.status, Status::Ok, "{}", page.body);
+    let back = submit_login(&app, &page, "alice", PASSWORD).await;
+    assert_eq!(back.param("state").as_deref(), Some("st-1"));
+    assert!(back.param("code").is_some());
+}
