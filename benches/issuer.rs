@@ -208,7 +208,6 @@ fn refresh(c: &mut Criterion) {
                     issued_at: now,
                     expires_at: now + policy.ttl,
                 },
-                None,
             )
             .await
             .unwrap();

@@ -126,6 +126,7 @@ mod tests {
             disabled,
             token_version: 0,
             created_at: 0,
+            email: None,
         }
     }
 
@@ -139,6 +140,8 @@ mod tests {
             public: false,
             grants: vec![crate::store::GrantType::ClientCredentials],
             redirect_uris: Vec::new(),
+            first_party: true,
+            post_logout_redirect_uris: Vec::new(),
             created_at: 0,
             previous_secret: None,
         }

@@ -9,8 +9,9 @@ use crate::auth::{
 use crate::clock::Clock;
 use crate::keys::{Alg, ChangedBy, KeyError, KeyManager, KeySet, RotateOptions};
 use crate::store::{
-    AuditEvent, AuditFilter, AuditNote, AuditPage, Client, ClientChange, ClientId, GrantType,
-    NewClient, NewUser, RedirectUri, Role, Scope, Store, StoreError, User, UserChange, Username,
+    AuditEvent, AuditFilter, AuditNote, AuditPage, Client, ClientChange, ClientId, Consent, Email,
+    GrantType, NewClient, NewUser, RedirectUri, Role, Scope, Store, StoreError, User, UserChange,
+    Username,
 };
 
 use super::actor::Actor;
@@ -90,6 +91,10 @@ pub struct NewServiceClient {
     pub grants: Vec<GrantType>,
     /// Redirection URIs, for the authorization-code grant.
     pub redirect_uris: Vec<RedirectUri>,
+    /// First-party (no consent screen; the default) or third-party.
+    pub first_party: bool,
+    /// Where RP-initiated logout may send the browser back.
+    pub post_logout_redirect_uris: Vec<RedirectUri>,
 }
 
 /// The longest a rotated-out client secret may stay valid: 7 days.
@@ -106,6 +111,10 @@ pub struct ClientUpdate {
     pub redirect_uris: Option<Vec<RedirectUri>>,
     /// Enable (`true`) or disable (`false`) it.
     pub enabled: Option<bool>,
+    /// First-party (`true`) or third-party (`false`).
+    pub first_party: Option<bool>,
+    /// Post-logout redirection URIs (duplicates are dropped).
+    pub post_logout_redirect_uris: Option<Vec<RedirectUri>>,
 }
 
 /// A password change by the account's owner: the user as the online check read them, the
@@ -297,6 +306,59 @@ impl AdminService {
             .await?)
     }
 
+    /// Sets or clears a user's e-mail address (`users.email`), which OpenID Connect userinfo
+    /// returns with the `email` scope.
+    pub async fn set_user_email(
+        &self,
+        actor: &Actor,
+        user: UserRef<'_>,
+        email: Option<Email>,
+    ) -> Result<User, AdminError> {
+        let id = self.user_id(user).await?;
+        let now = self.clock.now();
+        let note = AuditNote::new(actor, "users.email", now, |user: &User| {
+            let detail = format!("set={}", user.email.is_some());
+            (Some(user.id.clone()), Some(detail))
+        });
+        Ok(self
+            .store
+            .set_email(&id, email.as_ref(), now, Some(&note))
+            .await?)
+    }
+
+    /// The third-party clients a user has consented to (OpenID Connect).
+    pub async fn consents(&self, user: UserRef<'_>) -> Result<Vec<Consent>, AdminError> {
+        let id = self.user_id(user).await?;
+        Ok(self.store.list_consents(&id).await?)
+    }
+
+    /// Withdraws a user's consent to a client (`users.consent_revoke`), revoking the refresh
+    /// tokens the user holds with it; [`StoreError::NotFound`] if there was none.
+    pub async fn revoke_consent(
+        &self,
+        actor: &Actor,
+        user: UserRef<'_>,
+        client_id: &str,
+    ) -> Result<(), AdminError> {
+        let id = self.user_id(user).await?;
+        let now = self.clock.now();
+        let event = AuditEvent {
+            at: now,
+            actor: actor.to_string(),
+            action: "users.consent_revoke".into(),
+            target: Some(id.clone()),
+            detail: Some(format!("client={client_id}")),
+        };
+        let withdrawn = self
+            .store
+            .revoke_consent(&id, client_id, now, Some(&event))
+            .await?;
+        if !withdrawn {
+            return Err(StoreError::NotFound(format!("consent to client {client_id}")).into());
+        }
+        Ok(())
+    }
+
     /// Deletes a user (`users.delete`): every refresh family they hold goes with them, and
     /// their access tokens fail every online check, which finds no such user.
     pub async fn delete_user(&self, actor: &Actor, user: UserRef<'_>) -> Result<User, AdminError> {
@@ -387,15 +449,20 @@ impl AdminService {
             alg: client.alg,
             grants,
             redirect_uris: dedup(client.redirect_uris),
+            first_party: client.first_party,
+            post_logout_redirect_uris: dedup(client.post_logout_redirect_uris),
         };
         let note = AuditNote::new(actor, "clients.add", now, |client: &Client| {
             let grants: Vec<&str> = client.grants.iter().map(|g| g.as_str()).collect();
             let detail = format!(
-                "scopes={} public={} grants={} redirect_uris={}",
+                "scopes={} public={} grants={} redirect_uris={} first_party={} \
+                 post_logout_redirect_uris={}",
                 client.scopes.join(" "),
                 client.public,
                 grants.join(" "),
-                client.redirect_uris.join(" ")
+                client.redirect_uris.join(" "),
+                client.first_party,
+                client.post_logout_redirect_uris.join(" ")
             );
             (Some(client.id.clone()), Some(detail))
         });
@@ -470,11 +537,20 @@ impl AdminService {
         if update.enabled.is_some() {
             fields.push("enabled");
         }
+        if update.first_party.is_some() {
+            fields.push("first_party");
+        }
+        let post_logout_redirect_uris = update.post_logout_redirect_uris.map(|uris| {
+            fields.push("post_logout_redirect_uris");
+            dedup(uris).iter().map(|u| u.as_str().to_string()).collect()
+        });
         let change = ClientChange {
             scopes,
             grants,
             redirect_uris,
             disabled: update.enabled.map(|enabled| !enabled),
+            first_party: update.first_party,
+            post_logout_redirect_uris,
         };
         let now = self.clock.now();
         let detail = format!("fields={}", fields.join(","));
@@ -741,6 +817,8 @@ mod tests {
                     public: false,
                     grants: Vec::new(),
                     redirect_uris: Vec::new(),
+                    first_party: true,
+                    post_logout_redirect_uris: Vec::new(),
                 },
             )
             .await

@@ -109,6 +109,8 @@ pub async fn ensure_default_client(
         alg: None,
         grants: GrantType::defaults(true),
         redirect_uris: Vec::new(),
+        first_party: true,
+        post_logout_redirect_uris: Vec::new(),
     };
     let note = AuditNote::new("system", "clients.add", now, |client: &Client| {
         (
@@ -194,7 +196,7 @@ impl Authenticator {
     }
 
     /// The stored record of client `id`, from the cache if fresh.
-    async fn client_record(&self, id: &str) -> Result<Option<Client>, AuthError> {
+    pub(super) async fn client_record(&self, id: &str) -> Result<Option<Client>, AuthError> {
         if let Some(client) = self.clients.get(id) {
             return Ok(Some(client));
         }

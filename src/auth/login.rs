@@ -32,11 +32,29 @@ pub struct LoginRequest {
     pub device: Option<String>,
 }
 
+/// Who tries a password, for throttling and the audit log: the name as typed, the caller's
+/// address and device cookie, and the client the login is for.
+#[derive(Clone, Copy, Debug)]
+pub struct PasswordAttempt<'a> {
+    pub username: &'a str,
+    pub address: Option<IpAddr>,
+    pub device: Option<&'a str>,
+    pub client_id: &'a str,
+}
+
 /// What a grant hands out: an access token, and for user grants a refresh token.
 #[derive(Debug)]
 pub struct Session {
     pub access: IssuedToken,
     pub refresh: Option<IssuedRefresh>,
+}
+
+/// A new refresh-token family: its record, its first token's record, and the token to hand out.
+#[derive(Debug)]
+pub struct NewFamily {
+    pub family: Family,
+    pub first: NewRefreshToken,
+    pub issued: IssuedRefresh,
 }
 
 /// A refresh token as issued, with its lifetime in seconds.
@@ -173,14 +191,50 @@ impl Authenticator {
         let client = self
             .client_for_grant(request.client, GrantType::Password)
             .await?;
-        let username = Username::parse(&request.username).ok();
-        let device = match (&username, &request.device) {
+        let attempt = PasswordAttempt {
+            username: &request.username,
+            address: request.address,
+            device: request.device.as_deref(),
+            client_id: &client.id,
+        };
+        let user = self.check_password(attempt, request.password, now).await?;
+        self.start_session(&user, client, request.scope.as_deref(), now)
+            .await
+    }
+
+    /// The user whose name and password these are, checked with the password grant's rules:
+    /// reserved with the throttle before any hashing ([`AuthError::Throttled`]), admitted to the
+    /// hashing queue ([`AuthError::Busy`]), one argon2 verification whether or not the user
+    /// exists, and the same [`AuthError::InvalidGrant`] for a wrong password, an unknown user
+    /// and a disabled one. The hosted login page of the OpenID Connect provider uses it too.
+    /// Every checked attempt is audited: `login.success` (the user as actor) or `login.failure`
+    /// (actor `anonymous`, the user if the name exists, and why), with the client and the
+    /// address, never the password.
+    pub async fn check_password(
+        &self,
+        attempt: PasswordAttempt<'_>,
+        password: Password,
+        now: i64,
+    ) -> Result<User, AuthError> {
+        let PasswordAttempt {
+            username,
+            address,
+            device,
+            client_id,
+        } = attempt;
+        if password.is_empty() {
+            return Err(AuthError::InvalidRequest(
+                "password must not be empty".into(),
+            ));
+        }
+        let username = Username::parse(username).ok();
+        let device = match (&username, device) {
             (Some(name), Some(cookie)) => self.devices.verify(name.as_str(), cookie),
             _ => None,
         };
         let attempt = Attempt {
             username: username.as_ref().map(|n| n.as_str().to_string()),
-            address: request.address,
+            address,
             device,
         };
         let (reservation, admitted) = self.reserve_and_admit(&attempt, now)?;
@@ -195,7 +249,7 @@ impl Authenticator {
             None => None,
         };
         let hash = user.as_ref().map(|u| u.password_hash.clone());
-        let verified = admitted.verify(request.password, hash).await;
+        let verified = admitted.verify(password, hash).await;
         let user = match user {
             Some(user) if verified && !user.disabled => user,
             // The reservation stays counted: that was the failure.
@@ -206,31 +260,41 @@ impl Authenticator {
                     Some(_) => "wrong_password",
                 };
                 let target = other.map(|user| user.id);
-                let detail = login_detail(&client.id, request.address, Some(reason));
-                self.audit_failure(target, detail, now).await;
+                let detail = login_detail(client_id, address, Some(reason));
+                self.audit_login("anonymous".into(), "login.failure", target, detail, now)
+                    .await;
                 return Err(AuthError::InvalidGrant);
             }
         };
         self.throttle.succeeded(reservation);
-        let scope = request.scope.as_deref();
-        self.start_session(&user, client, scope, request.address, now)
-            .await
+        let detail = login_detail(client_id, address, None);
+        let actor = format!("user:{}", user.id);
+        self.audit_login(actor, "login.success", Some(user.id.clone()), detail, now)
+            .await;
+        Ok(user)
     }
 
-    /// Writes the audit entry of a failed login (`login.failure`, actor `anonymous`: nobody
-    /// proved who they are): the user if the name is known, and `detail` (client, address,
-    /// reason; never the password). The login has failed already, so a failure to write is
-    /// logged, not answered.
-    async fn audit_failure(&self, target: Option<String>, detail: String, now: i64) {
+    /// Writes the audit entry of a login attempt (`login.success` or `login.failure`): who (the
+    /// user, or `anonymous` while nobody has proved who they are), the user if the name is
+    /// known, and `detail` (client, address, reason; never the password). The attempt is
+    /// decided already, so a failure to write is logged, not answered.
+    async fn audit_login(
+        &self,
+        actor: String,
+        action: &'static str,
+        target: Option<String>,
+        detail: String,
+        now: i64,
+    ) {
         let event = AuditEvent {
             at: now,
-            actor: "anonymous".into(),
-            action: "login.failure".into(),
+            actor,
+            action: action.into(),
             target,
             detail: Some(detail),
         };
         if let Err(e) = self.store.record_audit(&event).await {
-            log::error!("audit log write failed for login.failure: {e}");
+            log::error!("audit log write failed for {action}: {e}");
         }
     }
 
@@ -284,38 +348,46 @@ impl Authenticator {
         &self,
         user: &User,
         client: PresentedClient,
-        address: Option<IpAddr>,
         now: i64,
     ) -> Result<Session, AuthError> {
         let client = self.client_for_grant(client, GrantType::Password).await?;
-        self.start_session(user, client, None, address, now).await
+        self.start_session(user, client, None, now).await
     }
 
-    /// The tokens of a new login: the access token and the first refresh token of a new family,
-    /// stored with the login's audit entry (`login.success`, the user as actor, the client and
-    /// the caller's `address` as detail).
+    /// The tokens of a new login: the access token and the first refresh token of a new family.
     async fn start_session(
         &self,
         user: &User,
         client: Client,
         requested_scope: Option<&str>,
-        address: Option<IpAddr>,
         now: i64,
     ) -> Result<Session, AuthError> {
         let scope = self.grant_scope(&user.roles, requested_scope)?;
-        let client_id = client.id;
-        let subject = Subject {
-            sub: user.id.clone(),
-            client_id: client_id.clone(),
-            scope: scope.clone(),
-            roles: user.roles.clone(),
-            ver: Some(user.token_version),
-        };
-        let access = self.sign(subject, now)?;
+        let access = self.user_access_token(user, &client.id, scope.clone(), now)?;
+        let family = self.new_family(user, &client.id, scope, now);
+        self.store
+            .create_refresh_family(&family.family, &family.first)
+            .await?;
+        Ok(Session {
+            access,
+            refresh: Some(family.issued),
+        })
+    }
+
+    /// A new refresh-token family (one login of `user` through `client_id`) and its first
+    /// token, not stored yet: the password grant stores it alone, the authorization-code grant
+    /// with the code's consumption.
+    pub fn new_family(
+        &self,
+        user: &User,
+        client_id: &str,
+        scope: Vec<String>,
+        now: i64,
+    ) -> NewFamily {
         let family = Family {
             id: random_id(),
             user_id: user.id.clone(),
-            client_id,
+            client_id: client_id.to_string(),
             scope,
             created_at: now,
             expires_at: now + self.refresh.family_ttl,
@@ -330,23 +402,14 @@ impl Authenticator {
             issued_at: now,
             expires_at,
         };
-        let login = AuditEvent {
-            at: now,
-            actor: format!("user:{}", user.id),
-            action: "login.success".into(),
-            target: Some(user.id.clone()),
-            detail: Some(login_detail(&family.client_id, address, None)),
-        };
-        self.store
-            .create_refresh_family(&family, &first, Some(&login))
-            .await?;
-        Ok(Session {
-            access,
-            refresh: Some(IssuedRefresh {
+        NewFamily {
+            family,
+            first,
+            issued: IssuedRefresh {
                 token,
                 expires_in: expires_at - now,
-            }),
-        })
+            },
+        }
     }
 
     /// Confirms that `password` is `user`'s current password before a change to the account
@@ -376,15 +439,44 @@ impl Authenticator {
                 "address={} reason=wrong_current_password",
                 display_address(address)
             );
-            self.audit_failure(Some(user.id.clone()), detail, now).await;
+            let target = Some(user.id.clone());
+            self.audit_login("anonymous".into(), "login.failure", target, detail, now)
+                .await;
             return Err(AuthError::InvalidGrant);
         }
         self.throttle.succeeded(reservation);
         Ok(())
     }
 
+    /// An access token for `user` through `client_id` with `scope` (already decided), signed
+    /// as the password grant's are (the authorization-code grant).
+    pub fn user_access_token(
+        &self,
+        user: &User,
+        client_id: &str,
+        scope: Vec<String>,
+        now: i64,
+    ) -> Result<IssuedToken, AuthError> {
+        let subject = Subject {
+            sub: user.id.clone(),
+            client_id: client_id.to_string(),
+            scope,
+            roles: user.roles.clone(),
+            ver: Some(user.token_version),
+        };
+        self.sign(subject, now)
+    }
+
+    /// The record of client `id` if it is registered (enabled or not), from the cache if fresh.
+    pub async fn client(&self, id: &str) -> Result<Option<Client>, AuthError> {
+        match crate::store::ClientId::parse(id) {
+            Ok(parsed) if parsed.as_str() == id => self.client_record(id).await,
+            _ => Ok(None),
+        }
+    }
+
     /// The scopes a user may have now: the configured user scopes and the user's roles.
-    pub(super) fn user_may_have(&self, roles: &[String], scope: &str) -> bool {
+    pub fn user_may_have(&self, roles: &[String], scope: &str) -> bool {
         self.user_scopes.iter().any(|s| s == scope) || roles.iter().any(|r| r == scope)
     }
 

@@ -72,7 +72,7 @@ async fn signup(
         })?;
     let session = app
         .auth
-        .signup_session(&user, PresentedClient::Default, address, app.clock.now())
+        .signup_session(&user, PresentedClient::Default, app.clock.now())
         .await;
     app.metrics.grant(crate::metrics::Grant::Password, &session);
     let session = session?;

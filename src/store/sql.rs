@@ -24,7 +24,7 @@ use sqlx::{
 
 use super::{
     Audit, AuditEvent, AuditFilter, AuditPage, AuditStore, Client, ClientChange, ClientStore,
-    Family, GrantType, HealthCheck, NewClient, NewRefreshToken, NewUser, RefreshOutcome,
+    Email, Family, GrantType, HealthCheck, NewClient, NewRefreshToken, NewUser, RefreshOutcome,
     RefreshRecord, SessionStore, StoreError, User, UserChange, UserStore, insert_error, random_id,
     split_scope,
 };
@@ -89,10 +89,11 @@ impl<DB: Database> SqlStore<DB> {
 }
 
 const USER_COLUMNS: &str =
-    "id, username, password_hash, roles, disabled, token_version, created_at";
+    "id, username, password_hash, roles, disabled, token_version, created_at, email";
 
 const CLIENT_COLUMNS: &str = "id, secret_hash, scopes, alg, disabled, public, grants, \
-     redirect_uris, created_at, previous_secret_hash, previous_secret_expires_at";
+     redirect_uris, created_at, previous_secret_hash, previous_secret_expires_at, first_party, \
+     post_logout_redirect_uris";
 
 /// The read of a refresh token with its family and owner in one row, the owner's columns named
 /// `user_*`/`u_*`. `$join` joins the owner (`JOIN` or `LEFT JOIN`), `$lock` is a locking clause.
@@ -104,7 +105,7 @@ macro_rules! refresh_read {
                 f.expires_at AS f_expires, f.revoked_at AS f_revoked,
                 u.token_version AS user_version, u.disabled AS user_disabled,
                 u.username AS u_username, u.password_hash AS u_password_hash,
-                u.roles AS u_roles, u.created_at AS u_created
+                u.roles AS u_roles, u.created_at AS u_created, u.email AS u_email
              FROM refresh_tokens t
              JOIN refresh_families f ON f.id = t.family_id
              ",
@@ -153,6 +154,8 @@ macro_rules! sql_impl {
         }
     };
 }
+
+pub(super) use sql_impl;
 
 /// Maps a row to a stored value.
 type FromRow<DB, T> = fn(&<DB as Database>::Row) -> Result<T, StoreError>;
@@ -266,6 +269,7 @@ sql_impl! {
                 disabled: false,
                 token_version: 0,
                 created_at: now,
+                email: None,
             };
             commit_audited(tx, audit, created).await
         }
@@ -380,6 +384,26 @@ sql_impl! {
             self.change_one(tx, query, user_from_row::<DB>, missing, audit).await
         }
 
+        async fn set_email(
+            &self,
+            user_id: &str,
+            email: Option<&Email>,
+            now: i64,
+            audit: Audit<'_, '_, User>,
+        ) -> Result<User, StoreError> {
+            let tx = DB::begin_write(&self.pool).await?;
+            let sql = format!(
+                "UPDATE users SET email = $1, updated_at = $2 WHERE id = $3
+                 RETURNING {USER_COLUMNS}"
+            );
+            let query = sqlx::query(&sql)
+                .bind(email.map(Email::as_str))
+                .bind(now)
+                .bind(user_id);
+            let missing = format!("user {user_id}");
+            self.change_one(tx, query, user_from_row::<DB>, missing, audit).await
+        }
+
         async fn revoke_user_tokens(
             &self,
             user_id: &str,
@@ -408,7 +432,6 @@ sql_impl! {
             &self,
             family: &Family,
             first: &NewRefreshToken,
-            audit: Option<&AuditEvent>,
         ) -> Result<(), StoreError> {
             let mut tx = self.pool.begin().await?;
             sqlx::query(
@@ -424,9 +447,6 @@ sql_impl! {
             .execute(&mut *tx)
             .await?;
             insert_refresh_token(&mut tx, first).await?;
-            if let Some(event) = audit {
-                insert_audit(&mut tx, event).await?;
-            }
             tx.commit().await?;
             Ok(())
         }
@@ -610,12 +630,17 @@ sql_impl! {
                 .iter()
                 .map(|u| u.as_str().to_string())
                 .collect();
+            let post_logout: Vec<String> = client
+                .post_logout_redirect_uris
+                .iter()
+                .map(|u| u.as_str().to_string())
+                .collect();
             let public = client.secret_hash.is_none();
             let mut tx = DB::begin_write(&self.pool).await?;
             sqlx::query(
                 "INSERT INTO clients (id, secret_hash, scopes, alg, disabled, public, grants,
-                     redirect_uris, created_at, updated_at)
-                 VALUES ($1, $2, $3, $4, FALSE, $5, $6, $7, $8, $8)",
+                     redirect_uris, created_at, updated_at, first_party, post_logout_redirect_uris)
+                 VALUES ($1, $2, $3, $4, FALSE, $5, $6, $7, $8, $8, $9, $10)",
             )
             .bind(client.id.as_str())
             .bind(client.secret_hash.as_ref().map(|h| h.as_bytes()))
@@ -625,6 +650,8 @@ sql_impl! {
             .bind(DB::to_list(&grants, "clients.grants")?)
             .bind(DB::to_list(&redirect_uris, "clients.redirect_uris")?)
             .bind(now)
+            .bind(client.first_party)
+            .bind(DB::to_list(&post_logout, "clients.post_logout_redirect_uris")?)
             .execute(&mut *tx)
             .await
             .map_err(|e| insert_error(e, || format!("client {}", client.id.as_str())))?;
@@ -637,6 +664,8 @@ sql_impl! {
                 public,
                 grants: client.grants,
                 redirect_uris,
+                first_party: client.first_party,
+                post_logout_redirect_uris: post_logout,
                 created_at: now,
                 previous_secret: None,
             };
@@ -692,9 +721,14 @@ sql_impl! {
                 .collect();
             let redirect_uris = change.redirect_uris.clone().unwrap_or(current.redirect_uris);
             let disabled = change.disabled.unwrap_or(current.disabled);
+            let first_party = change.first_party.unwrap_or(current.first_party);
+            let post_logout = change
+                .post_logout_redirect_uris
+                .clone()
+                .unwrap_or(current.post_logout_redirect_uris);
             let sql = format!(
                 "UPDATE clients SET scopes = $1, grants = $2, redirect_uris = $3, disabled = $4,
-                     updated_at = $5
+                     updated_at = $5, first_party = $7, post_logout_redirect_uris = $8
                  WHERE id = $6 RETURNING {CLIENT_COLUMNS}"
             );
             let row = sqlx::query(&sql)
@@ -704,6 +738,8 @@ sql_impl! {
                 .bind(disabled)
                 .bind(now)
                 .bind(id)
+                .bind(first_party)
+                .bind(DB::to_list(&post_logout, "clients.post_logout_redirect_uris")?)
                 .fetch_one(&mut *tx)
                 .await?;
             let client = client_from_row::<DB>(&row)?;
@@ -887,6 +923,7 @@ where
         disabled: row.try_get("disabled")?,
         token_version: row.try_get("token_version")?,
         created_at: row.try_get("created_at")?,
+        email: row.try_get("email")?,
     })
 }
 
@@ -913,6 +950,7 @@ where
         disabled: row.try_get("user_disabled")?,
         token_version: row.try_get("user_version")?,
         created_at: row.try_get("u_created")?,
+        email: row.try_get("u_email")?,
     }))
 }
 
@@ -1014,12 +1052,17 @@ where
         public,
         grants,
         redirect_uris: DB::from_list(row.try_get("redirect_uris")?, "clients.redirect_uris")?,
+        first_party: row.try_get("first_party")?,
+        post_logout_redirect_uris: DB::from_list(
+            row.try_get("post_logout_redirect_uris")?,
+            "clients.post_logout_redirect_uris",
+        )?,
         created_at: row.try_get("created_at")?,
         previous_secret,
     })
 }
 
-async fn insert_refresh_token<DB>(
+pub(super) async fn insert_refresh_token<DB>(
     tx: &mut Transaction<'static, DB>,
     token: &NewRefreshToken,
 ) -> Result<(), StoreError>
@@ -1073,7 +1116,7 @@ where
     Ok(record)
 }
 
-async fn insert_audit<DB>(
+pub(super) async fn insert_audit<DB>(
     tx: &mut Transaction<'static, DB>,
     event: &AuditEvent,
 ) -> Result<(), StoreError>
@@ -1098,7 +1141,7 @@ where
     Ok(())
 }
 
-async fn revoke_family<DB>(
+pub(super) async fn revoke_family<DB>(
     tx: &mut Transaction<'static, DB>,
     family_id: &str,
     reason: &str,

@@ -20,6 +20,7 @@ mod jwks;
 mod keys;
 mod login;
 mod metrics;
+mod oidc;
 mod postgres;
 mod rotation;
 mod secrets;
