@@ -9,7 +9,11 @@ fuzz_target!(|data: &[u8]| {
     let Ok(keys) = VerifyingKeys::parse(data) else {
         return;
     };
-    let mut kids: Vec<&str> = keys.keys().iter().filter_map(|k| k.kid.as_deref()).collect();
+    let mut kids: Vec<&str> = keys
+        .keys()
+        .iter()
+        .filter_map(|k| k.kid.as_deref())
+        .collect();
     let total = kids.len();
     kids.sort_unstable();
     kids.dedup();
@@ -29,11 +33,11 @@ fuzz_target!(|data: &[u8]| {
 });
 
 fn base64_url(bytes: Vec<u8>) -> String {
-    const ALPHABET: &[u8; 64] =
-        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut out = String::new();
     for chunk in bytes.chunks(3) {
-        let n = chunk.iter().fold(0u32, |acc, b| (acc << 8) | u32::from(*b)) << (8 * (3 - chunk.len()));
+        let n =
+            chunk.iter().fold(0u32, |acc, b| (acc << 8) | u32::from(*b)) << (8 * (3 - chunk.len()));
         for i in 0..=chunk.len() {
             out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
         }

@@ -10,7 +10,11 @@ fuzz_target!(|data: &[u8]| {
     };
     let fixture = stamp_fuzz::jwt_fixture();
     for now in [fixture.now, 0, i64::MAX, i64::MIN] {
-        if fixture.verifier.verify_with(&fixture.keys, token, now).is_ok() {
+        if fixture
+            .verifier
+            .verify_with(&fixture.keys, token, now)
+            .is_ok()
+        {
             let message = token.rsplit_once('.').map(|(m, _)| m).unwrap_or_default();
             assert!(
                 fixture.signed.iter().any(|s| s == message),
