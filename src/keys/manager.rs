@@ -730,8 +730,10 @@ fn history_expired(key: &KeyMeta, now: i64) -> bool {
     left_at.is_some_and(|t| t.saturating_add(KEY_HISTORY_SECS) <= now)
 }
 
-/// Reads and parses the stored key set (an empty set for an empty store).
-async fn load_set(store: &dyn KeyStore) -> Result<KeySet, KeyError> {
+/// Reads and parses the stored key set (an empty set for an empty store): what
+/// [`KeyManager::open_for`] does before publishing missing keys, without writing anything (also
+/// the entry point of the `manifest_load` fuzz target).
+pub async fn load_set(store: &dyn KeyStore) -> Result<KeySet, KeyError> {
     let (manifest, stored) = store.load().await?.unwrap_or_else(|| {
         (
             Manifest {

@@ -13,7 +13,7 @@ mod store;
 pub use events::follow_changes;
 pub use file_store::FileKeyStore;
 pub use jwk::{PublicJwk, thumbprint};
-pub use manager::{ChangedBy, KeyError, KeyManager, Lifecycle, RotateOptions};
+pub use manager::{ChangedBy, KeyError, KeyManager, Lifecycle, RotateOptions, load_set};
 pub use material::{MaterialError, PrivateKey};
 pub use pg_store::{Kek, KekError, KeyChange, KeyChanges, PgKeyStore};
 pub use set::{KeySet, LoadedKey};

@@ -18,12 +18,20 @@ impl<'r> FromRequest<'r> for BasicAuth<'r> {
     type Error = std::convert::Infallible;
 
     async fn from_request(req: &'r Request<'_>) -> Outcome<Self, Self::Error> {
-        let header = req.headers().get_one("Authorization").filter(|h| {
+        Outcome::Success(BasicAuth::from_header(
+            req.headers().get_one("Authorization"),
+        ))
+    }
+}
+
+impl<'r> BasicAuth<'r> {
+    /// The `Authorization` header value if its scheme is Basic (any other scheme is ignored).
+    pub fn from_header(header: Option<&'r str>) -> BasicAuth<'r> {
+        BasicAuth(header.filter(|h| {
             h.trim_start()
                 .get(..6)
                 .is_some_and(|s| s.eq_ignore_ascii_case("basic "))
-        });
-        Outcome::Success(BasicAuth(header))
+        }))
     }
 }
 

@@ -45,6 +45,25 @@ struct TokenForm {
     cookie: Option<bool>,
 }
 
+/// Parses a token request body and `Authorization` header as the endpoint does (Rocket's form
+/// parser, then the one client authentication method the grant takes) without running the grant:
+/// the entry point of the `token_form` fuzz target (`fuzz/`).
+#[doc(hidden)]
+pub fn parse_token_request(
+    body: &str,
+    authorization: Option<&str>,
+) -> Result<PresentedClient, ApiError> {
+    let form = Form::<TokenForm>::parse(body).map_err(form_error)?;
+    let basic = BasicAuth::from_header(authorization);
+    let (form_id, form_secret) = (form.client_id.as_deref(), form.client_secret.as_deref());
+    match required(form.grant_type, "grant_type")?.as_str() {
+        "client_credentials" => {
+            client_credentials(&basic, form_id, form_secret).map(PresentedClient::Authenticated)
+        }
+        _ => presented_client(&basic, form_id, form_secret),
+    }
+}
+
 fn required(value: Option<String>, name: &str) -> Result<String, ApiError> {
     match value {
         Some(v) if !v.is_empty() => Ok(v),

@@ -81,7 +81,8 @@ pub struct RefreshPolicy {
 impl RefreshPolicy {
     /// When a token issued at `now` in a family that ends at `family_expires_at` expires.
     pub fn token_expiry(&self, now: i64, family_expires_at: i64) -> i64 {
-        (now + self.ttl).min(family_expires_at)
+        // Saturating: the fuzz target `refresh_token` drives this with any clock and policy.
+        now.saturating_add(self.ttl).min(family_expires_at)
     }
 }
 
@@ -152,8 +153,9 @@ pub fn judge(state: &RefreshState, now: i64, policy: &RefreshPolicy) -> Verdict 
     let expired = state.expires_at <= now || state.family_expires_at <= now;
     let user_current = state.user_version == Some(state.token_version) && !state.user_disabled;
     if let Some(spent_at) = state.spent_at {
-        let in_grace =
-            policy.reuse_grace > 0 && !state.grace_used && now - spent_at <= policy.reuse_grace;
+        let in_grace = policy.reuse_grace > 0
+            && !state.grace_used
+            && now.saturating_sub(spent_at) <= policy.reuse_grace;
         if in_grace && !expired && user_current {
             return Verdict::Grace;
         }
@@ -201,6 +203,29 @@ mod tests {
             family_ttl: 1_000,
             reuse_grace: grace,
         }
+    }
+
+    /// Regression (fuzz target `refresh_token`): times at the ends of `i64` neither overflow
+    /// nor panic, and a spent token at such times is still reuse.
+    #[test]
+    fn extreme_times_neither_overflow_nor_rotate_a_spent_token() {
+        let extreme = RefreshPolicy {
+            ttl: i64::MAX,
+            family_ttl: i64::MAX,
+            reuse_grace: 60,
+        };
+        assert_eq!(extreme.token_expiry(i64::MAX, i64::MAX), i64::MAX);
+        assert_eq!(extreme.token_expiry(1, 50), 50);
+        let spent = RefreshState {
+            spent_at: Some(i64::MIN),
+            expires_at: i64::MAX,
+            family_expires_at: i64::MAX,
+            ..fresh()
+        };
+        assert_eq!(
+            judge(&spent, i64::MAX, &extreme),
+            Verdict::RevokeFamily(Rejection::Reused)
+        );
     }
 
     #[test]

@@ -437,3 +437,51 @@ pub fn sample_audit_event(at: i64) -> stamp::store::AuditEvent {
         detail: None,
     }
 }
+
+/// Polls every future together on this task until all are done (the local client's futures are
+/// not `Send`, and no `futures` crate is needed): a burst released at once.
+pub async fn join_all<F: std::future::Future>(
+    calls: impl IntoIterator<Item = F>,
+) -> Vec<F::Output> {
+    let mut pending: Vec<_> = calls.into_iter().map(Box::pin).collect();
+    let mut done: Vec<Option<F::Output>> = pending.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        for (fut, out) in pending.iter_mut().zip(done.iter_mut()) {
+            if out.is_none()
+                && let std::task::Poll::Ready(value) = fut.as_mut().poll(cx)
+            {
+                *out = Some(value);
+            }
+        }
+        if done.iter().all(Option::is_some) {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await;
+    done.into_iter().flatten().collect()
+}
+
+impl TestApp {
+    /// Signs `claims` under `header` (both JSON objects) with the issuer's active ES256 key.
+    pub fn sign_raw(&self, header: &Value, claims: &Value) -> String {
+        let keys = self.app().keys.snapshot();
+        let key = keys.active(stamp::keys::Alg::Es256).unwrap();
+        let b64 = |v: &Value| b64url(&serde_json::to_vec(v).unwrap());
+        let message = format!("{}.{}", b64(header), b64(claims));
+        let signature = jsonwebtoken::crypto::sign(
+            message.as_bytes(),
+            &key.encoding,
+            jsonwebtoken::Algorithm::ES256,
+        )
+        .unwrap();
+        format!("{message}.{signature}")
+    }
+}
+
+/// Unpadded base64url (JWS segments).
+pub fn b64url(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}

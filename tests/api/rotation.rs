@@ -11,7 +11,7 @@ use rocket::http::{Header, Method, Status};
 use serde_json::Value;
 use stamp::keys::{Alg, FileKeyStore, KeyManager, KeyState, RotateOptions};
 
-use crate::helpers::{PASSWORD, TestApp, no_waits, stamp_command};
+use crate::helpers::{PASSWORD, TestApp, join_all, no_waits, stamp_command};
 
 async fn etag(app: &TestApp) -> String {
     let response = app.client.get("/.well-known/jwks.json").dispatch().await;
@@ -130,7 +130,7 @@ async fn twenty_concurrent_rotations_leave_a_consistent_key_set() {
     let app = TestApp::spawn_with(no_waits).await;
     let token = app.admin_token().await;
     let calls = (0..20).map(|_| app.admin_call(Method::Post, "/admin/keys/rotate", &token, None));
-    let statuses: Vec<Status> = futures_join_all(calls).await;
+    let statuses: Vec<Status> = join_all(calls).await.iter().map(|r| r.status()).collect();
     assert!(statuses.iter().all(|s| *s == Status::Ok), "{statuses:?}");
 
     let set = app.app().keys.current();
@@ -163,32 +163,6 @@ async fn twenty_concurrent_rotations_leave_a_consistent_key_set() {
         .keys
         .current();
     assert_eq!(reloaded.manifest(), set.manifest());
-}
-
-/// Polls all futures together on this task (the local client's futures are not `Send`).
-async fn futures_join_all<'a>(
-    calls: impl Iterator<
-        Item = impl std::future::Future<Output = rocket::local::asynchronous::LocalResponse<'a>>,
-    >,
-) -> Vec<Status> {
-    let mut pending: Vec<_> = calls.map(Box::pin).collect();
-    let mut statuses = vec![None; pending.len()];
-    std::future::poll_fn(|cx| {
-        for (i, fut) in pending.iter_mut().enumerate() {
-            if statuses[i].is_none()
-                && let std::task::Poll::Ready(response) = fut.as_mut().poll(cx)
-            {
-                statuses[i] = Some(response.status());
-            }
-        }
-        if statuses.iter().all(Option::is_some) {
-            std::task::Poll::Ready(())
-        } else {
-            std::task::Poll::Pending
-        }
-    })
-    .await;
-    statuses.into_iter().map(|s| s.unwrap()).collect()
 }
 
 #[rocket::async_test]

@@ -4,8 +4,6 @@
 //! expire every session cookie; admin answers are not stored; readiness keeps database errors to
 //! the log; an over-long login password is refused before hashing.
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rocket::figment::Figment;
 use rocket::figment::providers::Serialized;
 use rocket::http::{ContentType, Cookie, Header, Method, Status};
@@ -153,21 +151,6 @@ async fn a_disabled_clients_own_tokens_fail_every_online_check() {
     assert!(!active(&app, &gateway, &token).await);
 }
 
-/// Signs `claims` under `header` (both JSON objects) with the issuer's active ES256 key.
-fn sign_raw(app: &TestApp, header: &Value, claims: &Value) -> String {
-    let keys = app.app().keys.snapshot();
-    let key = keys.active(Alg::Es256).unwrap();
-    let b64 = |v: &Value| URL_SAFE_NO_PAD.encode(serde_json::to_vec(v).unwrap());
-    let message = format!("{}.{}", b64(header), b64(claims));
-    let signature = jsonwebtoken::crypto::sign(
-        message.as_bytes(),
-        &key.encoding,
-        jsonwebtoken::Algorithm::ES256,
-    )
-    .unwrap();
-    format!("{message}.{signature}")
-}
-
 #[rocket::async_test]
 async fn the_online_checks_accept_exactly_what_the_shipped_verifier_accepts() {
     let (app, _clock) = spawn_at_now(|f| f).await;
@@ -268,7 +251,7 @@ async fn the_online_checks_accept_exactly_what_the_shipped_verifier_accepts() {
         ),
     ];
     for (name, header, claims, expected) in cases {
-        let token = sign_raw(&app, &header, &claims);
+        let token = app.sign_raw(&header, &claims);
         let offline = verifier.verify_with(&keys, &token, NOW).is_ok();
         assert_eq!(offline, expected, "{name}: the shipped verifier");
         let guard = admin_status(&app, &token).await == Status::Ok;

@@ -12,7 +12,7 @@ use rocket::http::{ContentType, Cookie, SameSite, Status};
 use rocket::local::asynchronous::{Client, LocalResponse};
 use stamp::clock::Clock;
 
-use crate::helpers::{PASSWORD, TestApp, figment_in, urlencode};
+use crate::helpers::{PASSWORD, TestApp, figment_in, join_all, urlencode};
 
 /// An issuer on a manual clock (moved with `app.app().clock.advance`), with an untracked client:
 /// every request carries exactly the cookies the test gives it, so the attacker's requests never
@@ -25,29 +25,6 @@ pub async fn spawn_manual(tweak: impl FnOnce(Figment) -> Figment) -> TestApp {
         .expect("issuer builds");
     let client = Client::untracked(rocket).await.expect("valid rocket");
     TestApp { client, dir }
-}
-
-/// Polls every future together on this task until all are done (the local client's futures are
-/// not `Send`, and no `futures` crate is needed): a burst released at once.
-async fn join_all<F: std::future::Future>(calls: impl IntoIterator<Item = F>) -> Vec<F::Output> {
-    let mut pending: Vec<_> = calls.into_iter().map(Box::pin).collect();
-    let mut done: Vec<Option<F::Output>> = pending.iter().map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        for (fut, out) in pending.iter_mut().zip(done.iter_mut()) {
-            if out.is_none()
-                && let std::task::Poll::Ready(value) = fut.as_mut().poll(cx)
-            {
-                *out = Some(value);
-            }
-        }
-        if done.iter().all(Option::is_some) {
-            std::task::Poll::Ready(())
-        } else {
-            std::task::Poll::Pending
-        }
-    })
-    .await;
-    done.into_iter().flatten().collect()
 }
 
 /// A password grant for `user` from `address`, with a device cookie if given.
