@@ -14,6 +14,7 @@ use crate::App;
 use crate::admin::Admin;
 use crate::error::ApiError;
 use crate::keys::{Alg, KeySet, KeyState, RotateOptions};
+use crate::metrics::{KeyChange, Origin};
 use crate::store::{AuditFilter, AuditPage};
 
 /// The key and audit admin API, and `Cache-Control: no-store` on every `/admin/` answer.
@@ -158,12 +159,14 @@ async fn rotate(app: &State<App>, admin: Admin, data: Data<'_>) -> Result<Json<K
         .admin
         .rotate_keys(&admin.actor, &app.keys, options)
         .await?;
+    app.metrics.key_change(KeyChange::Rotate, Origin::Api);
     Ok(Json(KeyList::of(&set)))
 }
 
 #[post("/admin/keys/<kid>/revoke")]
 async fn revoke(app: &State<App>, admin: Admin, kid: &str) -> Result<Json<KeyList>, ApiError> {
     let set = app.admin.revoke_key(&admin.actor, &app.keys, kid).await?;
+    app.metrics.key_change(KeyChange::Revoke, Origin::Api);
     Ok(Json(KeyList::of(&set)))
 }
 
