@@ -243,6 +243,18 @@ impl KeyManager {
     /// next key is younger than max-age plus leeway, unless `force`. For an algorithm with no
     /// next key yet, only publishes one.
     pub async fn rotate(&self, options: RotateOptions, now: i64) -> Result<Arc<KeySet>, KeyError> {
+        self.rotate_from(options, None, now).await
+    }
+
+    /// [`KeyManager::rotate`]; `seen` is the active kid the caller decided on (the schedule
+    /// decides on its snapshot, which another replica may have changed since), else the active
+    /// kid first read under the lock.
+    async fn rotate_from(
+        &self,
+        options: RotateOptions,
+        seen: Option<Option<String>>,
+        now: i64,
+    ) -> Result<Arc<KeySet>, KeyError> {
         // Generate before taking the lock: an RSA-4096 key takes seconds and must not hold up
         // other key-set changes (the JWKS never waits on this lock anyway).
         let (fresh_meta, fresh_key) = self.generate(options.alg, now).await?;
@@ -251,7 +263,7 @@ impl KeyManager {
         // The active key this rotation retires, as first read. Another writer's change to
         // something else (another algorithm's keys, a sweep) is re-read and the rotation
         // re-decided; another writer's rotation of this algorithm ends it (see below).
-        let mut retiring: Option<Option<String>> = None;
+        let mut retiring = seen;
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -448,7 +460,9 @@ impl KeyManager {
     pub async fn rotate_if_due(&self, alg: Alg, now: i64) -> Result<bool, KeyError> {
         match self.next_scheduled_rotation(alg) {
             Some(at) if at <= now => {
-                match self.rotate(RotateOptions { alg, force: false }, now).await {
+                let seen = active_kid(self.current().manifest(), alg);
+                let options = RotateOptions { alg, force: false };
+                match self.rotate_from(options, Some(seen), now).await {
                     Ok(_) => Ok(true),
                     // Another writer (a replica, the CLI) rotated first: nothing left to do.
                     Err(KeyError::TooEarly { .. })

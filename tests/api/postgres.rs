@@ -190,7 +190,11 @@ async fn keys_are_stored_encrypted_and_reload_with_the_same_kids() {
         .await
         .err()
         .expect("a wrong KEK must not load");
-    assert!(wrong.to_string().contains("decryption failed"), "{wrong}");
+    let shown = wrong.to_string();
+    assert!(
+        shown.contains("signing_keys row ") && shown.contains("`key_encryption_key`"),
+        "names the key and the setting: {shown}"
+    );
 }
 
 #[rocket::async_test]

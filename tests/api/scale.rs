@@ -17,7 +17,7 @@ use rocket::local::asynchronous::Client;
 use serde_json::Value;
 use stamp::admin::{Actor, NewServiceClient};
 use stamp::keys::Alg;
-use stamp::store::{AuditStore, ClientId};
+use stamp::store::ClientId;
 
 use crate::helpers::{PASSWORD, TestApp, free_port, urlencode};
 use crate::postgres::{database_url_for_tests, replica, replica_figment, start_error};
@@ -584,8 +584,9 @@ async fn migrate_moves_an_embedded_deployment_and_tokens_from_before_keep_workin
             &admin,
             Some(r#"{"force":true}"#),
         )
-        .await;
-    assert_eq!(rotated.status(), Status::Ok);
+        .await
+        .status();
+    assert_eq!(rotated, Status::Ok);
     let audit_before = embedded.app().store.recent_audit(1000).await.unwrap().len();
     assert!(audit_before > 0);
     let kids_before = embedded.published_kids().await;
@@ -626,12 +627,9 @@ async fn migrate_moves_an_embedded_deployment_and_tokens_from_before_keep_workin
             "grant_type=refresh_token&refresh_token={}",
             urlencode(&refresh)
         ))
-        .await;
-    assert_eq!(
-        refreshed.status(),
-        Status::Ok,
-        "a refresh token from before the move"
-    );
+        .await
+        .status();
+    assert_eq!(refreshed, Status::Ok, "a refresh token from before the move");
     assert_eq!(billing_status(&scaled, &secret).await, Status::Ok);
     let audit_after = scaled.app().store.recent_audit(1000).await.unwrap().len();
     assert!(
@@ -678,7 +676,6 @@ async fn migrate_moves_an_embedded_deployment_and_tokens_from_before_keep_workin
     assert_eq!(back.published_kids().await, kids_before);
     back.verify_with_jwks(&access).await.unwrap();
     assert_eq!(billing_status(&back, &secret).await, Status::Ok);
-    drop((scaled, back));
     target.drop_now().await;
     restored.drop_now().await;
 }
