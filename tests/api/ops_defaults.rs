@@ -107,7 +107,6 @@ fn without_rocket_toml_the_secure_defaults_still_hold() {
         &big_json,
     );
     assert_eq!(answer.status, 413, "{}", answer.body);
-
 }
 
 /// Every secret one session of traffic uses, and the log of a server at `level` that saw it.

@@ -629,7 +629,11 @@ async fn migrate_moves_an_embedded_deployment_and_tokens_from_before_keep_workin
         ))
         .await
         .status();
-    assert_eq!(refreshed, Status::Ok, "a refresh token from before the move");
+    assert_eq!(
+        refreshed,
+        Status::Ok,
+        "a refresh token from before the move"
+    );
     assert_eq!(billing_status(&scaled, &secret).await, Status::Ok);
     let audit_after = scaled.app().store.recent_audit(1000).await.unwrap().len();
     assert!(
