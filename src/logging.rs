@@ -80,9 +80,12 @@ impl log::Log for RedactingLogger {
         let text = redact(&record.args().to_string());
         let indented = record.target().ends_with('_');
         let prefix = if indented { "   >> " } else { "" };
+        // Rocket logs its launch banner as a warning so that it shows at `critical`; it is news,
+        // not a problem.
+        let launch = record.target().starts_with("rocket::launch");
         let line = match record.level() {
             log::Level::Error if !indented => format!("Error: {text}"),
-            log::Level::Warn if !indented => format!("Warning: {text}"),
+            log::Level::Warn if !indented && !launch => format!("Warning: {text}"),
             _ => text,
         };
         let mut out = std::io::stdout().lock();
