@@ -35,6 +35,7 @@ use zeroize::Zeroizing;
 
 use crate::auth::{PasswordPolicy, ThrottlePolicy};
 use crate::keys::{Alg, Kek, KekError, Lifecycle};
+use crate::store::PoolSettings;
 use crate::tokens::refresh::RefreshPolicy;
 
 /// Declares every setting once; see the module documentation. Each entry is
@@ -91,6 +92,13 @@ settings! {
     /// `sqlite://PATH` (created if missing) or `postgres://…` (the scale-out deployment). Secret:
     /// it may carry a password.
     database_url: SecretString = SecretString::from("sqlite://stamp.db"), check = supported_database;
+    /// Most connections each process holds to the database. PostgreSQL allows 100 in all by
+    /// default: 10 per replica leaves room for eight replicas, their key-change listeners and
+    /// the CLI. SQLite uses at most 8.
+    database_max_connections: u32 = 10, check = within(1..=1_000, " connections");
+    /// Seconds a request waits for a database connection; past it the request is answered `503`
+    /// with `Retry-After`. During an outage this is the longest a caller waits.
+    database_acquire_timeout: u64 = 2, check = within(1..=60, SECONDS);
     /// Where the signing keys live: `file` (`keys_dir`) or `database` (PostgreSQL only,
     /// encrypted under the key-encryption key).
     key_store: String = "file".into();
@@ -187,6 +195,8 @@ pub struct Config {
     pub default_client_id: String,
     /// The store's database.
     pub database_url: DatabaseUrl,
+    /// Its connection pool.
+    pub database_pool: PoolSettings,
     /// `Cache-Control: max-age` of the JWKS and discovery, in seconds.
     pub jwks_max_age: u64,
     /// Concurrent argon2 computations (0 in the settings is resolved to the number of cores).
@@ -410,9 +420,49 @@ impl ConfigError {
     }
 }
 
-/// The figment the server and the CLI both read: `Rocket.toml` plus `ROCKET_*` variables.
+/// The figment the server and the CLI both read: Rocket's defaults, then this issuer's safe
+/// defaults for Rocket's own settings ([`secure_defaults`]), then `Rocket.toml` (or the file
+/// `ROCKET_CONFIG` names) and `ROCKET_*` variables, as [`rocket::Config::figment`] layers them.
+/// A deployment configured by environment variables only, without the shipped `Rocket.toml`,
+/// thus gets the same safe behaviour.
 pub fn figment() -> Figment {
-    rocket::Config::figment()
+    use rocket::figment::Profile;
+    use rocket::figment::providers::{Env, Format, Toml};
+
+    Figment::from(rocket::Config::default())
+        .merge(secure_defaults())
+        .merge(Toml::file(Env::var_or("ROCKET_CONFIG", "Rocket.toml")).nested())
+        .merge(Env::prefixed("ROCKET_").ignore(&["PROFILE"]).global())
+        .select(Profile::from_env_or(
+            "ROCKET_PROFILE",
+            rocket::Config::DEFAULT_PROFILE,
+        ))
+}
+
+/// Rocket settings whose own defaults are unsafe for this server, with the values the issuer
+/// needs: the client address is the peer's (Rocket trusts `X-Real-IP` by default, which lets a
+/// client choose the address the login throttle sees), no `Server: Rocket` header, 16 KiB
+/// request bodies (Rocket accepts up to 1 MiB of JSON and 32 KiB forms), and a log level that
+/// leaves request details out (`critical` in release builds; never `debug`, which would log
+/// request data, see `logging.rs`).
+pub fn secure_defaults() -> impl rocket::figment::Provider {
+    use rocket::figment::providers::Serialized;
+    use rocket::serde::json::json;
+
+    let limit = "16 KiB";
+    Serialized::defaults(json!({
+        "ip_header": false,
+        "ident": false,
+        "limits": {
+            "form": limit,
+            "json": limit,
+            "data-form": limit,
+            "string": limit,
+            "bytes": limit,
+            "file": limit,
+        },
+        "cookie_secure": true,
+    }))
 }
 
 impl Config {
@@ -510,6 +560,20 @@ impl Settings {
                        before it signs",
             });
         }
+        // Replicas learn of a key another replica published within `key_poll_interval` at worst
+        // (when a change notification was lost); the leeway must cover that, or a scheduled key
+        // could sign on one replica before another replica's JWKS lists it.
+        if matches!(store, KeyStoreKind::Database { .. })
+            && self.rotate_every > 0
+            && self.rotation_leeway < i64::try_from(self.key_poll_interval).unwrap_or(i64::MAX)
+        {
+            return Err(ConfigError::Rule {
+                setting: "rotation_leeway",
+                rule: "must be at least key_poll_interval with scheduled rotation on the database \
+                       key store, so every replica lists a next key before any replica signs \
+                       with it",
+            });
+        }
         if self.refresh_family_ttl < self.refresh_token_ttl {
             return Err(ConfigError::Rule {
                 setting: "refresh_family_ttl",
@@ -537,6 +601,10 @@ impl Settings {
             user_scopes: self.user_scopes,
             default_client_id: self.default_client_id,
             database_url: DatabaseUrl(self.database_url),
+            database_pool: PoolSettings {
+                max_connections: self.database_max_connections,
+                acquire_timeout: std::time::Duration::from_secs(self.database_acquire_timeout),
+            },
             jwks_max_age: self.jwks_max_age,
             password_concurrency,
             password_queue: self.password_queue,
@@ -1005,11 +1073,79 @@ mod tests {
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), Settings::NAMES.len());
-        assert_eq!(Settings::NAMES.len(), 33);
+        assert_eq!(Settings::NAMES.len(), 35);
         assert!(
             Settings::NAMES
                 .iter()
                 .all(|name| !rocket::Config::PARAMETERS.contains(name))
+        );
+    }
+
+    #[test]
+    fn a_leeway_below_the_poll_interval_is_refused_for_scheduled_replicas() {
+        let scheduled = |leeway: i64| {
+            database_with(&[
+                ("key_encryption_key", KEK.into()),
+                ("rotate_every", 86_400.into()),
+                ("rotation_leeway", leeway.into()),
+                ("key_poll_interval", 10.into()),
+            ])
+        };
+        let err = scheduled(5).unwrap_err();
+        assert_eq!(err.setting(), Some("rotation_leeway"));
+        assert!(err.to_string().contains("key_poll_interval"), "{err}");
+        assert!(scheduled(10).is_ok());
+        // Without a schedule, or with one process on the file store, nothing contradicts.
+        assert!(
+            database_with(&[
+                ("key_encryption_key", KEK.into()),
+                ("rotation_leeway", 0.into()),
+            ])
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn the_database_pool_is_configurable_with_bounded_values() {
+        let config = Settings::default().validate().unwrap();
+        assert_eq!(config.database_pool, PoolSettings::default());
+        assert_eq!(config.database_pool.max_connections, 10);
+        assert_eq!(
+            config.database_pool.acquire_timeout,
+            std::time::Duration::from_secs(2)
+        );
+        assert_eq!(
+            setting_of(with("database_acquire_timeout", 0)),
+            "database_acquire_timeout"
+        );
+        assert_eq!(
+            setting_of(with("database_max_connections", 0)),
+            "database_max_connections"
+        );
+        let tuned = with("database_max_connections", 4).unwrap();
+        assert_eq!(tuned.database_pool.max_connections, 4);
+    }
+
+    #[test]
+    fn rockets_unsafe_defaults_are_replaced_in_code() {
+        let plain: rocket::Config = Figment::from(rocket::Config::default()).extract().unwrap();
+        let ours: rocket::Config = Figment::from(rocket::Config::default())
+            .merge(secure_defaults())
+            .extract()
+            .unwrap();
+        assert!(
+            plain.ip_header.is_some(),
+            "Rocket trusts X-Real-IP by default"
+        );
+        assert!(ours.ip_header.is_none());
+        assert!(ours.ident.as_str().is_none(), "no Server header");
+        let limit = rocket::data::ByteUnit::Kibibyte(16);
+        for name in ["form", "json", "data-form", "string", "bytes", "file"] {
+            assert_eq!(ours.limits.get(name), Some(limit), "{name}");
+        }
+        assert!(
+            ours.log_level != rocket::config::LogLevel::Debug,
+            "debug logging is never a default"
         );
     }
 

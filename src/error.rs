@@ -22,7 +22,13 @@ pub struct ApiError {
     pub description: String,
     pub www_authenticate: Option<String>,
     pub retry_after: Option<u64>,
+    /// Answered because the database could not be reached (counted in the metrics).
+    pub database_outage: bool,
 }
+
+/// `Retry-After` seconds of a database outage answer: long enough not to hammer a recovering
+/// database, short enough that clients come back soon after it does.
+pub const DATABASE_RETRY_AFTER: u64 = 5;
 
 #[derive(Serialize)]
 struct Body<'a> {
@@ -38,7 +44,23 @@ impl ApiError {
             description: description.into(),
             www_authenticate: None,
             retry_after: None,
+            database_outage: false,
         }
+    }
+
+    /// `503` with `Retry-After` for a request that needs the database while it cannot be
+    /// reached (down, restarting, no free connection within `database_acquire_timeout`). The
+    /// cause goes to the log; the caller learns that a retry may succeed.
+    pub fn database_unavailable(cause: impl std::fmt::Display) -> ApiError {
+        rocket::warn!("database unavailable: {cause}");
+        let mut err = ApiError::new(
+            Status::ServiceUnavailable,
+            "temporarily_unavailable",
+            "the service cannot reach its database; retry shortly",
+        );
+        err.retry_after = Some(DATABASE_RETRY_AFTER);
+        err.database_outage = true;
+        err
     }
 
     pub fn invalid_request(description: impl Into<String>) -> ApiError {
@@ -127,7 +149,12 @@ impl ApiError {
 }
 
 impl<'r> Responder<'r, 'static> for ApiError {
-    fn respond_to(self, _req: &'r Request<'_>) -> response::Result<'static> {
+    fn respond_to(self, req: &'r Request<'_>) -> response::Result<'static> {
+        if self.database_outage
+            && let Some(app) = req.rocket().state::<crate::App>()
+        {
+            app.metrics.database_unavailable();
+        }
         let body = serde_json::to_string(&Body {
             error: self.error,
             error_description: &self.description,
@@ -278,6 +305,11 @@ impl From<KeyError> for ApiError {
                 err.retry_after = Some(1);
                 err
             }
+            KeyError::Store(KeyStoreError::Database { ref source, .. })
+                if crate::store::is_unavailable(source) =>
+            {
+                ApiError::database_unavailable(error_chain(&e))
+            }
             other => ApiError::internal(error_chain(&other)),
         }
     }
@@ -301,6 +333,9 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> ApiError {
+        if e.is_unavailable() {
+            return ApiError::database_unavailable(error_chain(&e));
+        }
         match e {
             StoreError::Conflict(what) => ApiError::new(
                 Status::Conflict,

@@ -17,9 +17,14 @@ use rocket::Shutdown;
 use rocket::fairing::AdHoc;
 
 use crate::App;
+use crate::keys::Followed;
+use crate::metrics::{KeyChange, Origin};
 
 /// How often expired sessions and denylist entries are pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
+/// How often the database watch pings the database.
+const DATABASE_WATCH_EVERY: Duration = Duration::from_secs(5);
 
 /// How often the file key store is checked for changes made by another process.
 const KEY_WATCH_EVERY: Duration = Duration::from_millis(250);
@@ -31,6 +36,7 @@ pub fn stage() -> AdHoc {
             .attach(key_upkeep())
             .attach(key_watch())
             .attach(key_events())
+            .attach(database_watch())
             .attach(session_pruning())
     })
 }
@@ -48,6 +54,7 @@ fn key_upkeep() -> AdHoc {
             let keys = app.keys.clone();
             let store = app.store.clone();
             let clock = app.clock.clone();
+            let metrics = app.metrics.clone();
             let period = Duration::from_secs(app.config.keys.poll_interval);
             // The generation whose change records are known to be in the audit log.
             let recorded = Arc::new(AtomicU64::new(0));
@@ -55,10 +62,23 @@ fn key_upkeep() -> AdHoc {
                 let keys = keys.clone();
                 let store = store.clone();
                 let recorded = recorded.clone();
+                let metrics = metrics.clone();
                 let now = clock.now();
                 async move {
-                    if let Err(e) = keys.tick(now).await {
-                        rocket::error!("key upkeep failed: {e}");
+                    let before = keys.current().manifest().generation;
+                    match keys.tick(now).await {
+                        Ok(rotated) => {
+                            for _ in 0..rotated {
+                                metrics.key_change(KeyChange::Rotate, Origin::Schedule);
+                            }
+                            // A reload of someone else's change (the upkeep's poll is the
+                            // fallback of the watch and the listener).
+                            let after = keys.current().manifest().generation;
+                            if rotated == 0 && after != before {
+                                metrics.key_reload();
+                            }
+                        }
+                        Err(e) => rocket::error!("key upkeep failed: {e}"),
                     }
                     // Scheduled changes, and those of a process that died between its key
                     // commit and its audit entry, reach the audit log here (each once).
@@ -94,15 +114,18 @@ fn key_watch() -> AdHoc {
                 return;
             }
             let keys = app.keys.clone();
+            let metrics = app.metrics.clone();
             // A failing read is logged once, not four times a second.
             let failing = Arc::new(AtomicBool::new(false));
             every(KEY_WATCH_EVERY, rocket.shutdown(), move || {
                 let keys = keys.clone();
+                let metrics = metrics.clone();
                 let failing = failing.clone();
                 async move {
                     match keys.reload_if_changed().await {
                         Ok(reloaded) => {
                             if reloaded {
+                                metrics.key_reload();
                                 rocket::info!("key set reloaded after a change by another process");
                             }
                             failing.store(false, Ordering::Relaxed);
@@ -132,11 +155,42 @@ fn key_events() -> AdHoc {
                 return;
             };
             let keys = app.keys.clone();
+            let metrics = app.metrics.clone();
+            let observe = move |event| match event {
+                Followed::Listening(connected) => metrics.key_listener_connected(connected),
+                Followed::Reloaded => metrics.key_reload(),
+            };
             let mut shutdown = rocket.shutdown();
             tokio::spawn(async move {
                 tokio::select! {
                     _ = &mut shutdown => {}
-                    _ = crate::keys::follow_changes(&keys, &pool) => {}
+                    _ = crate::keys::follow_changes_observed(&keys, &pool, observe) => {}
+                }
+            });
+        })
+    })
+}
+
+/// Database watch: every few seconds, a round trip to the database, timed, for the metrics
+/// (`stamp_database_up`, `stamp_database_ping_seconds`). An outage shows on the dashboards even
+/// when no request needs the database (resource servers fetching only the JWKS).
+fn database_watch() -> AdHoc {
+    AdHoc::on_liftoff("database watch", |rocket| {
+        Box::pin(async move {
+            let Some(app) = rocket.state::<App>() else {
+                return;
+            };
+            let store = app.store.clone();
+            let metrics = app.metrics.clone();
+            every(DATABASE_WATCH_EVERY, rocket.shutdown(), move || {
+                let store = store.clone();
+                let metrics = metrics.clone();
+                async move {
+                    let started = crate::clock::instant();
+                    let outcome = store.ping().await.map(|_| started.elapsed()).map_err(|e| {
+                        rocket::debug!("database watch: {e}");
+                    });
+                    metrics.database_ping(outcome);
                 }
             });
         })

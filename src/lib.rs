@@ -9,7 +9,9 @@ pub mod config;
 pub mod error;
 pub mod jobs;
 pub mod keys;
+pub mod logging;
 pub mod metrics;
+pub mod migrate;
 pub mod oidc;
 pub mod routes;
 pub mod store;
@@ -49,8 +51,8 @@ pub struct App {
     /// The PostgreSQL pool of the shared key store (`key_store = "database"`): the key upkeep
     /// listens on it for other replicas' key-set changes.
     pub key_events: Option<sqlx::PgPool>,
-    /// Counters for `/metrics`.
-    pub metrics: metrics::Metrics,
+    /// Counters for `/metrics` (shared with the background jobs).
+    pub metrics: Arc<metrics::Metrics>,
 }
 
 /// Why the issuer could not start. Each variant prints as one line naming what to fix.
@@ -116,6 +118,7 @@ impl App {
         }
         let discovery = routes::well_known::discovery_document(&config.issuer, &scopes).into();
         let jwks_cache_control = format!("public, max-age={}", config.jwks_max_age).into();
+        let has_listener = key_events.is_some();
         Ok(App {
             config,
             clock,
@@ -127,7 +130,7 @@ impl App {
             discovery,
             jwks_cache_control,
             key_events,
-            metrics: metrics::Metrics::default(),
+            metrics: Arc::new(metrics::Metrics::new(has_listener)),
         })
     }
 }
@@ -151,10 +154,12 @@ pub async fn open_stores(
     config: &Config,
 ) -> Result<(Arc<dyn Store>, Arc<dyn KeyStore>, Option<sqlx::PgPool>), StartError> {
     let Some(kek) = config.keys.store.kek() else {
-        let store = store::open(config.database_url.expose_secret()).await?;
+        let store =
+            store::open_with(config.database_url.expose_secret(), &config.database_pool).await?;
         return Ok((store, Arc::new(FileKeyStore::open(&config.keys.dir)?), None));
     };
-    let store = PgStore::open(config.database_url.expose_secret()).await?;
+    let store =
+        PgStore::open_with(config.database_url.expose_secret(), &config.database_pool).await?;
     let pool = store.pool().clone();
     let key_store = Arc::new(PgKeyStore::new(pool.clone(), kek.clone()));
     Ok((Arc::new(store), key_store, Some(pool)))
@@ -166,7 +171,8 @@ pub async fn open_key_store(config: &Config) -> Result<Arc<dyn KeyStore>, StartE
     let Some(kek) = config.keys.store.kek() else {
         return Ok(Arc::new(FileKeyStore::open(&config.keys.dir)?));
     };
-    let store = PgStore::open(config.database_url.expose_secret()).await?;
+    let store =
+        PgStore::open_with(config.database_url.expose_secret(), &config.database_pool).await?;
     Ok(Arc::new(PgKeyStore::new(store.pool().clone(), kek.clone())))
 }
 
@@ -184,6 +190,7 @@ pub async fn build_with_clock(
     figment: Figment,
     clock: clock::Clock,
 ) -> Result<Rocket<Build>, StartError> {
+    logging::init(&figment);
     let config = Config::from_figment(&figment)?;
     let app = App::open(config, clock).await?;
     rocket::info!("keys: {}", app.keys.describe_store());

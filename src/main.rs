@@ -58,6 +58,16 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Move an embedded deployment (SQLite and the file key store in `keys_dir`) into an empty
+    /// PostgreSQL database, keys encrypted under `key_encryption_key`.
+    Migrate {
+        /// The SQLite store, `sqlite://PATH`.
+        #[arg(long)]
+        from: String,
+        /// The empty PostgreSQL database, `postgres://USER@HOST/DATABASE`.
+        #[arg(long)]
+        to: String,
+    },
     /// Work with tokens.
     Token {
         #[command(subcommand)]
@@ -230,6 +240,10 @@ enum KeysCommand {
     },
     /// Emergency revocation of a compromised key: unpublished at once.
     Revoke { kid: String },
+    /// Re-encrypt every stored private key under the first key-encryption key of
+    /// `key_encryption_key` (database key store): one transaction; run again after an
+    /// interruption. Key-encryption-key rotation: put the new KEK first, rewrap, drop the old.
+    Rewrap,
 }
 
 #[derive(Subcommand)]
@@ -304,6 +318,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Users { command } => users(command).await,
         Command::Clients { command } => clients(command).await,
         Command::Keys { command } => keys(command).await,
+        Command::Migrate { from, to } => migrate(&from, &to).await,
         Command::Audit {
             since,
             action,
@@ -495,7 +510,7 @@ fn load_config() -> Result<Config, CliError> {
 /// The admin service on the configured database, as the `cli` actor sees it: the process edge,
 /// so the system clock, and an audit write that fails is reported (the exit status says so).
 async fn admin_service(config: &Config) -> Result<AdminService, CliError> {
-    let db = store::open(config.database_url.expose_secret()).await?;
+    let db = store::open_with(config.database_url.expose_secret(), &config.database_pool).await?;
     Ok(AdminService::new(db, Clock::system(), AuditFailure::Fail))
 }
 
@@ -1079,11 +1094,73 @@ async fn key_manager(config: &Config, algs: &[Alg]) -> Result<KeyManager, CliErr
     Ok(manager)
 }
 
+/// `stamp keys rewrap`: every key under the first KEK, reported by kid.
+async fn rewrap() -> Result<(), CliError> {
+    let config = load_config()?;
+    let Some(kek) = config.keys.store.kek() else {
+        return Err(CliError::Usage(
+            "keys rewrap works on the database key store (key_store = \"database\"); the file \
+             key store is not encrypted"
+                .into(),
+        ));
+    };
+    let store =
+        store::PgStore::open_with(config.database_url.expose_secret(), &config.database_pool)
+            .await?;
+    let done = stamp::keys::PgKeyStore::new(store.pool().clone(), kek.clone())
+        .rewrap()
+        .await
+        .map_err(StartError::from)?;
+    let mut out = String::new();
+    for kid in &done.rewrapped {
+        let _ = writeln!(out, "rewrapped {kid}");
+    }
+    let _ = writeln!(
+        out,
+        "{} key(s) rewrapped, {} already under the first key-encryption key",
+        done.rewrapped.len(),
+        done.current
+    );
+    emit(&out)
+}
+
+/// `stamp migrate --from sqlite://… --to postgres://…`.
+async fn migrate(from: &str, to: &str) -> Result<(), CliError> {
+    use rocket::figment::providers::Serialized;
+
+    // The target's settings: the database key store on `to`, so the KEK is read and checked
+    // as the server will read it.
+    let figment = config::figment()
+        .merge(Serialized::global("database_url", to))
+        .merge(Serialized::global("key_store", "database"));
+    let config = Config::from_figment(&figment).map_err(StartError::from)?;
+    let Some(kek) = config.keys.store.kek() else {
+        return Err(CliError::Usage("no key-encryption key".into()));
+    };
+    let moved =
+        stamp::migrate::sqlite_to_postgres(from, to, &config.keys.dir, kek, &config.database_pool)
+            .await
+            .map_err(|e| CliError::Usage(stamp::error::error_chain(&e)))?;
+    let mut out = String::new();
+    for (table, rows) in &moved.rows {
+        let _ = writeln!(out, "{table}: {rows} row(s)");
+    }
+    let _ = writeln!(
+        out,
+        "signing keys: {} (encrypted under the KEK)",
+        moved.keys
+    );
+    emit(&out)
+}
+
 /// Key commands work on the store directly; a running server picks the change up within a
 /// quarter of a second with the file key store (it watches the manifest), or at once through
 /// `NOTIFY` with the database key store (the store's generation check keeps both from losing a
 /// change).
 async fn keys(command: KeysCommand) -> Result<(), CliError> {
+    if matches!(command, KeysCommand::Rewrap) {
+        return rewrap().await;
+    }
     let config = load_deployment()?;
     let manager = match command {
         // Listing reads: nothing is published or cleaned up.
@@ -1115,6 +1192,7 @@ async fn keys(command: KeysCommand) -> Result<(), CliError> {
                 .await?
         }
         KeysCommand::Revoke { kid } => admin.revoke_key(&Actor::Cli, &manager, &kid).await?,
+        KeysCommand::Rewrap => return rewrap().await,
     };
     let mut out = format!(
         "{:<43}  {:<5}  {:<7}  {:<20}  removal\n",

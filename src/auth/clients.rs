@@ -271,7 +271,16 @@ impl Authenticator {
             ver: None,
         };
         match client.alg {
-            Some(alg) => self.sign_with(subject, alg, now),
+            Some(alg) => {
+                // The client may have been added (its keys published) or its key promoted by
+                // another replica a moment ago: look at the store before refusing.
+                if self.keys.snapshot().active(alg).is_none()
+                    && let Err(e) = self.keys.reload_if_changed().await
+                {
+                    log::warn!("reloading the key set for a {alg} client failed: {e}");
+                }
+                self.sign_with(subject, alg, now)
+            }
             None => self.sign(subject, now),
         }
     }

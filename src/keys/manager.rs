@@ -254,34 +254,47 @@ impl KeyManager {
     /// `clients add`, never on a token request.
     pub async fn publish_keys(&self, algs: &[Alg], now: i64) -> Result<Arc<KeySet>, KeyError> {
         let _guard = self.write.lock().await;
-        self.reload_locked().await?;
-        let set = self.current();
-        let wanted = keys_to_publish(set.manifest(), algs);
-        if wanted.is_empty() {
-            return Ok(set);
-        }
-        let mut manifest = set.manifest().clone();
-        let mut fresh = Vec::new();
-        let mut published = Vec::new();
-        for (alg, state) in wanted {
-            let (meta, key) = self.generate(alg, now).await?;
-            let meta = KeyMeta {
-                state,
-                activated_at: (state == KeyState::Active).then_some(now),
-                ..meta
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            self.reload_locked().await?;
+            let set = self.current();
+            let wanted = keys_to_publish(set.manifest(), algs);
+            if wanted.is_empty() {
+                return Ok(set);
+            }
+            let mut manifest = set.manifest().clone();
+            let mut fresh = Vec::new();
+            let mut published = Vec::new();
+            for (alg, state) in wanted {
+                let (meta, key) = self.generate(alg, now).await?;
+                let meta = KeyMeta {
+                    state,
+                    activated_at: (state == KeyState::Active).then_some(now),
+                    ..meta
+                };
+                manifest.keys.push(meta.clone());
+                published.push(format!("{}={}", meta.kid, meta.state));
+                fresh.push((meta, Arc::new(key)));
+            }
+            let change = Pending {
+                at: now,
+                by: ChangedBy::system(),
+                action: "keys.publish",
+                target: fresh.iter().map(|(m, _)| m.kid.clone()).collect(),
+                detail: Some(published.join(" ")),
             };
-            manifest.keys.push(meta.clone());
-            published.push(format!("{}={}", meta.kid, meta.state));
-            fresh.push((meta, Arc::new(key)));
+            // Replicas that start together on an empty store all try to make the first key set;
+            // the losers re-read the winner's and decide again (usually: nothing left to do).
+            match self.commit(manifest, fresh, change).await {
+                Err(e) if is_stale(&e) && attempt < STALE_RETRIES => {
+                    log::info!(
+                        "key set changed by another writer while publishing keys; re-reading"
+                    );
+                }
+                result => return result,
+            }
         }
-        let change = Pending {
-            at: now,
-            by: ChangedBy::system(),
-            action: "keys.publish",
-            target: fresh.iter().map(|(m, _)| m.kid.clone()).collect(),
-            detail: Some(published.join(" ")),
-        };
-        self.commit(manifest, fresh, change).await
     }
 
     /// When the first key of `alg` may sign, if `alg` has a published `next` key but no active
@@ -320,15 +333,72 @@ impl KeyManager {
         if self.already_done(&by) {
             return Ok(self.current());
         }
+        self.rotate_from(options, None, now, by).await
+    }
+
+    /// [`KeyManager::rotate_by`]; `seen` is the active kid the caller decided on (the schedule
+    /// decides on its snapshot, which another replica may have changed since), else the active
+    /// kid first read under the lock.
+    async fn rotate_from(
+        &self,
+        options: RotateOptions,
+        seen: Option<Option<String>>,
+        now: i64,
+        by: ChangedBy,
+    ) -> Result<Arc<KeySet>, KeyError> {
         // Generate before taking the lock: an RSA-4096 key takes seconds and must not hold up
         // other key-set changes (the JWKS never waits on this lock anyway).
         let (fresh_meta, fresh_key) = self.generate(options.alg, now).await?;
+        let fresh_key = Arc::new(fresh_key);
         let _guard = self.write.lock().await;
-        self.reload_locked().await?;
-        if self.already_done(&by) {
-            return Ok(self.current());
+        // The active key this rotation retires, as first read. Another writer's change to
+        // something else (another algorithm's keys, a sweep) is re-read and the rotation
+        // re-decided; another writer's rotation of this algorithm ends it (see below).
+        let mut retiring = seen;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            self.reload_locked().await?;
+            if self.already_done(&by) {
+                return Ok(self.current());
+            }
+            let manifest = self.current().manifest().clone();
+            let active = active_kid(&manifest, options.alg);
+            match &retiring {
+                None => retiring = Some(active),
+                Some(first) if *first != active => {
+                    // Another writer rotated this algorithm first: what was asked has happened.
+                    // Rotating again would retire a key that has only just begun to sign (and,
+                    // for a retried request, rotate twice), so the change is refused as stale:
+                    // the schedule counts it as done, the API answers 409 `key_set_changed`.
+                    return Err(KeyError::Store(KeyStoreError::Stale {
+                        stored: manifest.generation,
+                        expected: manifest.generation.saturating_sub(1),
+                    }));
+                }
+                Some(_) => {}
+            }
+            let result = self
+                .rotate_manifest(manifest, options, (&fresh_meta, &fresh_key), now, &by)
+                .await;
+            match result {
+                Err(e) if is_stale(&e) && attempt < STALE_RETRIES => {
+                    log::info!("key set changed by another writer during a rotation; re-reading");
+                }
+                result => return result,
+            }
         }
-        let mut manifest = self.current().manifest().clone();
+    }
+
+    /// One attempt of [`KeyManager::rotate`] on the freshly read `manifest`. Caller holds `write`.
+    async fn rotate_manifest(
+        &self,
+        mut manifest: Manifest,
+        options: RotateOptions,
+        (fresh_meta, fresh_key): (&KeyMeta, &Arc<PrivateKey>),
+        now: i64,
+        by: &ChangedBy,
+    ) -> Result<Arc<KeySet>, KeyError> {
         let alg = options.alg;
         let detail = format!("alg={alg} force={}", options.force);
         let Some(next) = manifest
@@ -342,13 +412,17 @@ impl KeyManager {
             sweep(&mut manifest, now);
             let change = Pending {
                 at: now,
-                by,
+                by: by.clone(),
                 action: "keys.rotate",
                 target: vec![fresh_meta.kid.clone()],
                 detail: Some(format!("{detail} published_next_only=true")),
             };
             return self
-                .commit(manifest, vec![(fresh_meta, Arc::new(fresh_key))], change)
+                .commit(
+                    manifest,
+                    vec![(fresh_meta.clone(), fresh_key.clone())],
+                    change,
+                )
                 .await;
         };
         let allowed_at = self.promotion_allowed_at(next);
@@ -372,18 +446,21 @@ impl KeyManager {
                 _ => {}
             }
         }
-        let meta = fresh_meta;
-        manifest.keys.push(meta.clone());
+        manifest.keys.push(fresh_meta.clone());
         sweep(&mut manifest, now);
         let change = Pending {
             at: now,
-            by,
+            by: by.clone(),
             action: "keys.rotate",
             target: promoted.into_iter().collect(),
-            detail: Some(format!("{detail} next={}", meta.kid)),
+            detail: Some(format!("{detail} next={}", fresh_meta.kid)),
         };
-        self.commit(manifest, vec![(meta, Arc::new(fresh_key))], change)
-            .await
+        self.commit(
+            manifest,
+            vec![(fresh_meta.clone(), fresh_key.clone())],
+            change,
+        )
+        .await
     }
 
     /// Whether `by`'s idempotency key names a change already recorded in the manifest.
@@ -426,8 +503,29 @@ impl KeyManager {
         // key is revoked) is generated under the lock, so revoking a retired key, or one already
         // revoked, costs no key generation.
         let _guard = self.write.lock().await;
-        self.reload_locked().await?;
-        let mut manifest = self.current().manifest().clone();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            self.reload_locked().await?;
+            let manifest = self.current().manifest().clone();
+            match self.revoke_manifest(manifest, kid, alg, now, &by).await {
+                Err(e) if is_stale(&e) && attempt < STALE_RETRIES => {
+                    log::info!("key set changed by another writer during a revocation; re-reading");
+                }
+                result => return result,
+            }
+        }
+    }
+
+    /// One attempt of [`KeyManager::revoke`] on the freshly read `manifest`. Caller holds `write`.
+    async fn revoke_manifest(
+        &self,
+        mut manifest: Manifest,
+        kid: &str,
+        alg: Alg,
+        now: i64,
+        by: &ChangedBy,
+    ) -> Result<Arc<KeySet>, KeyError> {
         let Some(entry) = manifest.keys.iter_mut().find(|k| k.kid == kid) else {
             return Err(KeyError::UnknownKid(kid.to_string()));
         };
@@ -442,7 +540,7 @@ impl KeyManager {
         entry.revoked_at = Some(now);
         let change = Pending {
             at: now,
-            by,
+            by: by.clone(),
             action: "keys.revoke",
             target: vec![kid.to_string()],
             detail: Some(format!("alg={alg} was={was}")),
@@ -532,8 +630,10 @@ impl KeyManager {
     pub async fn rotate_if_due(&self, alg: Alg, now: i64) -> Result<bool, KeyError> {
         match self.next_scheduled_rotation(alg) {
             Some(at) if at <= now => {
+                let seen = active_kid(self.current().manifest(), alg);
                 let options = RotateOptions { alg, force: false };
-                match self.rotate_by(options, now, ChangedBy::schedule()).await {
+                let by = ChangedBy::schedule();
+                match self.rotate_from(options, Some(seen), now, by).await {
                     Ok(_) => Ok(true),
                     // Another writer (a replica, the CLI) rotated first: nothing left to do.
                     Err(KeyError::TooEarly { .. })
@@ -581,13 +681,17 @@ impl KeyManager {
     /// One round of background upkeep: pick up other writers' changes, remove retired keys
     /// whose tokens have all expired, run scheduled rotations that are due, and activate the
     /// first key of a newly enabled algorithm once it has been published long enough.
-    pub async fn tick(&self, now: i64) -> Result<(), KeyError> {
+    /// Returns how many scheduled rotations this replica made.
+    pub async fn tick(&self, now: i64) -> Result<usize, KeyError> {
         self.reload_if_changed().await?;
         self.sweep(now).await?;
+        let mut rotated = 0;
         for alg in Alg::ALL {
-            self.rotate_if_due(alg, now).await?;
+            if self.rotate_if_due(alg, now).await? {
+                rotated += 1;
+            }
         }
-        Ok(())
+        Ok(rotated)
     }
 
     /// A next key may sign once it has been published for max-age plus leeway.
@@ -675,6 +779,24 @@ fn change_id() -> String {
     let mut bytes = [0u8; 16];
     rand::rng().fill_bytes(&mut bytes);
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// How often a key-set change is re-read and re-decided when another writer committed first.
+/// Each retry follows a commit that did succeed elsewhere, so a handful is plenty.
+const STALE_RETRIES: usize = 5;
+
+/// Whether `e` means another writer committed first (nothing of this change was stored).
+fn is_stale(e: &KeyError) -> bool {
+    matches!(e, KeyError::Store(KeyStoreError::Stale { .. }))
+}
+
+/// The kid of `alg`'s active key in `manifest`.
+fn active_kid(manifest: &Manifest, alg: Alg) -> Option<String> {
+    manifest
+        .keys
+        .iter()
+        .find(|k| k.alg == alg && k.state == KeyState::Active)
+        .map(|k| k.kid.clone())
 }
 
 /// Which keys (algorithm, state) [`KeyManager::publish_keys`] makes for `algs`: with nothing

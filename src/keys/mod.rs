@@ -10,12 +10,12 @@ mod set;
 mod signer;
 mod store;
 
-pub use events::follow_changes;
+pub use events::{Followed, follow_changes, follow_changes_observed};
 pub use file_store::FileKeyStore;
 pub use jwk::{PublicJwk, thumbprint};
 pub use manager::{ChangedBy, KeyError, KeyManager, Lifecycle, RotateOptions, load_set};
 pub use material::{MaterialError, PrivateKey};
-pub use pg_store::{Kek, KekError, KeyChange, KeyChanges, PgKeyStore};
+pub use pg_store::{Kek, KekError, KeyChange, KeyChanges, PgKeyStore, Rewrapped};
 pub use set::{KeySet, LoadedKey};
 pub use signer::{SignError, Signer};
 /// The allowlist of signing algorithms, shared with the verifier.

@@ -24,10 +24,12 @@ use zeroize::Zeroizing;
 
 use super::store::{KeyStore, KeyStoreError, Manifest, StoredKey};
 
-/// The key-encryption key: 32 bytes, never logged. Parsed once (at configuration); clones share
-/// the key.
+/// The key-encryption keys: one or more keys of 32 bytes, never logged. The first encrypts;
+/// every one decrypts (as Ory Hydra's `secrets.system`), so a new KEK can be put first while
+/// keys written under the old one are still read, until `stamp keys rewrap` has re-encrypted
+/// them. Parsed once (at configuration); clones share the keys.
 #[derive(Clone)]
-pub struct Kek(Arc<LessSafeKey>);
+pub struct Kek(Arc<Vec<LessSafeKey>>);
 
 /// Why a key-encryption key cannot be used. The messages never show the key.
 #[derive(Debug, thiserror::Error)]
@@ -49,26 +51,55 @@ pub enum KekError {
 
 impl fmt::Debug for Kek {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Kek(<hidden>)")
+        if self.0.len() == 1 {
+            return f.write_str("Kek(<hidden>)");
+        }
+        write!(f, "Kek(<{} keys hidden>)", self.0.len())
     }
 }
 
 impl Kek {
-    /// From standard base64 of exactly 32 random bytes (`openssl rand -base64 32`).
+    /// From standard base64 of exactly 32 random bytes (`openssl rand -base64 32`), or a list
+    /// of them separated by commas or white space, the encrypting key first.
     pub fn from_base64(text: &str) -> Result<Kek, KekError> {
-        let bytes = Zeroizing::new(STANDARD.decode(text.trim()).map_err(KekError::NotBase64)?);
+        let mut keys = Vec::new();
+        for item in text
+            .split(|c: char| c == ',' || c.is_whitespace())
+            .filter(|item| !item.is_empty())
+        {
+            keys.push(Kek::one(item)?);
+        }
+        if keys.is_empty() {
+            return Err(KekError::WrongLength { len: 0 });
+        }
+        Ok(Kek(Arc::new(keys)))
+    }
+
+    fn one(text: &str) -> Result<LessSafeKey, KekError> {
+        let bytes = Zeroizing::new(STANDARD.decode(text).map_err(KekError::NotBase64)?);
         if bytes.len() != 32 {
             return Err(KekError::WrongLength { len: bytes.len() });
         }
         let key = UnboundKey::new(&AES_256_GCM, &bytes).map_err(KekError::Refused)?;
-        Ok(Kek(Arc::new(LessSafeKey::new(key))))
+        Ok(LessSafeKey::new(key))
     }
 
+    /// How many keys the list holds.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Always false: a list has at least one key.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Encrypts under the first key.
     fn seal(&self, kid: &str, plaintext: &[u8]) -> Result<([u8; NONCE_LEN], Vec<u8>), Unspecified> {
         let mut nonce = [0u8; NONCE_LEN];
         aws_lc_rs::rand::fill(&mut nonce)?;
         let mut data = plaintext.to_vec();
-        self.0.seal_in_place_append_tag(
+        self.0[0].seal_in_place_append_tag(
             Nonce::assume_unique_for_key(nonce),
             Aad::from(kid.as_bytes()),
             &mut data,
@@ -76,24 +107,41 @@ impl Kek {
         Ok((nonce, data))
     }
 
+    /// Decrypts with whichever key of the list encrypted it; returns the PEM and the position of
+    /// that key (0: the encrypting key).
     fn open(
         &self,
         kid: &str,
         nonce: &[u8],
         ciphertext: &[u8],
-    ) -> Result<Zeroizing<String>, String> {
-        let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| "bad nonce".to_string())?;
-        let mut data = Zeroizing::new(ciphertext.to_vec());
-        let plain = self
-            .0
-            .open_in_place(nonce, Aad::from(kid.as_bytes()), &mut data)
-            .map_err(|_| {
-                "decryption failed (wrong key-encryption key, or a tampered row)".to_string()
-            })?;
-        String::from_utf8(plain.to_vec())
-            .map(Zeroizing::new)
-            .map_err(|_| "decrypted key is not UTF-8 PEM".to_string())
+    ) -> Result<(Zeroizing<String>, usize), String> {
+        for (position, key) in self.0.iter().enumerate() {
+            let nonce =
+                Nonce::try_assume_unique_for_key(nonce).map_err(|_| "bad nonce".to_string())?;
+            let mut data = Zeroizing::new(ciphertext.to_vec());
+            let Ok(plain) = key.open_in_place(nonce, Aad::from(kid.as_bytes()), &mut data) else {
+                continue;
+            };
+            return String::from_utf8(plain.to_vec())
+                .map(|pem| (Zeroizing::new(pem), position))
+                .map_err(|_| "decrypted key is not UTF-8 PEM".to_string());
+        }
+        Err(format!(
+            "none of the {} key-encryption key(s) configured decrypts it: the KEK it was written \
+             under is missing from the setting `key_encryption_key` (or \
+             `key_encryption_key_file`), or the row was tampered with",
+            self.0.len()
+        ))
     }
+}
+
+/// What `stamp keys rewrap` did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Rewrapped {
+    /// Keys re-encrypted under the first KEK now.
+    pub rewrapped: Vec<String>,
+    /// Keys that were already encrypted under it.
+    pub current: usize,
 }
 
 /// [`KeyStore`] on PostgreSQL.
@@ -140,6 +188,119 @@ impl PgKeyStore {
             .run(pool)
             .await
             .map_err(|source| KeyStoreError::Migrate { source })
+    }
+
+    /// Re-encrypts every stored private key under the first KEK of the list (`stamp keys
+    /// rewrap`). One transaction, under the manifest row's lock (key-set commits wait for it):
+    /// either every key is rewrapped or none is, and running it again (after an interruption, or
+    /// to check) only touches keys not yet under the first KEK. Replicas keep working
+    /// throughout, provided each has both the old and the new KEK in its list.
+    pub async fn rewrap(&self) -> Result<Rewrapped, KeyStoreError> {
+        self.ready().await?;
+        let mut tx = self.pool.begin().await.map_err(|e| db("key_manifest", e))?;
+        sqlx::query("SELECT generation FROM key_manifest FOR UPDATE")
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(|e| db("key_manifest", e))?;
+        let rows = sqlx::query("SELECT kid, nonce, ciphertext FROM signing_keys ORDER BY kid")
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(|e| db("signing_keys", e))?;
+        let mut done = Rewrapped::default();
+        for row in rows {
+            let kid: String = row.try_get("kid").map_err(|e| db("signing_keys", e))?;
+            let origin = format!("signing_keys row {kid}");
+            let nonce: Vec<u8> = row.try_get("nonce").map_err(|e| db(&origin, e))?;
+            let ciphertext: Vec<u8> = row.try_get("ciphertext").map_err(|e| db(&origin, e))?;
+            let (pem, position) = self
+                .kek
+                .open(&kid, &nonce, &ciphertext)
+                .map_err(|reason| corrupt(&origin, &reason))?;
+            if position == 0 {
+                done.current += 1;
+                continue;
+            }
+            let (nonce, ciphertext) =
+                self.kek
+                    .seal(&kid, pem.as_bytes())
+                    .map_err(|source| KeyStoreError::Encrypt {
+                        kid: kid.clone(),
+                        source,
+                    })?;
+            sqlx::query("UPDATE signing_keys SET nonce = $2, ciphertext = $3 WHERE kid = $1")
+                .bind(&kid)
+                .bind(&nonce[..])
+                .bind(&ciphertext)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| db(&origin, e))?;
+            done.rewrapped.push(kid);
+        }
+        tx.commit().await.map_err(|e| db("signing_keys", e))?;
+        Ok(done)
+    }
+
+    /// Writes a whole key set into an empty key store inside the caller's transaction `tx`
+    /// (`stamp migrate`): the manifest as generation 1 and every published key's PEM, encrypted
+    /// under the first KEK. Refused if the store holds a manifest or a key.
+    pub async fn import(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        manifest: &Manifest,
+        keys: &[(String, Zeroizing<String>)],
+    ) -> Result<(), KeyStoreError> {
+        self.ready().await?;
+        let existing: i64 = sqlx::query_scalar(
+            "SELECT (SELECT count(*) FROM key_manifest) + (SELECT count(*) FROM signing_keys)",
+        )
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|e| db("key_manifest", e))?;
+        if existing != 0 {
+            return Err(KeyStoreError::Stale {
+                stored: 1,
+                expected: 0,
+            });
+        }
+        let manifest = Manifest {
+            generation: 1,
+            ..manifest.clone()
+        };
+        for (kid, pem) in keys {
+            let meta = manifest
+                .keys
+                .iter()
+                .find(|m| &m.kid == kid)
+                .ok_or_else(|| corrupt(kid, "not in the manifest"))?;
+            let (nonce, ciphertext) =
+                self.kek
+                    .seal(kid, pem.as_bytes())
+                    .map_err(|source| KeyStoreError::Encrypt {
+                        kid: kid.clone(),
+                        source,
+                    })?;
+            sqlx::query("INSERT INTO signing_keys (kid, alg, nonce, ciphertext, created_at) VALUES ($1, $2, $3, $4, $5)")
+                .bind(kid)
+                .bind(meta.alg.as_str())
+                .bind(&nonce[..])
+                .bind(&ciphertext)
+                .bind(meta.created_at)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| db(kid, e))?;
+        }
+        let json = serde_json::to_value(&manifest).map_err(|source| KeyStoreError::Encode {
+            origin: "key_manifest".into(),
+            source,
+        })?;
+        sqlx::query(
+            "INSERT INTO key_manifest (singleton, generation, manifest) VALUES (TRUE, 1, $1)",
+        )
+        .bind(json)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| db("key_manifest", e))?;
+        Ok(())
     }
 
     /// Runs [`PgKeyStore::migrate`] once per store, before the first statement.
@@ -201,7 +362,7 @@ impl KeyStore for PgKeyStore {
                 .ok_or_else(|| corrupt(&origin, "missing"))?;
             let nonce: Vec<u8> = row.try_get("nonce").map_err(|e| db(&origin, e))?;
             let ciphertext: Vec<u8> = row.try_get("ciphertext").map_err(|e| db(&origin, e))?;
-            let pem = self
+            let (pem, _) = self
                 .kek
                 .open(&meta.kid, &nonce, &ciphertext)
                 .map_err(|reason| KeyStoreError::Corrupt {
@@ -378,15 +539,24 @@ pub enum KeyChange {
 pub struct KeyChanges {
     pool: PgPool,
     listener: Option<PgListener>,
+    /// Told `true` when listening (again), `false` when the connection is lost.
+    on_state: Box<dyn Fn(bool) + Send + Sync>,
 }
 
 impl KeyChanges {
     /// Changes committed to the key store on `pool`; listening starts with the first
     /// [`KeyChanges::next`], which reports [`KeyChange::Resync`].
     pub fn new(pool: &PgPool) -> KeyChanges {
+        KeyChanges::observed(pool, |_| {})
+    }
+
+    /// [`KeyChanges::new`], telling `on_state` whenever the listener connects (`true`) or
+    /// loses its connection (`false`), for the metrics.
+    pub fn observed(pool: &PgPool, on_state: impl Fn(bool) + Send + Sync + 'static) -> KeyChanges {
         KeyChanges {
             pool: pool.clone(),
             listener: None,
+            on_state: Box::new(on_state),
         }
     }
 
@@ -398,9 +568,11 @@ impl KeyChanges {
                 match listen(&self.pool).await {
                     Ok(listener) => {
                         self.listener = Some(listener);
+                        (self.on_state)(true);
                         return KeyChange::Resync;
                     }
                     Err(e) => {
+                        (self.on_state)(false);
                         log::warn!("key change listener: cannot listen: {e}");
                         tokio::time::sleep(PAUSE).await;
                         continue;
@@ -411,10 +583,12 @@ impl KeyChanges {
                 Ok(Some(_)) => return KeyChange::Committed,
                 // The connection was lost; the next try_recv reconnects and listens again.
                 Ok(None) => {
+                    (self.on_state)(false);
                     tokio::time::sleep(PAUSE).await;
                     return KeyChange::Resync;
                 }
                 Err(e) => {
+                    (self.on_state)(false);
                     log::warn!("key change listener: {e}");
                     tokio::time::sleep(PAUSE).await;
                     self.listener = None;
@@ -448,7 +622,7 @@ mod tests {
             .unwrap();
         assert!(!ciphertext.windows(5).any(|w| w == b"BEGIN"), "encrypted");
         assert_eq!(
-            kek().open("kid-a", &nonce, &ciphertext).unwrap().as_str(),
+            kek().open("kid-a", &nonce, &ciphertext).unwrap().0.as_str(),
             concat!("-----BEGIN ", "PRIVATE KEY-----")
         );
         assert!(
@@ -457,6 +631,33 @@ mod tests {
         );
         let other = Kek::from_base64(&STANDARD.encode([8u8; 32])).unwrap();
         assert!(other.open("kid-a", &nonce, &ciphertext).is_err());
+    }
+
+    #[test]
+    fn the_first_kek_encrypts_and_every_kek_decrypts() {
+        let old = STANDARD.encode([7u8; 32]);
+        let new = STANDARD.encode([9u8; 32]);
+        let (nonce, ciphertext) = kek().seal("kid-a", b"pem").unwrap();
+        let ring = Kek::from_base64(&format!("{new}, {old}")).unwrap();
+        assert_eq!(ring.len(), 2);
+        let (pem, position) = ring.open("kid-a", &nonce, &ciphertext).unwrap();
+        assert_eq!(
+            (pem.as_str(), position),
+            ("pem", 1),
+            "the old KEK still decrypts"
+        );
+        let (nonce, ciphertext) = ring.seal("kid-a", b"pem").unwrap();
+        assert_eq!(ring.open("kid-a", &nonce, &ciphertext).unwrap().1, 0);
+        let new_only = Kek::from_base64(&new).unwrap();
+        assert!(
+            new_only.open("kid-a", &nonce, &ciphertext).is_ok(),
+            "sealed under the first"
+        );
+        let err = kek().open("kid-a", &nonce, &ciphertext).unwrap_err();
+        assert!(err.contains("key_encryption_key"), "{err}");
+        assert_eq!(format!("{ring:?}"), "Kek(<2 keys hidden>)");
+        assert!(Kek::from_base64(&format!("{new},not-base64")).is_err());
+        assert!(Kek::from_base64(" , ").is_err());
     }
 
     #[test]

@@ -14,6 +14,7 @@ use crate::App;
 use crate::admin::Admin;
 use crate::error::ApiError;
 use crate::keys::{Alg, KeySet, KeyState, RotateOptions};
+use crate::metrics::{KeyChange, Origin};
 use crate::routes::guards::IdempotencyKey;
 use crate::store::{AuditFilter, AuditPage};
 
@@ -167,12 +168,14 @@ async fn rotate(
         .admin
         .rotate_keys(&admin.actor, &app.keys, options, idempotency_key)
         .await?;
+    app.metrics.key_change(KeyChange::Rotate, Origin::Api);
     Ok(Json(KeyList::of(&set)))
 }
 
 #[post("/admin/keys/<kid>/revoke")]
 async fn revoke(app: &State<App>, admin: Admin, kid: &str) -> Result<Json<KeyList>, ApiError> {
     let set = app.admin.revoke_key(&admin.actor, &app.keys, kid).await?;
+    app.metrics.key_change(KeyChange::Revoke, Origin::Api);
     Ok(Json(KeyList::of(&set)))
 }
 

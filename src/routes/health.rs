@@ -1,4 +1,4 @@
-//! Liveness and readiness probes.
+//! Liveness and readiness probes, `/metrics`, and the fairing that times every request.
 
 use rocket::fairing::AdHoc;
 use rocket::serde::json::{Json, Value, json};
@@ -7,11 +7,44 @@ use rocket::{State, get, routes};
 use crate::App;
 use crate::error::ApiError;
 
-/// The probes and `/metrics`.
+/// The probes and `/metrics`, and per-route latency and status counting.
 pub fn stage() -> AdHoc {
     AdHoc::on_ignite("health", |rocket| async {
-        rocket.mount("/", routes![live, ready, metrics])
+        rocket
+            .mount("/", routes![live, ready, metrics])
+            .attach(AdHoc::on_request("request timer", |req, _| {
+                Box::pin(async move {
+                    req.local_cache(|| RequestStart(crate::clock::instant()));
+                })
+            }))
+            .attach(AdHoc::on_response("request metrics", |req, res| {
+                Box::pin(async move {
+                    let Some(app) = req.rocket().state::<App>() else {
+                        return;
+                    };
+                    let start = req.local_cache(|| RequestStart(crate::clock::instant()));
+                    let route = match req.route() {
+                        Some(route) => format!("{} {}", route.method, route.uri),
+                        None => "unmatched".to_string(),
+                    };
+                    app.metrics
+                        .response(&route, res.status().code, start.0.elapsed());
+                })
+            }))
     })
+}
+
+/// When the request arrived (request-local state of the timing fairing).
+struct RequestStart(std::time::Instant);
+
+/// What `/health/ready` checks, picked with `?scope=`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, rocket::FromFormField)]
+enum Scope {
+    /// Everything a token request needs: the database and an active signing key (default).
+    Tokens,
+    /// What resource servers need (JWKS and discovery, served from memory): a loaded key set.
+    /// A replica that lost its database stays in the load balancer's pool for these paths.
+    Keys,
 }
 
 #[get("/health/live")]
@@ -19,23 +52,36 @@ fn live() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// Ready when the database answers and a signing key is loaded.
-#[get("/health/ready")]
-async fn ready(app: &State<App>) -> Result<Json<Value>, ApiError> {
+/// Ready when the database answers and a signing key is loaded (`scope=tokens`, the default),
+/// or, with `scope=keys`, when a key set is loaded: the JWKS and discovery are served from
+/// memory and do not need the database (README, "Scale-out operations").
+#[get("/health/ready?<scope>")]
+async fn ready(app: &State<App>, scope: Option<Scope>) -> Result<Json<Value>, ApiError> {
     let unavailable = |what: String| {
-        ApiError::new(
+        let mut err = ApiError::new(
             rocket::http::Status::ServiceUnavailable,
             "temporarily_unavailable",
             what,
-        )
+        );
+        err.retry_after = Some(crate::error::DATABASE_RETRY_AFTER);
+        err
     };
+    let scope = scope.unwrap_or(Scope::Tokens);
+    let keys = app.keys.snapshot();
+    if scope == Scope::Keys {
+        if keys.keys().is_empty() {
+            return Err(unavailable("no key set is loaded".into()));
+        }
+        return Ok(Json(
+            json!({ "status": "ready", "scope": "keys", "keys": keys.keys().len() }),
+        ));
+    }
     // The database's error text can name hosts, users and schema: it goes to the log, and the
     // anonymous caller gets a fixed message.
     if let Err(e) = app.store.ping().await {
         rocket::error!("readiness: database: {e}");
         return Err(unavailable("the database is unavailable".into()));
     }
-    let keys = app.keys.snapshot();
     if keys.active(app.config.keys.signing_alg).is_none() {
         return Err(unavailable(format!(
             "no active {} key",
@@ -43,7 +89,7 @@ async fn ready(app: &State<App>) -> Result<Json<Value>, ApiError> {
         )));
     }
     Ok(Json(
-        json!({ "status": "ready", "keys": keys.keys().len() }),
+        json!({ "status": "ready", "scope": "tokens", "keys": keys.keys().len() }),
     ))
 }
 

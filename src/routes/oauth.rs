@@ -150,7 +150,8 @@ async fn token(
                     PresentedClient::Authenticated(credentials),
                     GrantType::ClientCredentials,
                 )
-                .await?;
+                .await
+                .inspect_err(|e| app.metrics.outage(Grant::ClientCredentials, e))?;
             let token = app
                 .auth
                 .client_credentials_grant(&client, form.scope.as_deref(), now)

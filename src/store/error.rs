@@ -27,6 +27,14 @@ pub enum StoreError {
         #[source]
         source: sqlx::Error,
     },
+    /// The database server did not answer at start-up (down, wrong host or port, firewall).
+    #[error("cannot reach the database at {address} (setting `database_url`): {source}")]
+    Unreachable {
+        /// `HOST:PORT` (or the socket path).
+        address: String,
+        #[source]
+        source: sqlx::Error,
+    },
     /// The schema could not be brought up to date.
     #[error("invalid setting `database_url`: {url}: migration failed: {source}")]
     Migrate {
@@ -78,5 +86,61 @@ pub(super) fn insert_error(e: sqlx::Error, what: impl FnOnce() -> String) -> Sto
     match &e {
         sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(what()),
         _ => StoreError::Query(e),
+    }
+}
+
+impl StoreError {
+    /// Whether the database is out of reach (down, restarting, no connection free within the
+    /// acquire timeout, a read-only or full SQLite file) rather than refusing this request: the
+    /// answer is `503` with `Retry-After`, and a retry may succeed.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            StoreError::Query(e) => is_unavailable(e),
+            StoreError::Unreachable { .. } => true,
+            _ => false,
+        }
+    }
+}
+
+/// Whether `e` means the database cannot be used right now (see [`StoreError::is_unavailable`]).
+pub fn is_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| unavailable_code(&code)),
+        _ => false,
+    }
+}
+
+/// PostgreSQL SQLSTATEs of a lost or refused connection (class 08, shutdown and start-up in
+/// 57P01-57P03, too many connections 53300, read-only transaction 25006) and SQLite result codes
+/// of a file that cannot be written now (BUSY 5, LOCKED 6, READONLY 8, IOERR 10, FULL 13,
+/// CANTOPEN 14, with their extended codes, whose low byte is the primary code).
+fn unavailable_code(code: &str) -> bool {
+    if code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03" | "53300" | "25006") {
+        return true;
+    }
+    code.parse::<u32>()
+        .is_ok_and(|n| matches!(n & 0xff, 5 | 6 | 8 | 10 | 13 | 14))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outages_are_told_from_refusals() {
+        assert!(StoreError::Query(sqlx::Error::PoolTimedOut).is_unavailable());
+        assert!(
+            StoreError::Query(sqlx::Error::Io(std::io::Error::other("reset"))).is_unavailable()
+        );
+        assert!(!StoreError::Query(sqlx::Error::RowNotFound).is_unavailable());
+        assert!(!StoreError::Conflict("user a".into()).is_unavailable());
+        assert!(unavailable_code("08006") && unavailable_code("57P01"));
+        assert!(unavailable_code("8") && unavailable_code("1032") && unavailable_code("13"));
+        assert!(!unavailable_code("23505") && !unavailable_code("2067"));
     }
 }

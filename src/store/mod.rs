@@ -16,12 +16,12 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::Serialize;
 
-pub use error::StoreError;
 use error::insert_error;
+pub use error::{StoreError, is_unavailable};
 pub use oidc::{
     AuthCode, BrowserSession, Consent, OidcStore, PendingRequest, RedeemOutcome, Redemption,
 };
-pub use postgres::PgStore;
+pub use postgres::{PgStore, redact as redact_url};
 pub use sessions::{
     Client, ClientId, Family, GrantType, NewClient, NewRefreshToken, RedirectUri, RefreshOutcome,
     RefreshRecord, Scope, split_scope,
@@ -496,17 +496,45 @@ pub trait HealthCheck: Send + Sync + 'static {
 }
 
 /// Opens the store named by `database_url` (`sqlite://PATH`, `postgres://…`), creating and
-/// migrating it as needed.
+/// migrating it as needed, with the default pool settings.
 pub async fn open(database_url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    open_with(database_url, &PoolSettings::default()).await
+}
+
+/// [`open`] with the pool settings `pool` (the `database_*` settings).
+pub async fn open_with(
+    database_url: &str,
+    pool: &PoolSettings,
+) -> Result<Arc<dyn Store>, StoreError> {
     if database_url.starts_with("sqlite:") {
-        return Ok(Arc::new(SqliteStore::open(database_url).await?));
+        return Ok(Arc::new(SqliteStore::open_with(database_url, pool).await?));
     }
     if is_postgres(database_url) {
-        return Ok(Arc::new(PgStore::open(database_url).await?));
+        return Ok(Arc::new(PgStore::open_with(database_url, pool).await?));
     }
     Err(StoreError::UnsupportedDatabase {
         url: postgres::redact(database_url),
     })
+}
+
+/// The connection pool of a store: how many connections it may hold, and how long a request
+/// waits for one before it is answered `503` (during an outage, this wait is what callers see).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PoolSettings {
+    /// Most connections per process (PostgreSQL allows 100 by default for everyone).
+    pub max_connections: u32,
+    /// Longest wait for a connection.
+    pub acquire_timeout: std::time::Duration,
+}
+
+impl Default for PoolSettings {
+    /// The `database_max_connections` and `database_acquire_timeout` defaults.
+    fn default() -> Self {
+        PoolSettings {
+            max_connections: 10,
+            acquire_timeout: std::time::Duration::from_secs(2),
+        }
+    }
 }
 
 /// Whether `database_url` names a PostgreSQL database.

@@ -16,32 +16,53 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgQueryResult};
 use sqlx::{ConnectOptions, Connection, PgPool, Pool, Postgres, Transaction};
 
-use super::StoreError;
 use super::sql::{Dialect, SqlStore, refresh_read};
+use super::{PoolSettings, StoreError, is_unavailable};
 
 /// PostgreSQL-backed [`super::Store`]. Its pool can be shared with the database key store.
 pub type PgStore = SqlStore<Postgres>;
 
 impl SqlStore<Postgres> {
-    /// Connects to `url` (`postgres://…` or `postgresql://…`) and runs the store's migrations
-    /// (concurrent starts of replicas are serialised by sqlx's advisory lock).
+    /// Connects to `url` (`postgres://…` or `postgresql://…`) with the default pool settings
+    /// and runs the store's migrations (concurrent starts of replicas are serialised by sqlx's
+    /// advisory lock).
     pub async fn open(url: &str) -> Result<PgStore, StoreError> {
+        PgStore::open_with(url, &PoolSettings::default()).await
+    }
+
+    /// [`PgStore::open`] with the pool settings `settings`.
+    pub async fn open_with(url: &str, settings: &PoolSettings) -> Result<PgStore, StoreError> {
         let shown = redact(url);
         let connect_error = |source| StoreError::Connect {
             url: shown.clone(),
             source,
         };
         let options = PgConnectOptions::from_str(url).map_err(connect_error)?;
+        let address = match options.get_socket() {
+            Some(socket) => socket.display().to_string(),
+            None => format!("{}:{}", options.get_host(), options.get_port()),
+        };
+        let unreachable = |source| StoreError::Unreachable {
+            address: address.clone(),
+            source,
+        };
         // One direct attempt first: a wrong host or port fails start-up at once, where the pool
-        // would retry until its acquire timeout.
-        let probe = options.connect().await.map_err(connect_error)?;
+        // would retry until its acquire timeout. A server that never answers (a dropped packet)
+        // is given the acquire timeout, at least five seconds.
+        let wait = settings.acquire_timeout.max(Duration::from_secs(5));
+        let probe = match tokio::time::timeout(wait, options.connect()).await {
+            Ok(Ok(probe)) => probe,
+            Ok(Err(e)) if is_unavailable(&e) => return Err(unreachable(e)),
+            Ok(Err(e)) => return Err(connect_error(e)),
+            Err(_) => return Err(unreachable(sqlx::Error::PoolTimedOut)),
+        };
         probe.close().await.map_err(connect_error)?;
         let pool = PgPoolOptions::new()
-            .max_connections(16)
-            .acquire_timeout(Duration::from_secs(10))
+            .max_connections(settings.max_connections)
+            .acquire_timeout(settings.acquire_timeout)
             .connect_with(options)
             .await
-            .map_err(connect_error)?;
+            .map_err(unreachable)?;
         migrate(&pool).await.map_err(|source| StoreError::Migrate {
             url: shown.clone(),
             source,
@@ -67,12 +88,36 @@ async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
     migrator.run(pool).await
 }
 
-/// `url` with its password (if any) replaced, for error messages.
-pub(super) fn redact(url: &str) -> String {
+/// `url` with its password (if any) replaced, for error messages and logs: the user-info
+/// password and the value of every query parameter whose name contains `password`.
+pub fn redact(url: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let mut shown = redact_userinfo(base);
+    if let Some(query) = query {
+        let pairs: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((name, _)) if name.to_ascii_lowercase().contains("password") => {
+                    format!("{name}=<hidden>")
+                }
+                _ => pair.to_string(),
+            })
+            .collect();
+        shown.push('?');
+        shown.push_str(&pairs.join("&"));
+    }
+    shown
+}
+
+/// `scheme://user:PASSWORD@host…` with the password hidden.
+fn redact_userinfo(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_string();
     };
-    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let authority_end = rest.find('/').unwrap_or(rest.len());
     let Some(at) = rest[..authority_end].rfind('@') else {
         return url.to_string();
     };
@@ -135,5 +180,9 @@ mod tests {
             "postgres://postgres@127.0.0.1/x"
         );
         assert_eq!(redact("postgresql://h/db"), "postgresql://h/db");
+        assert_eq!(
+            redact("postgres://u@h/db?sslmode=require&password=swordfish&PGPASSWORD=x"),
+            "postgres://u@h/db?sslmode=require&password=<hidden>&PGPASSWORD=<hidden>"
+        );
     }
 }

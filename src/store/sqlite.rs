@@ -18,8 +18,8 @@ use sqlx::sqlite::{
 };
 use sqlx::{Pool, Sqlite, Transaction};
 
-use super::StoreError;
 use super::sql::{Dialect, RECORD_SELECT, SqlStore};
+use super::{PoolSettings, StoreError};
 
 /// SQLite-backed [`super::Store`].
 pub type SqliteStore = SqlStore<Sqlite>;
@@ -28,8 +28,15 @@ pub type SqliteStore = SqlStore<Sqlite>;
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 impl SqlStore<Sqlite> {
-    /// Opens (creating if missing) and migrates the database at `url` (`sqlite://PATH`).
+    /// Opens (creating if missing) and migrates the database at `url` (`sqlite://PATH`) with
+    /// the default pool settings.
     pub async fn open(url: &str) -> Result<SqliteStore, StoreError> {
+        SqliteStore::open_with(url, &PoolSettings::default()).await
+    }
+
+    /// [`SqliteStore::open`] with the pool settings `settings` (the acquire timeout bounds a
+    /// request's wait; SQLite's own busy timeout bounds a wait for another writer).
+    pub async fn open_with(url: &str, settings: &PoolSettings) -> Result<SqliteStore, StoreError> {
         let connect_error = |source| StoreError::Connect {
             url: url.to_string(),
             source,
@@ -48,7 +55,8 @@ impl SqlStore<Sqlite> {
         let lock = migration_lock(&file).await?;
         create_private(&file);
         let pool = SqlitePoolOptions::new()
-            .max_connections(8)
+            .max_connections(settings.max_connections.min(8))
+            .acquire_timeout(settings.acquire_timeout)
             .connect_with(options)
             .await
             .map_err(connect_error)?;

@@ -485,3 +485,140 @@ pub fn b64url(bytes: &[u8]) -> String {
     use base64::Engine;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
+
+/// A port that was free a moment ago (the OS picks it; the listener is closed before use).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("address")
+        .port()
+}
+
+/// An answer read off the wire: status, head (status line and headers) and body.
+pub struct WireAnswer {
+    pub status: u16,
+    pub head: String,
+    pub body: String,
+}
+
+/// One HTTP/1.0 exchange on loopback (the server closes the connection after the answer, and
+/// never uses chunked encoding): `head` is the request line plus header lines, each ending in
+/// `\r\n`; `Host` and `Content-Length` are added.
+pub fn wire_exchange(port: u16, head: &str, body: &[u8]) -> std::io::Result<WireAnswer> {
+    use std::io::{Read, Write};
+
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(30)))?;
+    let request = format!(
+        "{head}Host: 127.0.0.1:{port}\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(request.as_bytes())?;
+    stream.write_all(body)?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response)?;
+    let response = String::from_utf8_lossy(&response).into_owned();
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .map(|(h, b)| (h.to_string(), b.to_string()))
+        .unwrap_or((response.clone(), String::new()));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("not an HTTP response: {response:?}")))?;
+    Ok(WireAnswer { status, head, body })
+}
+
+/// `stamp serve` (the real binary) on a loopback port, with its state and working directory in
+/// a temporary folder and its stdout and stderr in `serve.log` there; killed on drop. No
+/// `Rocket.toml` is read unless the caller sets `ROCKET_CONFIG`: the temporary folder and its
+/// ancestors hold none.
+pub struct ServedStamp {
+    child: std::process::Child,
+    pub dir: TempDir,
+    pub port: u16,
+}
+
+impl ServedStamp {
+    /// Starts the server with `configure` adding settings (`ROCKET_*` variables) and waits until
+    /// `/health/live` answers (panics with the log if it exits or takes a minute).
+    pub fn start(configure: impl FnOnce(&mut std::process::Command)) -> ServedStamp {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = free_port();
+        let log = std::fs::File::create(dir.path().join("serve.log")).expect("log file");
+        let mut cmd = stamp_command(dir.path());
+        cmd.current_dir(dir.path())
+            .arg("serve")
+            .env("ROCKET_PORT", port.to_string())
+            .env("ROCKET_PASSWORD_CONCURRENCY", "2")
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone().expect("log file"))
+            .stderr(log);
+        configure(&mut cmd);
+        let child = cmd.spawn().expect("stamp serve starts");
+        let mut served = ServedStamp { child, dir, port };
+        served.wait_live();
+        served
+    }
+
+    fn wait_live(&mut self) {
+        let deadline = stamp::clock::instant() + std::time::Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                panic!("stamp serve exited ({status}): {}", self.log());
+            }
+            if let Ok(answer) = wire_exchange(self.port, "GET /health/live HTTP/1.0\r\n", b"")
+                && answer.status == 200
+            {
+                return;
+            }
+            assert!(
+                stamp::clock::instant() < deadline,
+                "stamp serve was not live within 60 s: {}",
+                self.log()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+
+    /// Everything the server wrote so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("serve.log")).unwrap_or_default()
+    }
+
+    /// One exchange with the server (see [`wire_exchange`]).
+    pub fn exchange(&self, head: &str, body: &str) -> WireAnswer {
+        wire_exchange(self.port, head, body.as_bytes()).expect("exchange")
+    }
+
+    /// `POST PATH` with a form body and extra header lines (each ending in `\r\n`).
+    pub fn post_form(&self, path: &str, extra_headers: &str, body: &str) -> WireAnswer {
+        self.exchange(
+            &format!(
+                "POST {path} HTTP/1.0\r\nContent-Type: application/x-www-form-urlencoded\r\n{extra_headers}"
+            ),
+            body,
+        )
+    }
+
+    /// `stamp ARGS` on this server's state (e.g. `users add`), with `stdin`.
+    pub fn run(&self, args: &[&str], stdin: &str) -> std::process::Output {
+        let mut cmd = stamp_command(self.dir.path());
+        cmd.current_dir(self.dir.path()).args(args);
+        run_with_stdin(cmd, stdin)
+    }
+
+    /// Stops the server and waits for it (flushes its log).
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ServedStamp {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

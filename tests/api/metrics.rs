@@ -72,3 +72,74 @@ async fn counters_follow_grants_and_jwks_answers() {
     assert_eq!(value(&after, "stamp_jwks_not_modified_total"), 1);
     assert!(!after.contains(PASSWORD));
 }
+
+#[rocket::async_test]
+async fn fleet_metrics_show_routes_statuses_key_changes_and_the_build() {
+    let app = TestApp::spawn().await;
+    let token = app.admin_token().await;
+    let rotated = app
+        .admin_call(
+            rocket::http::Method::Post,
+            "/admin/keys/rotate",
+            &token,
+            Some(r#"{"force":true}"#),
+        )
+        .await
+        .status();
+    assert_eq!(rotated, Status::Ok);
+    let missing = app.client.get("/no/such/path").dispatch().await.status();
+    assert_eq!(missing, Status::NotFound);
+
+    let text = scrape(&app).await;
+    assert_eq!(
+        value(
+            &text,
+            r#"stamp_key_changes_total{change="rotate",origin="api"}"#
+        ),
+        1
+    );
+    assert_eq!(
+        value(
+            &text,
+            r#"stamp_key_changes_total{change="rotate",origin="schedule"}"#
+        ),
+        0
+    );
+    assert!(
+        text.contains(&format!(
+            "stamp_build_info{{version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        )),
+        "{text}"
+    );
+    // Two logins (admin_token) and the rotation were answered 2xx, the unknown path 4xx.
+    assert!(value(&text, r#"stamp_http_responses_total{class="2xx"}"#) >= 2);
+    assert!(value(&text, r#"stamp_http_responses_total{class="4xx"}"#) >= 1);
+    assert_eq!(
+        value(&text, r#"stamp_http_responses_total{class="5xx"}"#),
+        0
+    );
+    assert!(
+        value(
+            &text,
+            r#"stamp_http_request_duration_seconds_count{route="POST /oauth/token"}"#
+        ) >= 1,
+        "{text}"
+    );
+    assert_eq!(
+        value(
+            &text,
+            r#"stamp_http_request_duration_seconds_bucket{route="POST /admin/keys/rotate",le="+Inf"}"#
+        ),
+        1
+    );
+    assert!(
+        value(
+            &text,
+            r#"stamp_http_request_duration_seconds_count{route="unmatched"}"#
+        ) >= 1
+    );
+    // The file key store has no change listener; no database outage was seen.
+    assert!(text.contains("stamp_key_listener_connected -1"), "{text}");
+    assert_eq!(value(&text, "stamp_database_unavailable_total"), 0);
+}
