@@ -239,7 +239,11 @@ enum KeysCommand {
         force: bool,
     },
     /// Emergency revocation of a compromised key: unpublished at once.
-    Revoke { kid: String },
+    Revoke {
+        /// The key's kid. A kid is base64url and may begin with `-`: it is taken as given.
+        #[arg(allow_hyphen_values = true)]
+        kid: String,
+    },
     /// Re-encrypt every stored private key under the first key-encryption key of
     /// `key_encryption_key` (database key store): one transaction; run again after an
     /// interruption. Key-encryption-key rotation: put the new KEK first, rewrap, drop the old.

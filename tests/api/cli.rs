@@ -354,3 +354,16 @@ fn keys_list_never_writes_and_verbose_names_what_a_command_uses() {
     );
     assert!(stderr.contains("configuration: "), "{stderr}");
 }
+
+#[test]
+fn a_kid_that_begins_with_a_hyphen_is_taken_as_a_kid() {
+    // base64url kids begin with `-` one time in 64: `stamp keys revoke -xw…` must not read
+    // it as an option.
+    let dir = tempfile::tempdir().unwrap();
+    crate::helpers::init_state(dir.path());
+    let out = stamp(&dir, &["keys", "revoke", "-not-a-published-kid"], "", &[]);
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("-not-a-published-kid"), "{stderr}");
+    assert!(!stderr.contains("unexpected argument"), "{stderr}");
+}
