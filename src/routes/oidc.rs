@@ -502,6 +502,20 @@ struct EndSessionForm {
     post_logout_redirect_uri: Option<String>,
     state: Option<String>,
     client_id: Option<String>,
+    /// The confirmation of the sign-out page ([`logout_confirmation`]).
+    confirm: Option<String>,
+}
+
+/// What the sign-out confirmation form carries: derived from the browser's session cookie, which
+/// another site can neither read nor send along a cross-site POST (SameSite=Lax).
+fn logout_confirmation(session_cookie: &str) -> String {
+    use base64::Engine;
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::new()
+        .chain_update(b"stamp end-session confirmation\0")
+        .chain_update(session_cookie.as_bytes())
+        .finalize();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest)
 }
 
 async fn end_session(
@@ -510,6 +524,36 @@ async fn end_session(
     jar: &CookieJar<'_>,
     form: EndSessionForm,
 ) -> Answer {
+    // RP-Initiated Logout 1.0 §2: without an `id_token_hint` nothing shows that the user's own
+    // application asked, so the user confirms first (otherwise any site could sign its visitors
+    // out with a link).
+    let hinted = form.id_token_hint.as_deref().is_some_and(|h| !h.is_empty());
+    if !hinted && let Some(session) = cookie_value(jar, session_cookie_name(app)) {
+        let expected = logout_confirmation(&session);
+        let confirmed = form.confirm.as_deref().is_some_and(|given| {
+            subtle::ConstantTimeEq::ct_eq(given.as_bytes(), expected.as_bytes()).into()
+        });
+        if !confirmed {
+            let target = form
+                .post_logout_redirect_uri
+                .as_deref()
+                .and_then(oidc::request::csp_source);
+            let html = pages
+                .confirm_logout(
+                    &expected,
+                    form.client_id.as_deref(),
+                    form.post_logout_redirect_uri.as_deref(),
+                    form.state.as_deref(),
+                )
+                .unwrap_or_default();
+            return Answer::Page {
+                status: Status::Ok,
+                html,
+                form_target: target,
+                retry_after: None,
+            };
+        }
+    }
     let params = EndSessionParams {
         id_token_hint: form.id_token_hint,
         post_logout_redirect_uri: form.post_logout_redirect_uri,

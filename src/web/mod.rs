@@ -12,11 +12,12 @@ use crate::oidc::{ConsentPage, LoginPage, LoginProblem};
 /// The stylesheet, served at `/assets/stamp.css`.
 pub const STYLESHEET: &str = include_str!("templates/stamp.css");
 
-const TEMPLATES: [(&str, &str); 4] = [
+const TEMPLATES: [(&str, &str); 5] = [
     ("base.html", include_str!("templates/base.html")),
     ("login.html", include_str!("templates/login.html")),
     ("consent.html", include_str!("templates/consent.html")),
     ("message.html", include_str!("templates/message.html")),
+    ("logout.html", include_str!("templates/logout.html")),
 ];
 
 /// The parsed templates, built once at start.
@@ -81,6 +82,24 @@ impl Pages {
             request_id => page.ticket.request_id.as_str(),
             csrf => page.ticket.csrf.as_str(),
             scopes => scopes,
+        })?)
+    }
+
+    /// The sign-out confirmation asked for when an application names no `id_token_hint`: a
+    /// form that posts the request back with `confirm`, which only this browser's page has.
+    pub fn confirm_logout(
+        &self,
+        confirm: &str,
+        client_id: Option<&str>,
+        post_logout_redirect_uri: Option<&str>,
+        state: Option<&str>,
+    ) -> Result<String, PageError> {
+        Ok(self.env.get_template("logout.html")?.render(context! {
+            issuer_name => self.issuer_name.as_str(),
+            confirm => confirm,
+            client_id => client_id,
+            post_logout_redirect_uri => post_logout_redirect_uri,
+            state => state,
         })?)
     }
 

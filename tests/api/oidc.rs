@@ -687,6 +687,57 @@ async fn rp_initiated_logout_ends_the_session_and_its_refresh_tokens() {
 }
 
 #[rocket::async_test]
+async fn a_sign_out_without_an_id_token_hint_is_confirmed_by_the_user_first() {
+    let app = TestApp::spawn().await;
+    app.add_user("alice", PASSWORD, &[]).await;
+    register(&app, "bank", true, true).await;
+    sign_in(&app, "bank", "alice").await;
+    let signed_in = || async { authorize(&app, &query("bank", &[])).await.status };
+    assert_eq!(signed_in().await, Status::SeeOther, "single sign-on");
+
+    // Another site links here: the user is asked, and stays signed in until they confirm.
+    let asked = answer(app.client.get("/end-session").dispatch().await).await;
+    assert_eq!(asked.status, Status::Ok);
+    assert!(asked.body.contains("Sign out?"), "{}", asked.body);
+    assert_eq!(signed_in().await, Status::SeeOther, "nothing ended yet");
+    let forged = answer(
+        app.client
+            .post("/end-session")
+            .header(ContentType::Form)
+            .body("confirm=guessed")
+            .dispatch()
+            .await,
+    )
+    .await;
+    assert!(forged.body.contains("Sign out?"));
+    assert_eq!(
+        signed_in().await,
+        Status::SeeOther,
+        "a wrong confirmation ends nothing"
+    );
+
+    let confirm = asked
+        .body
+        .split("name=\"confirm\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the confirmation field")
+        .to_string();
+    let out = answer(
+        app.client
+            .post("/end-session")
+            .header(ContentType::Form)
+            .body(format!("confirm={confirm}"))
+            .dispatch()
+            .await,
+    )
+    .await;
+    assert_eq!(out.status, Status::Ok);
+    assert!(out.body.contains("Signed out"));
+    assert_eq!(signed_in().await, Status::Ok, "the login form again");
+}
+
+#[rocket::async_test]
 async fn a_password_change_ends_the_browser_session() {
     let app = TestApp::spawn().await;
     app.add_user("alice", PASSWORD, &[]).await;
