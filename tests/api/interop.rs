@@ -17,7 +17,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tempfile::TempDir;
 
-const PASSWORD: &str = "interop horse battery staple";
+pub(crate) const PASSWORD: &str = "interop horse battery staple";
 const AUDIENCE: &str = "interop-api";
 
 #[test]
@@ -170,17 +170,20 @@ fn flip_signature_char(token: &str) -> String {
 // The issuer process.
 
 /// The real `stamp serve` on a loopback port with its state in a temporary folder; killed on drop.
-struct Issuer {
+/// Also the issuer of the OpenID Connect end-to-end tests (`browser.rs`, `rp_interop.rs`).
+pub(crate) struct Issuer {
     child: Option<Child>,
-    dir: TempDir,
-    port: u16,
-    url: String,
+    pub(crate) dir: TempDir,
+    pub(crate) port: u16,
+    pub(crate) url: String,
     alg: String,
+    /// Further `ROCKET_*` settings, applied last.
+    env: Vec<(String, String)>,
 }
 
 impl Issuer {
     /// The settings and a fresh state folder; nothing runs yet.
-    fn new(alg: &str) -> Issuer {
+    pub(crate) fn new(alg: &str) -> Issuer {
         let port = free_port();
         Issuer {
             child: None,
@@ -188,11 +191,18 @@ impl Issuer {
             port,
             url: format!("http://127.0.0.1:{port}"),
             alg: alg.to_string(),
+            env: Vec::new(),
         }
     }
 
+    /// One more setting (`ROCKET_NAME`, value) for every later command.
+    pub(crate) fn with_env(mut self, name: &str, value: &str) -> Issuer {
+        self.env.push((name.to_string(), value.to_string()));
+        self
+    }
+
     /// Starts `stamp serve`; its stderr goes to a file that [`Issuer::wait_ready`] shows on failure.
-    fn serve(&mut self) {
+    pub(crate) fn serve(&mut self) {
         let stderr = File::create(self.dir.path().join("serve.stderr")).unwrap();
         let child = self
             .command()
@@ -209,7 +219,7 @@ impl Issuer {
     /// points at the repository's file), so the test runs the real configuration; every setting
     /// that holds state or addresses is overridden by a `ROCKET_*` variable, and the current
     /// directory is the temporary folder, so nothing is written into the repository.
-    fn command(&self) -> Command {
+    pub(crate) fn command(&self) -> Command {
         let dir = self.dir.path();
         let mut cmd = crate::helpers::stamp_command(dir);
         cmd.current_dir(dir)
@@ -224,12 +234,13 @@ impl Issuer {
             .env("ROCKET_SIGNING_ALG", &self.alg)
             .env("ROCKET_KEY_POLL_INTERVAL", "1")
             // Two argon2 computations are plenty for one login and keep memory low.
-            .env("ROCKET_PASSWORD_CONCURRENCY", "2");
+            .env("ROCKET_PASSWORD_CONCURRENCY", "2")
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
         cmd
     }
 
     /// `stamp users add NAME --password-stdin`, as an operator would.
-    fn add_user(&self, name: &str) {
+    pub(crate) fn add_user(&self, name: &str) {
         let mut child = self
             .command()
             .args(["users", "add", name, "--password-stdin"])
@@ -302,7 +313,7 @@ impl Issuer {
     }
 
     /// Polls `/health/ready` until it answers 200; fails with the server's stderr if it exits.
-    fn wait_ready(&mut self) {
+    pub(crate) fn wait_ready(&mut self) {
         let deadline = stamp::clock::instant() + Duration::from_secs(60);
         loop {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
@@ -353,7 +364,7 @@ impl Drop for Issuer {
 }
 
 /// A port that was free a moment ago (the OS picks it; the listener is closed before use).
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -363,7 +374,7 @@ fn free_port() -> u16 {
 
 /// A minimal HTTP/1.0 exchange on loopback: HTTP/1.0 makes the server close the connection after
 /// the response and never use chunked encoding, so reading to the end yields the whole body.
-fn http(
+pub(crate) fn http(
     port: u16,
     method: &str,
     path: &str,
@@ -433,22 +444,25 @@ impl Verifier {
 
     fn command(&self, script: &Path) -> Command {
         let mut cmd = Command::new(&self.program);
-        // The verifiers must reach the loopback issuer directly, never through a proxy.
-        for var in [
-            "HTTP_PROXY",
-            "http_proxy",
-            "HTTPS_PROXY",
-            "https_proxy",
-            "ALL_PROXY",
-            "all_proxy",
-        ] {
-            cmd.env_remove(var);
-        }
-        cmd.env("NO_PROXY", "127.0.0.1,localhost")
-            .arg(script)
-            .stdin(Stdio::null());
+        direct_to_loopback(&mut cmd);
+        cmd.arg(script).stdin(Stdio::null());
         cmd
     }
+}
+
+/// Third-party code run by a test must reach the loopback servers directly, never through a proxy.
+pub(crate) fn direct_to_loopback(cmd: &mut Command) {
+    for var in [
+        "HTTP_PROXY",
+        "http_proxy",
+        "HTTPS_PROXY",
+        "https_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd.env("NO_PROXY", "127.0.0.1,localhost");
 }
 
 pub struct Verifiers {
@@ -545,13 +559,13 @@ fn install() -> Result<Verifiers, String> {
 }
 
 /// `target/interop`, next to the `target/tmp` cargo gives integration tests.
-fn interop_dir() -> PathBuf {
+pub(crate) fn interop_dir() -> PathBuf {
     let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
     tmp.parent().unwrap_or(tmp).join("interop")
 }
 
 /// Runs an installer command, turning any failure into a message with its output.
-fn run(cmd: &mut Command) -> Result<(), String> {
+pub(crate) fn run(cmd: &mut Command) -> Result<(), String> {
     let shown = format!("{cmd:?}");
     let out = cmd
         .stdin(Stdio::null())
