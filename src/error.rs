@@ -203,6 +203,19 @@ impl From<AuthError> for ApiError {
     }
 }
 
+impl From<crate::oidc::CodeError> for ApiError {
+    fn from(e: crate::oidc::CodeError) -> ApiError {
+        use crate::oidc::CodeError;
+        match e {
+            CodeError::InvalidGrant(why) => ApiError::invalid_grant(why),
+            CodeError::InvalidRequest(why) => ApiError::invalid_request(why),
+            CodeError::Auth(e) => e.into(),
+            CodeError::Store(e) => e.into(),
+            e @ CodeError::IdToken(_) => ApiError::internal(error_chain(&e)),
+        }
+    }
+}
+
 impl From<AdminError> for ApiError {
     fn from(e: AdminError) -> ApiError {
         match e {

@@ -144,6 +144,11 @@ fn session_pruning() -> AdHoc {
                     if let Err(e) = store.prune_expired(now).await {
                         rocket::error!("session pruning failed: {e}");
                     }
+                    // Browser sessions, waiting authorization requests and codes of the
+                    // OpenID Connect provider.
+                    if let Err(e) = store.prune_oidc(now).await {
+                        rocket::error!("OpenID Connect pruning failed: {e}");
+                    }
                 }
             });
         })

@@ -10,9 +10,11 @@ pub mod error;
 pub mod jobs;
 pub mod keys;
 pub mod metrics;
+pub mod oidc;
 pub mod routes;
 pub mod store;
 pub mod tokens;
+pub mod web;
 /// Offline verification of access tokens: the `stamp-verify` crate, re-exported so that
 /// `stamp::verify::…` paths keep working. A resource server can depend on `stamp-verify` alone.
 pub use stamp_verify as verify;
@@ -180,6 +182,7 @@ pub async fn build_with_clock(
     // Rocket's default Shield adds three headers to every response, two of them for HTML pages
     // (X-Frame-Options, Permissions-Policy). This server answers JSON only: keep `nosniff`, which
     // matters for JSON, and save the per-response header work on the token and JWKS hot paths.
+    // The OpenID Connect pages set their own CSP and `X-Frame-Options` (routes/oidc.rs).
     let shield = rocket::shield::Shield::new().enable(rocket::shield::NoSniff::default());
     Ok(rocket::custom(figment)
         .attach(shield)
@@ -194,6 +197,7 @@ pub async fn build_with_clock(
         .attach(routes::admin_clients::stage())
         .attach(routes::admin_users::stage())
         .attach(routes::account::stage())
+        .attach(routes::oidc::stage())
         .attach(jobs::stage())
         .register("/", error::catchers()))
 }

@@ -161,6 +161,13 @@ enum ClientsCommand {
         /// Sign this client's tokens with ES256 or RS256 (default: the configured signing_alg).
         #[arg(long)]
         alg: Option<String>,
+        /// A third-party app: users see a consent screen at sign-in (default: first-party,
+        /// no consent screen).
+        #[arg(long)]
+        third_party: bool,
+        /// Where OpenID Connect RP-initiated logout may send the browser back (repeatable).
+        #[arg(long = "post-logout-redirect-uri")]
+        post_logout_redirect_uris: Vec<String>,
     },
     /// List clients.
     List {
@@ -649,8 +656,14 @@ async fn clients(command: ClientsCommand) -> Result<(), CliError> {
             redirect_uris,
             grants,
             alg,
+            third_party,
+            post_logout_redirect_uris,
         } => {
             let id = ClientId::parse(&id).map_err(CliError::Usage)?;
+            let post_logout_redirect_uris = post_logout_redirect_uris
+                .iter()
+                .map(|uri| RedirectUri::parse(uri).map_err(CliError::Usage))
+                .collect::<Result<Vec<_>, _>>()?;
             let scopes = scopes
                 .iter()
                 .map(|scope| Scope::parse(scope).map_err(CliError::Usage))
@@ -678,6 +691,8 @@ async fn clients(command: ClientsCommand) -> Result<(), CliError> {
                 public,
                 grants,
                 redirect_uris,
+                first_party: !third_party,
+                post_logout_redirect_uris,
             };
             let (client, secret) = admin.add_client(&Actor::Cli, &keys, new).await?;
             let grants: Vec<&str> = client.grants.iter().map(|g| g.as_str()).collect();
@@ -816,6 +831,11 @@ fn client_details(c: &store::Client) -> String {
         ("grants", or_dash(client_grants(c).join(" "))),
         ("scopes", or_dash(c.scopes.join(" "))),
         ("redirect_uris", or_dash(c.redirect_uris.join(" "))),
+        ("party", client_party(c).into()),
+        (
+            "post_logout_redirect_uris",
+            or_dash(c.post_logout_redirect_uris.join(" ")),
+        ),
         ("created", rfc3339(c.created_at)),
     ];
     if let Some((_, until)) = c.previous_secret {
@@ -829,6 +849,14 @@ fn client_details(c: &store::Client) -> String {
 
 fn client_state(c: &store::Client) -> &'static str {
     if c.disabled { "disabled" } else { "enabled" }
+}
+
+fn client_party(c: &store::Client) -> &'static str {
+    if c.first_party {
+        "first-party"
+    } else {
+        "third-party (consent screen)"
+    }
 }
 
 fn client_kind(c: &store::Client) -> &'static str {

@@ -89,6 +89,10 @@ pub struct NewServiceClient {
     pub grants: Vec<GrantType>,
     /// Redirection URIs, for the authorization-code grant.
     pub redirect_uris: Vec<RedirectUri>,
+    /// First-party (no consent screen; the default) or third-party.
+    pub first_party: bool,
+    /// Where RP-initiated logout may send the browser back.
+    pub post_logout_redirect_uris: Vec<RedirectUri>,
 }
 
 /// The longest a rotated-out client secret may stay valid: 7 days.
@@ -105,6 +109,10 @@ pub struct ClientUpdate {
     pub redirect_uris: Option<Vec<RedirectUri>>,
     /// Enable (`true`) or disable (`false`) it.
     pub enabled: Option<bool>,
+    /// First-party (`true`) or third-party (`false`).
+    pub first_party: Option<bool>,
+    /// Post-logout redirection URIs (duplicates are dropped).
+    pub post_logout_redirect_uris: Option<Vec<RedirectUri>>,
 }
 
 /// A password change by the account's owner: the user as the online check read them, the
@@ -419,15 +427,20 @@ impl AdminService {
             alg: client.alg,
             grants,
             redirect_uris: dedup(client.redirect_uris),
+            first_party: client.first_party,
+            post_logout_redirect_uris: dedup(client.post_logout_redirect_uris),
         };
         let client = self.store.create_client(new, now).await?;
         let grants: Vec<&str> = client.grants.iter().map(|g| g.as_str()).collect();
         let detail = format!(
-            "scopes={} public={} grants={} redirect_uris={}",
+            "scopes={} public={} grants={} redirect_uris={} first_party={} \
+             post_logout_redirect_uris={}",
             client.scopes.join(" "),
             client.public,
             grants.join(" "),
-            client.redirect_uris.join(" ")
+            client.redirect_uris.join(" "),
+            client.first_party,
+            client.post_logout_redirect_uris.join(" ")
         );
         self.audit(
             actor,
@@ -505,11 +518,20 @@ impl AdminService {
         if update.enabled.is_some() {
             fields.push("enabled");
         }
+        if update.first_party.is_some() {
+            fields.push("first_party");
+        }
+        let post_logout_redirect_uris = update.post_logout_redirect_uris.map(|uris| {
+            fields.push("post_logout_redirect_uris");
+            dedup(uris).iter().map(|u| u.as_str().to_string()).collect()
+        });
         let change = ClientChange {
             scopes,
             grants,
             redirect_uris,
             disabled: update.enabled.map(|enabled| !enabled),
+            first_party: update.first_party,
+            post_logout_redirect_uris,
         };
         let now = self.clock.now();
         let client = self.store.update_client(id, &change, now).await?;
@@ -779,6 +801,8 @@ mod tests {
                     public: false,
                     grants: Vec::new(),
                     redirect_uris: Vec::new(),
+                    first_party: true,
+                    post_logout_redirect_uris: Vec::new(),
                 },
             )
             .await

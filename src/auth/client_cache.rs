@@ -96,6 +96,8 @@ mod tests {
             public: false,
             grants: vec![crate::store::GrantType::ClientCredentials],
             redirect_uris: Vec::new(),
+            first_party: true,
+            post_logout_redirect_uris: Vec::new(),
             created_at: 0,
             previous_secret: None,
         }

@@ -107,6 +107,8 @@ pub async fn ensure_default_client(
         alg: None,
         grants: GrantType::defaults(true),
         redirect_uris: Vec::new(),
+        first_party: true,
+        post_logout_redirect_uris: Vec::new(),
     };
     match store.create_client(client, now).await {
         Ok(_) | Err(StoreError::Conflict { .. }) => Ok(()),
@@ -186,7 +188,7 @@ impl Authenticator {
     }
 
     /// The stored record of client `id`, from the cache if fresh.
-    async fn client_record(&self, id: &str) -> Result<Option<Client>, AuthError> {
+    pub(super) async fn client_record(&self, id: &str) -> Result<Option<Client>, AuthError> {
         if let Some(client) = self.clients.get(id) {
             return Ok(Some(client));
         }

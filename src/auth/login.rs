@@ -172,14 +172,45 @@ impl Authenticator {
         let client = self
             .client_for_grant(request.client, GrantType::Password)
             .await?;
-        let username = Username::parse(&request.username).ok();
-        let device = match (&username, &request.device) {
+        let user = self
+            .check_password(
+                &request.username,
+                request.password,
+                request.address,
+                request.device.as_deref(),
+                now,
+            )
+            .await?;
+        self.start_session(&user, client, request.scope.as_deref(), now)
+            .await
+    }
+
+    /// The user whose name and password these are, checked with the password grant's rules:
+    /// reserved with the throttle before any hashing ([`AuthError::Throttled`]), admitted to the
+    /// hashing queue ([`AuthError::Busy`]), one argon2 verification whether or not the user
+    /// exists, and the same [`AuthError::InvalidGrant`] for a wrong password, an unknown user
+    /// and a disabled one. The hosted login page of the OpenID Connect provider uses it too.
+    pub async fn check_password(
+        &self,
+        username: &str,
+        password: Password,
+        address: Option<IpAddr>,
+        device: Option<&str>,
+        now: i64,
+    ) -> Result<User, AuthError> {
+        if password.is_empty() {
+            return Err(AuthError::InvalidRequest(
+                "password must not be empty".into(),
+            ));
+        }
+        let username = Username::parse(username).ok();
+        let device = match (&username, device) {
             (Some(name), Some(cookie)) => self.devices.verify(name.as_str(), cookie),
             _ => None,
         };
         let attempt = Attempt {
             username: username.as_ref().map(|n| n.as_str().to_string()),
-            address: request.address,
+            address,
             device,
         };
         let (reservation, admitted) = self.reserve_and_admit(&attempt, now)?;
@@ -194,15 +225,14 @@ impl Authenticator {
             None => None,
         };
         let hash = user.as_ref().map(|u| u.password_hash.clone());
-        let verified = admitted.verify(request.password, hash).await;
+        let verified = admitted.verify(password, hash).await;
         let user = match user {
             Some(user) if verified && !user.disabled => user,
             // The reservation stays counted: that was the failure.
             _ => return Err(AuthError::InvalidGrant),
         };
         self.throttle.succeeded(reservation);
-        self.start_session(&user, client, request.scope.as_deref(), now)
-            .await
+        Ok(user)
     }
 
     /// Counts a sign-up against its client address with the login throttle, before anything
@@ -336,8 +366,40 @@ impl Authenticator {
         Ok(())
     }
 
+    /// An access token for `user` through `client_id` with `scope` (already decided), signed
+    /// as the password grant's are (the authorization-code grant).
+    pub fn user_access_token(
+        &self,
+        user: &User,
+        client_id: &str,
+        scope: Vec<String>,
+        now: i64,
+    ) -> Result<IssuedToken, AuthError> {
+        let subject = Subject {
+            sub: user.id.clone(),
+            client_id: client_id.to_string(),
+            scope,
+            roles: user.roles.clone(),
+            ver: Some(user.token_version),
+        };
+        self.sign(subject, now)
+    }
+
+    /// Lifetimes of refresh tokens and their families.
+    pub fn refresh_policy(&self) -> &RefreshPolicy {
+        &self.refresh
+    }
+
+    /// The record of client `id` if it is registered (enabled or not), from the cache if fresh.
+    pub async fn client(&self, id: &str) -> Result<Option<Client>, AuthError> {
+        match crate::store::ClientId::parse(id) {
+            Ok(parsed) if parsed.as_str() == id => self.client_record(id).await,
+            _ => Ok(None),
+        }
+    }
+
     /// The scopes a user may have now: the configured user scopes and the user's roles.
-    pub(super) fn user_may_have(&self, roles: &[String], scope: &str) -> bool {
+    pub fn user_may_have(&self, roles: &[String], scope: &str) -> bool {
         self.user_scopes.iter().any(|s| s == scope) || roles.iter().any(|r| r == scope)
     }
 

@@ -66,6 +66,15 @@ struct CreateBody {
     redirect_uris: Vec<String>,
     #[serde(default)]
     alg: Option<String>,
+    /// Third-party clients get a consent screen; default first-party.
+    #[serde(default = "yes")]
+    first_party: bool,
+    #[serde(default)]
+    post_logout_redirect_uris: Vec<String>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// Creates a client with the rules of `stamp clients add`: `201` with the client and, for a
@@ -90,6 +99,12 @@ async fn create(
         public: body.public,
         grants: parse_all(&body.grants, GrantType::parse, "grants")?,
         redirect_uris: parse_all(&body.redirect_uris, RedirectUri::parse, "redirect_uris")?,
+        first_party: body.first_party,
+        post_logout_redirect_uris: parse_all(
+            &body.post_logout_redirect_uris,
+            RedirectUri::parse,
+            "post_logout_redirect_uris",
+        )?,
     };
     let (client, secret) = app.admin.add_client(&admin.actor, &app.keys, new).await?;
     app.auth.client_cache().forget(&client.id);
@@ -120,6 +135,8 @@ struct UpdateBody {
     grants: Option<Vec<String>>,
     redirect_uris: Option<Vec<String>>,
     enabled: Option<bool>,
+    first_party: Option<bool>,
+    post_logout_redirect_uris: Option<Vec<String>>,
 }
 
 /// Changes what the body names (checked as at creation); `404` if unknown.
@@ -145,14 +162,22 @@ async fn update(
             .map(|u| parse_all(&u, RedirectUri::parse, "redirect_uris"))
             .transpose()?,
         enabled: body.enabled,
+        first_party: body.first_party,
+        post_logout_redirect_uris: body
+            .post_logout_redirect_uris
+            .map(|u| parse_all(&u, RedirectUri::parse, "post_logout_redirect_uris"))
+            .transpose()?,
     };
     if update.scopes.is_none()
         && update.grants.is_none()
         && update.redirect_uris.is_none()
         && update.enabled.is_none()
+        && update.first_party.is_none()
+        && update.post_logout_redirect_uris.is_none()
     {
         return Err(ApiError::invalid_request(
-            "nothing to change: give scopes, grants, redirect_uris or enabled",
+            "nothing to change: give scopes, grants, redirect_uris, enabled, first_party or \
+             post_logout_redirect_uris",
         ));
     }
     let client = app.admin.update_client(&admin.actor, id, update).await?;

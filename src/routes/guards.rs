@@ -74,7 +74,7 @@ impl<'r> FromRequest<'r> for AccountHolder {
 
 /// The request's bearer token after the online check
 /// ([`crate::auth::Authenticator::check_online`]): 401 without a live token.
-async fn live_token(req: &Request<'_>) -> Result<LiveToken, ApiError> {
+pub(super) async fn live_token(req: &Request<'_>) -> Result<LiveToken, ApiError> {
     let Some(app) = req.rocket().state::<App>() else {
         return Err(ApiError::internal("App state missing"));
     };

@@ -17,6 +17,7 @@ pub mod guards;
 pub mod health;
 pub mod login;
 pub mod oauth;
+pub mod oidc;
 pub mod session;
 pub mod signup;
 pub mod well_known;

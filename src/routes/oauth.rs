@@ -1,5 +1,5 @@
-//! `POST /oauth/token` (RFC 6749 §3.2): the password, refresh_token and client_credentials
-//! grants, form-encoded.
+//! `POST /oauth/token` (RFC 6749 §3.2): the password, refresh_token, client_credentials and
+//! authorization_code grants, form-encoded.
 
 use std::net::IpAddr;
 
@@ -13,6 +13,7 @@ use crate::App;
 use crate::auth::{LoginRequest, Password, PresentedClient, RefreshRequest};
 use crate::error::ApiError;
 use crate::metrics::Grant;
+use crate::oidc::Provider;
 use crate::store::GrantType;
 
 use super::client_auth::{BasicAuth, client_credentials, presented_client};
@@ -36,6 +37,10 @@ struct TokenForm {
     client_id: Option<String>,
     client_secret: Option<String>,
     refresh_token: Option<String>,
+    /// The authorization-code grant's parameters (RFC 6749 §4.1.3, RFC 7636 §4.5).
+    code: Option<String>,
+    redirect_uri: Option<String>,
+    code_verifier: Option<String>,
     /// Cookie mode for this response (browser apps): `cookie=true`.
     cookie: Option<bool>,
 }
@@ -133,6 +138,34 @@ async fn token(
                 .await;
             app.metrics.grant(Grant::ClientCredentials, &token);
             Ok(token?.into())
+        }
+        "authorization_code" => {
+            let client = match presented_client(&basic, form_id, form_secret)? {
+                PresentedClient::Default => {
+                    return Err(ApiError::invalid_request(
+                        "client_id is required with the authorization_code grant",
+                    ));
+                }
+                presented => {
+                    app.auth
+                        .client_for_grant(presented, GrantType::AuthorizationCode)
+                        .await?
+                }
+            };
+            let code = required(form.code, "code")?;
+            let tokens = Provider::new(app)
+                .redeem(
+                    &client,
+                    &code,
+                    form.redirect_uri.as_deref(),
+                    form.code_verifier.as_deref(),
+                    now,
+                )
+                .await?;
+            Ok(TokenResponse {
+                id_token: tokens.id_token.map(SecretString::from),
+                ..tokens.session.into()
+            })
         }
         other => Err(ApiError::unsupported_grant_type(other)),
     }

@@ -34,6 +34,12 @@ pub struct TokenResponse {
     pub refresh_expires_in: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
+    /// The OpenID Connect ID token (authorization-code grant with the `openid` scope).
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "serialize_exposed"
+    )]
+    pub id_token: Option<SecretString>,
 }
 
 impl From<IssuedToken> for TokenResponse {
@@ -45,6 +51,7 @@ impl From<IssuedToken> for TokenResponse {
             refresh_token: None,
             refresh_expires_in: None,
             scope: token.claims.scope,
+            id_token: None,
         }
     }
 }

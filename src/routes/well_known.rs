@@ -105,14 +105,13 @@ fn oauth_authorization_server(app: &State<App>) -> Cached {
     openid_configuration(app)
 }
 
-/// The discovery document (RFC 8414 members only), serialised once at start. It states only
-/// what this issuer does today: no authorization endpoint, so no response types; no ID tokens,
-/// so no ID-token algorithms; `scopes_supported` lists `scopes` (the configured user scopes and
-/// the scopes of the clients known at start; RFC 8414 §2 lets a server leave some out, and a
-/// user's roles, which are scopes too, are not advertised). The same document answers at the
-/// OpenID Connect path, because resource-server libraries look for `jwks_uri` there: it has none
-/// of the members an OpenID provider must have, so an OpenID relying party refuses it, which is
-/// right until this issuer is one.
+/// The discovery document (RFC 8414 and OpenID Connect Discovery 1.0), serialised once at
+/// start. It states what this issuer does: the authorization-code grant with PKCE `S256` only,
+/// ID tokens signed with the algorithms of its keys, `sub` the same for every client (`public`),
+/// the `iss` authorization-response parameter (RFC 9207), and no request objects.
+/// `scopes_supported` lists `openid` and `scopes` (the configured user scopes and the scopes of
+/// the clients known at start; RFC 8414 §2 lets a server leave some out, and a user's roles,
+/// which are scopes too, are not advertised). The same document answers at both paths.
 ///
 /// `issuer` is given exactly as configured (a trailing slash included); endpoint URLs are
 /// formed from it without doubling the slash (OpenID Connect Discovery §4.1).
@@ -120,25 +119,41 @@ pub fn discovery_document(issuer: &str, scopes: &[String]) -> Vec<u8> {
     let base = issuer.trim_end_matches('/');
     let algs: Vec<&str> = crate::keys::Alg::ALL.iter().map(|a| a.as_str()).collect();
     let mut scopes = scopes.to_vec();
+    scopes.push("openid".into());
     scopes.sort();
     scopes.dedup();
-    let mut doc = serde_json::json!({
+    let doc = serde_json::json!({
         "issuer": issuer,
-        "jwks_uri": format!("{base}/.well-known/jwks.json"),
+        "authorization_endpoint": format!("{base}/authorize"),
         "token_endpoint": format!("{base}/oauth/token"),
+        "userinfo_endpoint": format!("{base}/userinfo"),
+        "end_session_endpoint": format!("{base}/end-session"),
+        "jwks_uri": format!("{base}/.well-known/jwks.json"),
         "revocation_endpoint": format!("{base}/oauth/revoke"),
         "introspection_endpoint": format!("{base}/oauth/introspect"),
-        "grant_types_supported": ["password", "refresh_token", "client_credentials"],
-        // Required by RFC 8414 §2; empty because no authorization endpoint exists.
-        "response_types_supported": [],
+        "grant_types_supported": [
+            "password", "refresh_token", "client_credentials", "authorization_code"
+        ],
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "code_challenge_methods_supported": ["S256"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": algs,
+        "scopes_supported": scopes,
+        "claims_supported": [
+            "iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "at_hash", "sid",
+            "preferred_username"
+        ],
+        "prompt_values_supported": ["none", "login", "consent", "select_account"],
+        "authorization_response_iss_parameter_supported": true,
+        "request_parameter_supported": false,
+        "request_uri_parameter_supported": false,
+        "claims_parameter_supported": false,
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
         "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "access_token_signing_alg_values_supported": algs,
     });
-    if !scopes.is_empty() {
-        doc["scopes_supported"] = serde_json::json!(scopes);
-    }
     serde_json::to_vec(&doc).unwrap_or_default()
 }
 

@@ -5,6 +5,7 @@
 //! SQL that must differ in a [`Dialect`] per database.
 
 mod error;
+mod oidc;
 mod postgres;
 mod sessions;
 mod sql;
@@ -17,6 +18,9 @@ use serde::Serialize;
 
 pub use error::StoreError;
 use error::insert_error;
+pub use oidc::{
+    AuthCode, BrowserSession, Consent, OidcStore, PendingRequest, RedeemOutcome, Redemption,
+};
 pub use postgres::PgStore;
 pub use sessions::{
     Client, ClientId, Family, GrantType, NewClient, NewRefreshToken, RedirectUri, RefreshOutcome,
@@ -159,9 +163,15 @@ pub struct AuditPage {
 
 /// Everything the issuer needs from its database: each concern's trait, for one value that the
 /// app shares as `Arc<dyn Store>`. Implemented for every type that implements them all.
-pub trait Store: UserStore + SessionStore + ClientStore + AuditStore + HealthCheck {}
+pub trait Store:
+    UserStore + SessionStore + ClientStore + AuditStore + HealthCheck + OidcStore
+{
+}
 
-impl<T> Store for T where T: UserStore + SessionStore + ClientStore + AuditStore + HealthCheck {}
+impl<T> Store for T where
+    T: UserStore + SessionStore + ClientStore + AuditStore + HealthCheck + OidcStore
+{
+}
 
 /// Users of the password grant and their token versions.
 #[async_trait]
@@ -295,6 +305,8 @@ pub struct ClientChange {
     pub grants: Option<Vec<GrantType>>,
     pub redirect_uris: Option<Vec<String>>,
     pub disabled: Option<bool>,
+    pub first_party: Option<bool>,
+    pub post_logout_redirect_uris: Option<Vec<String>>,
 }
 
 /// The append-only log of administrative actions.

@@ -78,6 +78,11 @@ pub struct Client {
     /// Where the authorization endpoint may send it back (RFC 6749 §3.1.2), stored for the
     /// authorization-code grant.
     pub redirect_uris: Vec<String>,
+    /// A first-party client (the issuer's owner's own app) skips the consent screen; a
+    /// third-party one asks the user once per scope set.
+    pub first_party: bool,
+    /// Where RP-initiated logout may send the browser back (exact match).
+    pub post_logout_redirect_uris: Vec<String>,
     pub created_at: i64,
     /// The secret replaced by the latest rotation and until when it is still accepted (Unix
     /// seconds); `None` without an overlap.
@@ -102,6 +107,8 @@ impl std::fmt::Debug for Client {
             .field("public", &self.public)
             .field("grants", &self.grants)
             .field("redirect_uris", &self.redirect_uris)
+            .field("first_party", &self.first_party)
+            .field("post_logout_redirect_uris", &self.post_logout_redirect_uris)
             .finish_non_exhaustive()
     }
 }
@@ -116,6 +123,10 @@ pub struct NewClient {
     /// The grants it may use (see [`GrantType::defaults`]).
     pub grants: Vec<GrantType>,
     pub redirect_uris: Vec<RedirectUri>,
+    /// First-party (no consent screen) or third-party.
+    pub first_party: bool,
+    /// Registered `post_logout_redirect_uri` values.
+    pub post_logout_redirect_uris: Vec<RedirectUri>,
 }
 
 /// An OAuth 2.0 grant a client may be allowed (RFC 6749 §4, §6), stored by its `grant_type`
@@ -127,7 +138,7 @@ pub enum GrantType {
     Password,
     RefreshToken,
     ClientCredentials,
-    /// Reserved for the authorization-code grant (not served yet).
+    /// The authorization-code grant (RFC 6749 §4.1) of the OpenID Connect provider.
     AuthorizationCode,
 }
 

@@ -91,7 +91,8 @@ const USER_COLUMNS: &str =
     "id, username, password_hash, roles, disabled, token_version, created_at";
 
 const CLIENT_COLUMNS: &str = "id, secret_hash, scopes, alg, disabled, public, grants, \
-     redirect_uris, created_at, previous_secret_hash, previous_secret_expires_at";
+     redirect_uris, created_at, previous_secret_hash, previous_secret_expires_at, first_party, \
+     post_logout_redirect_uris";
 
 /// The read of a refresh token with its family and owner in one row, the owner's columns named
 /// `user_*`/`u_*`. `$join` joins the owner (`JOIN` or `LEFT JOIN`), `$lock` is a locking clause.
@@ -150,6 +151,8 @@ macro_rules! sql_impl {
         }
     };
 }
+
+pub(super) use sql_impl;
 
 /// Maps a row to a stored value.
 type FromRow<DB, T> = fn(&<DB as Database>::Row) -> Result<T, StoreError>;
@@ -564,11 +567,16 @@ sql_impl! {
                 .iter()
                 .map(|u| u.as_str().to_string())
                 .collect();
+            let post_logout: Vec<String> = client
+                .post_logout_redirect_uris
+                .iter()
+                .map(|u| u.as_str().to_string())
+                .collect();
             let public = client.secret_hash.is_none();
             sqlx::query(
                 "INSERT INTO clients (id, secret_hash, scopes, alg, disabled, public, grants,
-                     redirect_uris, created_at, updated_at)
-                 VALUES ($1, $2, $3, $4, FALSE, $5, $6, $7, $8, $8)",
+                     redirect_uris, created_at, updated_at, first_party, post_logout_redirect_uris)
+                 VALUES ($1, $2, $3, $4, FALSE, $5, $6, $7, $8, $8, $9, $10)",
             )
             .bind(client.id.as_str())
             .bind(client.secret_hash.as_ref().map(|h| h.as_bytes()))
@@ -578,6 +586,8 @@ sql_impl! {
             .bind(DB::to_list(&grants, "clients.grants")?)
             .bind(DB::to_list(&redirect_uris, "clients.redirect_uris")?)
             .bind(now)
+            .bind(client.first_party)
+            .bind(DB::to_list(&post_logout, "clients.post_logout_redirect_uris")?)
             .execute(&self.pool)
             .await
             .map_err(|e| insert_error(e, || format!("client {}", client.id.as_str())))?;
@@ -590,6 +600,8 @@ sql_impl! {
                 public,
                 grants: client.grants,
                 redirect_uris,
+                first_party: client.first_party,
+                post_logout_redirect_uris: post_logout,
                 created_at: now,
                 previous_secret: None,
             })
@@ -641,9 +653,14 @@ sql_impl! {
                 .collect();
             let redirect_uris = change.redirect_uris.clone().unwrap_or(current.redirect_uris);
             let disabled = change.disabled.unwrap_or(current.disabled);
+            let first_party = change.first_party.unwrap_or(current.first_party);
+            let post_logout = change
+                .post_logout_redirect_uris
+                .clone()
+                .unwrap_or(current.post_logout_redirect_uris);
             let sql = format!(
                 "UPDATE clients SET scopes = $1, grants = $2, redirect_uris = $3, disabled = $4,
-                     updated_at = $5
+                     updated_at = $5, first_party = $7, post_logout_redirect_uris = $8
                  WHERE id = $6 RETURNING {CLIENT_COLUMNS}"
             );
             let row = sqlx::query(&sql)
@@ -653,6 +670,8 @@ sql_impl! {
                 .bind(disabled)
                 .bind(now)
                 .bind(id)
+                .bind(first_party)
+                .bind(DB::to_list(&post_logout, "clients.post_logout_redirect_uris")?)
                 .fetch_one(&mut *tx)
                 .await?;
             let client = client_from_row::<DB>(&row)?;
@@ -954,12 +973,17 @@ where
         public,
         grants,
         redirect_uris: DB::from_list(row.try_get("redirect_uris")?, "clients.redirect_uris")?,
+        first_party: row.try_get("first_party")?,
+        post_logout_redirect_uris: DB::from_list(
+            row.try_get("post_logout_redirect_uris")?,
+            "clients.post_logout_redirect_uris",
+        )?,
         created_at: row.try_get("created_at")?,
         previous_secret,
     })
 }
 
-async fn insert_refresh_token<DB>(
+pub(super) async fn insert_refresh_token<DB>(
     tx: &mut Transaction<'static, DB>,
     token: &NewRefreshToken,
 ) -> Result<(), StoreError>
@@ -985,7 +1009,7 @@ where
     Ok(())
 }
 
-async fn revoke_family<DB>(
+pub(super) async fn revoke_family<DB>(
     tx: &mut Transaction<'static, DB>,
     family_id: &str,
     reason: &str,

@@ -90,6 +90,8 @@ async fn add_client(app: &TestApp, id: &str, scopes: &[&str]) -> String {
         alg: None,
         grants: GrantType::defaults(false),
         redirect_uris: Vec::new(),
+        first_party: true,
+        post_logout_redirect_uris: Vec::new(),
     };
     app.app()
         .store

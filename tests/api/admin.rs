@@ -398,6 +398,8 @@ async fn a_service_client_with_the_admin_scope_can_rotate() {
             alg: None,
             grants: stamp::store::GrantType::defaults(false),
             redirect_uris: Vec::new(),
+            first_party: true,
+            post_logout_redirect_uris: Vec::new(),
         };
         (client, secret)
     };

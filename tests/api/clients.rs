@@ -217,7 +217,12 @@ async fn discovery_names_the_grants_endpoints_and_client_auth_methods() {
         .await;
     assert_eq!(
         doc["grant_types_supported"],
-        serde_json::json!(["password", "refresh_token", "client_credentials"])
+        serde_json::json!([
+            "password",
+            "refresh_token",
+            "client_credentials",
+            "authorization_code"
+        ])
     );
     assert_eq!(
         doc["revocation_endpoint"],
@@ -372,6 +377,8 @@ async fn a_cached_client_still_needs_its_secret_and_the_cache_can_be_turned_off(
             alg: None,
             grants: stamp::store::GrantType::defaults(false),
             redirect_uris: Vec::new(),
+            first_party: true,
+            post_logout_redirect_uris: Vec::new(),
         };
         app.app()
             .store

@@ -80,6 +80,8 @@ impl TestApp {
             alg,
             grants: GrantType::defaults(false),
             redirect_uris: Vec::new(),
+            first_party: true,
+            post_logout_redirect_uris: Vec::new(),
         };
         self.app()
             .store

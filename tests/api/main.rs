@@ -19,6 +19,7 @@ mod jwks;
 mod keys;
 mod login;
 mod metrics;
+mod oidc;
 mod postgres;
 mod rotation;
 mod rp_interop;

@@ -748,6 +748,8 @@ async fn pg_store_denylist_clients_and_audit() {
         alg,
         grants: stamp::store::GrantType::defaults(false),
         redirect_uris: Vec::new(),
+        first_party: true,
+        post_logout_redirect_uris: Vec::new(),
     };
     let billing = store
         .create_client(client("billing", Some(Alg::Rs256)), now)
@@ -1280,6 +1282,8 @@ async fn pg_client_secret_overlap_updates_and_deletion_round_trip() {
         alg: None,
         grants: stamp::store::GrantType::defaults(false),
         redirect_uris: Vec::new(),
+        first_party: true,
+        post_logout_redirect_uris: Vec::new(),
     };
     store.create_client(new_client, now).await.unwrap();
     let new = ClientSecret::generate();
@@ -1357,4 +1361,46 @@ async fn pg_store_queries_the_audit_log_with_filters_and_pages() {
         ats(&store.query_audit(&subject, 10, None).await.unwrap()),
         [1003]
     );
+}
+
+#[rocket::async_test]
+async fn the_authorization_code_flow_works_across_replicas_on_postgres() {
+    use crate::oidc::{VERIFIER, authorize, query, redeem, register, sign_in};
+
+    let Some((_, url)) = fresh_schema_with_url().await else {
+        return;
+    };
+    let a = replica(&url, |f| f).await;
+    let b = replica(&url, |f| f).await;
+    a.add_user("alice", PASSWORD, &[]).await;
+    register(&a, "bank", true, true).await;
+    let code = sign_in(&a, "bank", "alice").await;
+    // The browser session lives in the shared store: replica A answers from it.
+    let again = authorize(&a, &query("bank", &[("prompt", "none")])).await;
+    assert!(again.param("code").is_some(), "single sign-on");
+
+    // Redeemed on replica B, replayed on A: refused, and what B issued is revoked.
+    let (status, tokens) = redeem(&b, "bank", None, &code, Some(VERIFIER)).await;
+    assert_eq!(status, Status::Ok, "{tokens}");
+    assert!(tokens["id_token"].is_string());
+    let (status, body) = redeem(&a, "bank", None, &code, Some(VERIFIER)).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (Status::BadRequest, Some("invalid_grant"))
+    );
+    let refresh = b
+        .token_form(&format!(
+            "grant_type=refresh_token&client_id=bank&refresh_token={}",
+            urlencode(tokens["refresh_token"].as_str().unwrap())
+        ))
+        .await;
+    assert_eq!(refresh.status(), Status::BadRequest);
+    // The pruning job's query runs on PostgreSQL too.
+    let removed = a
+        .app()
+        .store
+        .prune_oidc(stamp::clock::now() + 86_400)
+        .await
+        .unwrap();
+    assert!(removed >= 2, "expired codes and the session: {removed}");
 }

@@ -24,6 +24,8 @@ async fn add_client(app: &TestApp, id: &str, public: bool, grants: &[GrantType])
         public,
         grants: grants.to_vec(),
         redirect_uris: Vec::new(),
+        first_party: true,
+        post_logout_redirect_uris: Vec::new(),
     };
     let app_state = app.app();
     let (_, secret) = app_state
