@@ -76,6 +76,7 @@ fn one_login_at_the_bank_signs_the_browser_in_to_retirement_and_one_logout_ends_
         logs()
     );
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    println!("browser report: {report:#}");
 
     // Assert: nothing left loopback; the password was typed once, on the issuer's login page.
     assert_eq!(report["blocked"], json!([]), "{report}");

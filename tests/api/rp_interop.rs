@@ -53,7 +53,10 @@ fn openid_client_signs_in_a_confidential_client_and_validates_the_id_token() {
     // ...and openid-client refuses an answer whose ID token carries another nonce, which shows
     // that the checks above could fail.
     let wrong = report["wrong_nonce"].as_str().unwrap();
-    assert!(wrong.contains("nonce"), "wrong nonce not refused: {wrong}");
+    assert!(
+        wrong.contains("claim nonce"),
+        "wrong nonce not refused for its nonce: {wrong}"
+    );
 }
 
 #[test]

@@ -42,7 +42,7 @@ async function main() {
     });
     wrongNonce = 'accepted';
   } catch (e) {
-    wrongNonce = `${e.code ?? e.name}: ${e.message}`;
+    wrongNonce = describe(e);
   }
 
   return {
@@ -58,6 +58,16 @@ async function main() {
     userinfo,
     wrong_nonce: wrongNonce,
   };
+}
+
+// An error and its causes (openid-client wraps the oauth4webapi error that names the claim).
+function describe(e) {
+  const parts = [];
+  for (let c = e; c instanceof Error && parts.length < 5; c = c.cause) {
+    parts.push(`${c.code ?? c.name}: ${c.message}`);
+    if (c.cause?.claim) parts.push(`claim ${c.cause.claim}`);
+  }
+  return parts.join(' <- ');
 }
 
 async function authorize(config, jar) {
@@ -90,6 +100,6 @@ async function flow(config, jar) {
 try {
   console.log(JSON.stringify(await main()));
 } catch (e) {
-  console.error(`openid-client flow failed: ${e.code ?? e.name}: ${e.message}${e.cause ? ` (cause: ${JSON.stringify(e.cause)})` : ''}`);
+  console.error(`openid-client flow failed: ${describe(e)}`);
   process.exit(1);
 }

@@ -119,7 +119,7 @@ const browser = await chromium.launch({
     '--disable-component-update',
     '--disable-sync',
     '--no-first-run',
-    '--host-resolver-rules=MAP * ~NOTFOUND',
+    '--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1',
   ],
 });
 let failed = null;
