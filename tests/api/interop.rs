@@ -177,8 +177,6 @@ pub(crate) struct Issuer {
     pub(crate) port: u16,
     pub(crate) url: String,
     alg: String,
-    /// Further `ROCKET_*` settings, applied last.
-    env: Vec<(String, String)>,
 }
 
 impl Issuer {
@@ -191,14 +189,7 @@ impl Issuer {
             port,
             url: format!("http://127.0.0.1:{port}"),
             alg: alg.to_string(),
-            env: Vec::new(),
         }
-    }
-
-    /// One more setting (`ROCKET_NAME`, value) for every later command.
-    pub(crate) fn with_env(mut self, name: &str, value: &str) -> Issuer {
-        self.env.push((name.to_string(), value.to_string()));
-        self
     }
 
     /// Starts `stamp serve`; its stderr goes to a file that [`Issuer::wait_ready`] shows on failure.
@@ -234,8 +225,7 @@ impl Issuer {
             .env("ROCKET_SIGNING_ALG", &self.alg)
             .env("ROCKET_KEY_POLL_INTERVAL", "1")
             // Two argon2 computations are plenty for one login and keep memory low.
-            .env("ROCKET_PASSWORD_CONCURRENCY", "2")
-            .envs(self.env.iter().map(|(k, v)| (k, v)));
+            .env("ROCKET_PASSWORD_CONCURRENCY", "2");
         cmd
     }
 

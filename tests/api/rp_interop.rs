@@ -1,6 +1,7 @@
 //! OpenID Connect interop: real relying-party libraries drive the authorization code flow against
-//! the real `stamp` binary on a loopback port: `openid-client` (npm) for a confidential client on
-//! an ES256 issuer, Authlib (Python, with requests) for a public client on an RS256 issuer. Each
+//! the real `stamp` binary on a loopback port: `openid-client` (npm) for a confidential
+//! third-party client (login and consent forms) on an ES256 issuer, Authlib (Python, with
+//! requests) for a public client on an RS256 issuer. Each
 //! finds the endpoints through discovery, signs the user in through the hosted login form (the
 //! scripts post it as a browser would, CSRF field and pre-login cookie included, and capture the
 //! redirect to a redirect URI nothing listens on), exchanges the code with PKCE, validates the ID
@@ -23,13 +24,14 @@ use crate::interop::{Issuer, PASSWORD, direct_to_loopback, free_port, interop_di
 pub(crate) const USER: &str = "alice";
 
 #[test]
-fn openid_client_signs_in_a_confidential_client_and_validates_the_id_token() {
-    // Arrange: the library, an ES256 issuer, a user, a confidential client.
+fn openid_client_signs_in_a_third_party_client_and_validates_the_id_token() {
+    // Arrange: the library, an ES256 issuer, a user, a confidential third-party client (its
+    // users see a consent screen).
     let tools = oidc_tools().unwrap_or_else(|e| panic!("cannot install the OIDC tools: {e}"));
     let mut issuer = Issuer::new("ES256");
     issuer.add_user(USER);
     let base = format!("http://127.0.0.1:{}", free_port());
-    let client = register_client(&issuer, "node-rp", &base, Kind::Confidential);
+    let client = register_client(&issuer, "node-rp", &base, Kind::ThirdParty);
     issuer.serve();
     issuer.wait_ready();
 
@@ -39,16 +41,21 @@ fn openid_client_signs_in_a_confidential_client_and_validates_the_id_token() {
         &client.script_config(&issuer, &base),
     );
 
-    // Assert: one login form posted, the ID token as openid-client validated it, userinfo.
+    // Assert: the login form and the consent form posted, the ID token as openid-client
+    // validated it, userinfo.
     assert_eq!(report["server"], issuer.url.as_str());
-    assert_eq!(report["first_forms"], 1, "{report}");
+    let trail = report["first_trail"].to_string();
+    assert_eq!(report["first_forms"], 2, "{report}");
+    // (the login answers with the consent page itself)
+    assert!(trail.contains("POST /authorize/login -> 200"), "{trail}");
+    assert!(trail.contains("POST /authorize/consent -> 303"), "{trail}");
     assert_id_token(&report, &issuer, "node-rp", "ES256");
     assert_eq!(
         report["token_type"].as_str().map(str::to_lowercase),
         Some("bearer".into())
     );
     assert_eq!(report["has_refresh_token"], true);
-    // Single sign-on: the second request of the same jar posts no form at all...
+    // Single sign-on, consent remembered: the second request of the same jar posts no form...
     assert_eq!(report["second_forms"], 0, "{report}");
     // ...and openid-client refuses an answer whose ID token carries another nonce, which shows
     // that the checks above could fail.
@@ -106,10 +113,12 @@ fn assert_id_token(report: &Value, issuer: &Issuer, client_id: &str, alg: &str) 
 // ---------------------------------------------------------------------------------------------
 // Clients.
 
-/// A client with a secret (authenticates with Basic) or a public one (PKCE alone).
+/// A client with a secret (authenticates with Basic), the same marked third-party (consent
+/// screen), or a public one (PKCE alone).
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kind {
     Confidential,
+    ThirdParty,
     Public,
 }
 
@@ -142,8 +151,14 @@ pub(crate) fn register_client(issuer: &Issuer, id: &str, base: &str, kind: Kind)
         .args(["--scope", "openid", "--scope", "profile"])
         .args(["--redirect-uri", &format!("{base}/callback")])
         .args(["--post-logout-redirect-uri", &format!("{base}/")]);
-    if kind == Kind::Public {
-        cmd.arg("--public");
+    match kind {
+        Kind::Confidential => {}
+        Kind::ThirdParty => {
+            cmd.arg("--third-party");
+        }
+        Kind::Public => {
+            cmd.arg("--public");
+        }
     }
     let out = cmd.stdin(Stdio::null()).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -152,7 +167,7 @@ pub(crate) fn register_client(issuer: &Issuer, id: &str, base: &str, kind: Kind)
         "stamp clients add {id} failed: {}{stdout}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let secret = (kind == Kind::Confidential).then(|| {
+    let secret = (kind != Kind::Public).then(|| {
         let secret = stdout.trim().to_string();
         assert!(
             !secret.is_empty() && !secret.contains(' '),
