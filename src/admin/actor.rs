@@ -126,6 +126,7 @@ mod tests {
             disabled,
             token_version: 0,
             created_at: 0,
+            email: None,
         }
     }
 

@@ -9,8 +9,8 @@ use crate::auth::{
 use crate::clock::Clock;
 use crate::keys::{Alg, KeyError, KeyManager, KeySet, RotateOptions};
 use crate::store::{
-    AuditEvent, AuditFilter, AuditPage, Client, ClientChange, ClientId, GrantType, NewClient,
-    NewUser, RedirectUri, Role, Scope, Store, StoreError, User, Username,
+    AuditEvent, AuditFilter, AuditPage, Client, ClientChange, ClientId, Email, GrantType,
+    NewClient, NewUser, RedirectUri, Role, Scope, Store, StoreError, User, Username,
 };
 
 use super::actor::Actor;
@@ -310,6 +310,29 @@ impl AdminService {
         );
         self.audit(actor, now, action, Some(user.id.clone()), Some(detail))
             .await?;
+        Ok(user)
+    }
+
+    /// Sets or clears a user's e-mail address (`users.email`), which OpenID Connect userinfo
+    /// returns with the `email` scope.
+    pub async fn set_user_email(
+        &self,
+        actor: &Actor,
+        user: UserRef<'_>,
+        email: Option<Email>,
+    ) -> Result<User, AdminError> {
+        let id = self.user_id(user).await?;
+        let now = self.clock.now();
+        let user = self.store.set_email(&id, email.as_ref(), now).await?;
+        let detail = format!("set={}", user.email.is_some());
+        self.audit(
+            actor,
+            now,
+            "users.email",
+            Some(user.id.clone()),
+            Some(detail),
+        )
+        .await?;
         Ok(user)
     }
 

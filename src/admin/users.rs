@@ -17,6 +17,9 @@ pub struct UserView {
     pub created_at_unix: i64,
     /// Bumped by every "log out everywhere": tokens issued under an older version are refused.
     pub token_version: i64,
+    /// The e-mail address userinfo returns with the `email` scope, if one is set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
 }
 
 impl From<User> for UserView {
@@ -29,6 +32,7 @@ impl From<User> for UserView {
             roles: user.roles,
             disabled: user.disabled,
             token_version: user.token_version,
+            email: user.email,
         }
     }
 }

@@ -38,6 +38,14 @@ pub struct Session {
     pub refresh: Option<IssuedRefresh>,
 }
 
+/// A new refresh-token family: its record, its first token's record, and the token to hand out.
+#[derive(Debug)]
+pub struct NewFamily {
+    pub family: Family,
+    pub first: NewRefreshToken,
+    pub issued: IssuedRefresh,
+}
+
 /// A refresh token as issued, with its lifetime in seconds.
 #[derive(Debug)]
 pub struct IssuedRefresh {
@@ -300,19 +308,31 @@ impl Authenticator {
         now: i64,
     ) -> Result<Session, AuthError> {
         let scope = self.grant_scope(&user.roles, requested_scope)?;
-        let client_id = client.id;
-        let subject = Subject {
-            sub: user.id.clone(),
-            client_id: client_id.clone(),
-            scope: scope.clone(),
-            roles: user.roles.clone(),
-            ver: Some(user.token_version),
-        };
-        let access = self.sign(subject, now)?;
+        let access = self.user_access_token(user, &client.id, scope.clone(), now)?;
+        let family = self.new_family(user, &client.id, scope, now);
+        self.store
+            .create_refresh_family(&family.family, &family.first)
+            .await?;
+        Ok(Session {
+            access,
+            refresh: Some(family.issued),
+        })
+    }
+
+    /// A new refresh-token family (one login of `user` through `client_id`) and its first
+    /// token, not stored yet: the password grant stores it alone, the authorization-code grant
+    /// with the code's consumption.
+    pub fn new_family(
+        &self,
+        user: &User,
+        client_id: &str,
+        scope: Vec<String>,
+        now: i64,
+    ) -> NewFamily {
         let family = Family {
             id: random_id(),
             user_id: user.id.clone(),
-            client_id,
+            client_id: client_id.to_string(),
             scope,
             created_at: now,
             expires_at: now + self.refresh.family_ttl,
@@ -327,14 +347,14 @@ impl Authenticator {
             issued_at: now,
             expires_at,
         };
-        self.store.create_refresh_family(&family, &first).await?;
-        Ok(Session {
-            access,
-            refresh: Some(IssuedRefresh {
+        NewFamily {
+            family,
+            first,
+            issued: IssuedRefresh {
                 token,
                 expires_in: expires_at - now,
-            }),
-        })
+            },
+        }
     }
 
     /// Confirms that `password` is `user`'s current password before a change to the account
@@ -383,11 +403,6 @@ impl Authenticator {
             ver: Some(user.token_version),
         };
         self.sign(subject, now)
-    }
-
-    /// Lifetimes of refresh tokens and their families.
-    pub fn refresh_policy(&self) -> &RefreshPolicy {
-        &self.refresh
     }
 
     /// The record of client `id` if it is registered (enabled or not), from the cache if fresh.

@@ -15,7 +15,7 @@ mod throttle;
 pub use client_cache::ClientCache;
 pub use clients::{ClientCredentials, ClientSecret, PresentedClient, ensure_default_client};
 pub use device::{DEVICE_COOKIE, DEVICE_COOKIE_TTL, DeviceCookies};
-pub use login::{AuthError, Authenticator, IssuedRefresh, LoginRequest, Session};
+pub use login::{AuthError, Authenticator, IssuedRefresh, LoginRequest, NewFamily, Session};
 pub use online::{LiveToken, OnlineError, TokenOwner};
 pub use password::{Admitted, Password, PasswordError, PasswordHasher, PasswordPolicy};
 pub use sessions::{Introspection, RefreshRequest, TokenHint};

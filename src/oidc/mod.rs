@@ -26,13 +26,13 @@ use rand::Rng;
 use subtle::ConstantTimeEq;
 
 use crate::App;
-use crate::auth::{AuthError, IssuedRefresh, Password, Session};
+use crate::auth::{AuthError, Password, Session};
 use crate::store::{
-    AuthCode, BrowserSession, Client, Family, GrantType, NewRefreshToken, PendingRequest,
-    RedeemOutcome, Redemption, StoreError, User, random_id,
+    AuthCode, BrowserSession, Client, GrantType, PendingRequest, RedeemOutcome, Redemption,
+    StoreError, User, random_id,
 };
 use crate::tokens::AccessClaims;
-use crate::tokens::refresh::{RefreshToken, TokenHash};
+use crate::tokens::refresh::TokenHash;
 
 pub use id_token::{IdClaims, IdTokenError, at_hash};
 pub use request::{AuthorizeParams, Prompt, RequestError, ValidRequest};
@@ -685,32 +685,15 @@ impl<'a> Provider<'a> {
             self.app
                 .auth
                 .user_access_token(&user, &client.id, record.scope.clone(), now)?;
-        let policy = self.app.auth.refresh_policy();
         let refresh = client.allows(GrantType::RefreshToken).then(|| {
-            let family = Family {
-                id: random_id(),
-                user_id: user.id.clone(),
-                client_id: client.id.clone(),
-                scope: record.scope.clone(),
-                created_at: now,
-                expires_at: now + policy.family_ttl,
-                revoked_at: None,
-            };
-            let token = RefreshToken::generate();
-            let expires_at = policy.token_expiry(now, family.expires_at);
-            let first = NewRefreshToken {
-                hash: token.hash(),
-                family_id: family.id.clone(),
-                token_version: user.token_version,
-                issued_at: now,
-                expires_at,
-            };
-            (family, first, token, expires_at)
+            self.app
+                .auth
+                .new_family(&user, &client.id, record.scope.clone(), now)
         });
         let redemption = Redemption {
             family: refresh
                 .as_ref()
-                .map(|(family, first, _, _)| (family.clone(), first.clone())),
+                .map(|new| (new.family.clone(), new.first.clone())),
             access_jti: access.claims.jti.clone(),
             access_exp: access.claims.exp,
         };
@@ -756,10 +739,7 @@ impl<'a> Provider<'a> {
         Ok(CodeTokens {
             session: Session {
                 access,
-                refresh: refresh.map(|(_, _, token, expires_at)| IssuedRefresh {
-                    token,
-                    expires_in: expires_at - now,
-                }),
+                refresh: refresh.map(|new| new.issued),
             },
             id_token,
         })
@@ -833,7 +813,8 @@ impl<'a> Provider<'a> {
 }
 
 /// The OpenID Connect userinfo response (Core §5.3) for a live access token of `user`: `sub`,
-/// and `preferred_username` with `profile`. `None` without the `openid` scope.
+/// `preferred_username` with `profile`, and `email` with `email` when the user has one. `None`
+/// without the `openid` scope.
 pub fn userinfo(claims: &AccessClaims, user: &User) -> Option<serde_json::Value> {
     let scope = crate::store::split_scope(claims.scope.as_deref().unwrap_or(""));
     if !scope.iter().any(|s| s == "openid") {
@@ -842,6 +823,11 @@ pub fn userinfo(claims: &AccessClaims, user: &User) -> Option<serde_json::Value>
     let mut info = serde_json::json!({ "sub": user.id });
     if scope.iter().any(|s| s == "profile") {
         info["preferred_username"] = serde_json::json!(user.username);
+    }
+    if let Some(email) = &user.email
+        && scope.iter().any(|s| s == "email")
+    {
+        info["email"] = serde_json::json!(email);
     }
     Some(info)
 }

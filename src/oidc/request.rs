@@ -409,6 +409,7 @@ mod tests {
     #[test]
     fn pkce_rules() {
         let mut p = params();
+        p.scope = Some("openid".into());
         p.code_challenge = None;
         p.code_challenge_method = None;
         assert_eq!(

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::App;
 use crate::admin::{Admin, NewAccount, UserRef, UserUpdate, UserView};
 use crate::error::ApiError;
-use crate::store::{Role, Username};
+use crate::store::{Email, Role, Username};
 
 use super::json_error;
 
@@ -139,6 +139,14 @@ async fn show_user(app: &State<App>, _admin: Admin, id: &str) -> Result<Json<Use
 struct UpdateBody {
     roles: Option<Vec<String>>,
     disabled: Option<bool>,
+    /// An address to set, or `null` to clear it; absent leaves it as it is.
+    #[serde(default, deserialize_with = "present")]
+    email: Option<Option<String>>,
+}
+
+/// A field that is present (`Some`), possibly `null` (`Some(None)`).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
 }
 
 /// Sets the user's roles and/or disables (bumping the token version) or enables them.
@@ -150,14 +158,25 @@ async fn update_user(
     body: Result<Json<UpdateBody>, json::Error<'_>>,
 ) -> Result<Json<UserView>, ApiError> {
     let body = body.map_err(json_error)?.into_inner();
+    let email = body
+        .email
+        .map(|email| email.as_deref().map(Email::parse).transpose())
+        .transpose()
+        .map_err(|e| ApiError::invalid_request(format!("email: {e}")))?;
     let update = UserUpdate {
         roles: body.roles.as_deref().map(parse_roles).transpose()?,
         disabled: body.disabled,
     };
-    let user = app
+    let mut user = app
         .admin
         .update_user(&admin.actor, UserRef::Id(id), update)
         .await?;
+    if let Some(email) = email {
+        user = app
+            .admin
+            .set_user_email(&admin.actor, UserRef::Id(id), email)
+            .await?;
+    }
     Ok(Json(user.into()))
 }
 

@@ -142,7 +142,7 @@ pub fn discovery_document(issuer: &str, scopes: &[String]) -> Vec<u8> {
         "scopes_supported": scopes,
         "claims_supported": [
             "iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "at_hash", "sid",
-            "preferred_username"
+            "preferred_username", "email"
         ],
         "prompt_values_supported": ["none", "login", "consent", "select_account"],
         "authorization_response_iss_parameter_supported": true,

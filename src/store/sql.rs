@@ -23,9 +23,10 @@ use sqlx::{
 };
 
 use super::{
-    AuditEvent, AuditFilter, AuditPage, AuditStore, Client, ClientChange, ClientStore, Family,
-    GrantType, HealthCheck, NewClient, NewRefreshToken, NewUser, RefreshOutcome, RefreshRecord,
-    Role, SessionStore, StoreError, User, UserStore, insert_error, random_id, split_scope,
+    AuditEvent, AuditFilter, AuditPage, AuditStore, Client, ClientChange, ClientStore, Email,
+    Family, GrantType, HealthCheck, NewClient, NewRefreshToken, NewUser, RefreshOutcome,
+    RefreshRecord, Role, SessionStore, StoreError, User, UserStore, insert_error, random_id,
+    split_scope,
 };
 use crate::keys::Alg;
 use crate::tokens::refresh::{RefreshPolicy, RefreshState, Rejection, TokenHash, Verdict, judge};
@@ -88,7 +89,7 @@ impl<DB: Database> SqlStore<DB> {
 }
 
 const USER_COLUMNS: &str =
-    "id, username, password_hash, roles, disabled, token_version, created_at";
+    "id, username, password_hash, roles, disabled, token_version, created_at, email";
 
 const CLIENT_COLUMNS: &str = "id, secret_hash, scopes, alg, disabled, public, grants, \
      redirect_uris, created_at, previous_secret_hash, previous_secret_expires_at, first_party, \
@@ -104,7 +105,7 @@ macro_rules! refresh_read {
                 f.expires_at AS f_expires, f.revoked_at AS f_revoked,
                 u.token_version AS user_version, u.disabled AS user_disabled,
                 u.username AS u_username, u.password_hash AS u_password_hash,
-                u.roles AS u_roles, u.created_at AS u_created
+                u.roles AS u_roles, u.created_at AS u_created, u.email AS u_email
              FROM refresh_tokens t
              JOIN refresh_families f ON f.id = t.family_id
              ",
@@ -250,6 +251,7 @@ sql_impl! {
                 disabled: false,
                 token_version: 0,
                 created_at: now,
+                email: None,
             })
         }
 
@@ -343,6 +345,27 @@ sql_impl! {
             let row = sqlx::query(&format!(
                 "DELETE FROM users WHERE id = $1 RETURNING {USER_COLUMNS}"
             ))
+            .bind(user_id)
+            .fetch_optional(&self.pool)
+            .await?;
+            match row {
+                Some(row) => user_from_row(&row),
+                None => Err(StoreError::NotFound(format!("user {user_id}"))),
+            }
+        }
+
+        async fn set_email(
+            &self,
+            user_id: &str,
+            email: Option<&Email>,
+            now: i64,
+        ) -> Result<User, StoreError> {
+            let row = sqlx::query(&format!(
+                "UPDATE users SET email = $1, updated_at = $2 WHERE id = $3
+                 RETURNING {USER_COLUMNS}"
+            ))
+            .bind(email.map(Email::as_str))
+            .bind(now)
             .bind(user_id)
             .fetch_optional(&self.pool)
             .await?;
@@ -846,6 +869,7 @@ where
         disabled: row.try_get("disabled")?,
         token_version: row.try_get("token_version")?,
         created_at: row.try_get("created_at")?,
+        email: row.try_get("email")?,
     })
 }
 
@@ -872,6 +896,7 @@ where
         disabled: row.try_get("user_disabled")?,
         token_version: row.try_get("user_version")?,
         created_at: row.try_get("u_created")?,
+        email: row.try_get("u_email")?,
     }))
 }
 

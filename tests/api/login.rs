@@ -202,9 +202,15 @@ async fn token_endpoint_rejects_malformed_requests_with_oauth_errors() {
             "invalid_request",
         ),
         (
-            "grant_type=authorization_code&code=x",
+            "grant_type=implicit&code=x",
             Status::BadRequest,
             "unsupported_grant_type",
+        ),
+        // The authorization-code grant names its client.
+        (
+            "grant_type=authorization_code&code=x",
+            Status::BadRequest,
+            "invalid_request",
         ),
         // Invalid percent-escapes are decoded leniently: an unknown user, not a server error.
         (

@@ -138,7 +138,7 @@ pub async fn post_form(app: &TestApp, path: &str, body: &str) -> Answer {
         app.client
             .post(path.to_string())
             .header(ContentType::Form)
-            .body(body.to_string())
+            .body(body)
             .dispatch()
             .await,
     )
@@ -918,4 +918,102 @@ async fn clients_are_registered_for_sign_in_through_the_api_and_the_cli() {
         shown["post_logout_redirect_uris"],
         serde_json::json!(["https://retirement.example/bye"])
     );
+}
+
+#[rocket::async_test]
+async fn userinfo_returns_the_email_an_admin_set_with_the_email_scope() {
+    let app = TestApp::spawn().await;
+    let root = app.admin_token().await;
+    let alice = app.add_user("alice", PASSWORD, &[]).await;
+    register(&app, "bank", true, true).await;
+    let path = format!("/admin/users/{}", alice.id);
+    let (status, _) = app
+        .admin_json(
+            Method::Patch,
+            &path,
+            &root,
+            Some(r#"{"email": "not an address"}"#),
+        )
+        .await;
+    assert_eq!(status, Status::BadRequest);
+    let (status, view) = app
+        .admin_json(
+            Method::Patch,
+            &path,
+            &root,
+            Some(r#"{"email": "alice@bank.example"}"#),
+        )
+        .await;
+    assert_eq!(status, Status::Ok, "{view}");
+    assert_eq!(view["email"], "alice@bank.example");
+
+    let page = authorize(&app, &query("bank", &[("scope", "openid email")])).await;
+    let code = submit_login(&app, &page, "alice", PASSWORD)
+        .await
+        .param("code")
+        .unwrap();
+    let (_, tokens) = redeem(&app, "bank", None, &code, Some(VERIFIER)).await;
+    let access = tokens["access_token"].as_str().unwrap();
+    let (_, info) = userinfo(&app, access).await;
+    assert_eq!(
+        info,
+        serde_json::json!({"sub": alice.id, "email": "alice@bank.example"})
+    );
+
+    let (status, view) = app
+        .admin_json(Method::Patch, &path, &root, Some(r#"{"email": null}"#))
+        .await;
+    assert_eq!(status, Status::Ok);
+    assert!(view.get("email").is_none(), "{view}");
+    let (_, info) = userinfo(&app, access).await;
+    assert_eq!(info, serde_json::json!({"sub": alice.id}));
+}
+
+#[rocket::async_test]
+async fn the_login_form_is_throttled_like_the_password_grant() {
+    let app = TestApp::spawn_with(|f| {
+        f.merge(rocket::figment::providers::Serialized::global(
+            "login_throttle_failures",
+            1,
+        ))
+    })
+    .await;
+    app.add_user("alice", PASSWORD, &[]).await;
+    register(&app, "bank", true, true).await;
+    let page = authorize(&app, &query("bank", &[])).await;
+    let mut last = submit_login(&app, &page, "alice", "wrong password").await;
+    for _ in 0..3 {
+        if last.status == Status::TooManyRequests {
+            break;
+        }
+        last = submit_login(&app, &page, "alice", "wrong password").await;
+    }
+    assert_eq!(last.status, Status::TooManyRequests, "{}", last.body);
+    assert!(last.body.contains("Too many failed sign-ins"));
+    assert!(last.location.is_none());
+    // The password grant sees the same throttle: the failures above count there too.
+    let response = app
+        .token_form(&format!(
+            "grant_type=password&username=alice&password={}",
+            urlencode(PASSWORD)
+        ))
+        .await;
+    assert_eq!(response.status(), Status::TooManyRequests);
+}
+
+#[rocket::async_test]
+async fn the_authorization_endpoint_accepts_a_form_post() {
+    let app = TestApp::spawn().await;
+    app.add_user("alice", PASSWORD, &[]).await;
+    register(&app, "bank", true, true).await;
+    let page = post_form(
+        &app,
+        "/authorize",
+        &query("bank", &[("unknown", "ignored")]),
+    )
+    .await;
+    assert_eq!(page.status, Status::Ok, "{}", page.body);
+    let back = submit_login(&app, &page, "alice", PASSWORD).await;
+    assert_eq!(back.param("state").as_deref(), Some("st-1"));
+    assert!(back.param("code").is_some());
 }
