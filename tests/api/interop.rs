@@ -478,53 +478,20 @@ pub fn verifiers() -> Result<&'static Verifiers, String> {
 }
 
 fn install() -> Result<Verifiers, String> {
-    let root = interop_dir();
-    fs::create_dir_all(&root).map_err(|e| format!("create {}: {e}", root.display()))?;
-    let lock = File::create(root.join(".lock")).map_err(|e| format!("lock file: {e}"))?;
-    lock.lock()
-        .map_err(|e| format!("lock {}: {e}", root.display()))?;
-    let scripts = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop");
+    let (root, _lock) = locked_interop_dir()?;
+    let scripts = scripts_dir();
 
     // Python: a venv with PyJWT and cryptography (PyJWKClient needs the latter for EC and RSA).
-    let venv = root.join("venv");
-    let python = venv.join("bin/python");
-    let have_pyjwt = |python: &Path| {
-        Command::new(python)
-            .args(["-c", "import jwt, cryptography"])
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
-    if !have_pyjwt(&python) {
-        run(Command::new("python3").arg("-m").arg("venv").arg(&venv))?;
-        run(Command::new(&python).args([
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            "pyjwt>=2.8,<3",
-            "cryptography",
-        ]))?;
-        if !have_pyjwt(&python) {
-            return Err("PyJWT installed but `import jwt, cryptography` fails".into());
-        }
-    }
+    let python = python_venv(
+        &root.join("venv"),
+        "jwt, cryptography",
+        &["pyjwt>=2.8,<3", "cryptography"],
+    )?;
 
     // Node: jose in its own npm folder; the script is copied next to node_modules so that its
     // `import 'jose'` resolves there (ES modules ignore NODE_PATH).
     let node_dir = root.join("node");
-    let jose_manifest = node_dir.join("node_modules/jose/package.json");
-    if !jose_manifest.exists() {
-        fs::create_dir_all(&node_dir).map_err(|e| format!("create {}: {e}", node_dir.display()))?;
-        run(Command::new("npm")
-            .arg("install")
-            .arg("--prefix")
-            .arg(&node_dir)
-            .args(["--no-audit", "--no-fund", "--loglevel=error", "jose@6"]))?;
-        if !jose_manifest.exists() {
-            return Err("npm install jose succeeded but node_modules/jose is missing".into());
-        }
-    }
+    npm_packages(&node_dir, &[("jose", "jose@6")])?;
     for script in ["verify.mjs", "sign.mjs"] {
         fs::copy(scripts.join(script), node_dir.join(script))
             .map_err(|e| format!("copy {script}: {e}"))?;
@@ -548,14 +515,92 @@ fn install() -> Result<Verifiers, String> {
     })
 }
 
+/// `target/interop`, created, and the exclusive lock on its `.lock` file that serialises the
+/// installers of parallel test processes (held until the returned file is dropped).
+pub(crate) fn locked_interop_dir() -> Result<(PathBuf, File), String> {
+    let root = interop_dir();
+    fs::create_dir_all(&root).map_err(|e| format!("create {}: {e}", root.display()))?;
+    let lock = File::create(root.join(".lock")).map_err(|e| format!("lock file: {e}"))?;
+    lock.lock()
+        .map_err(|e| format!("lock {}: {e}", root.display()))?;
+    Ok((root, lock))
+}
+
+/// `tests/interop/`: the third-party scripts.
+pub(crate) fn scripts_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop")
+}
+
+/// The python of a venv at `venv` in which `import IMPORTS` works, made with pip installing
+/// `packages` unless it already works.
+pub(crate) fn python_venv(
+    venv: &Path,
+    imports: &str,
+    packages: &[&str],
+) -> Result<PathBuf, String> {
+    let python = venv.join("bin/python");
+    let ready = || {
+        Command::new(&python)
+            .args(["-c", &format!("import {imports}")])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if !ready() {
+        run(Command::new("python3").arg("-m").arg("venv").arg(venv))?;
+        run(Command::new(&python)
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+            ])
+            .args(packages))?;
+        if !ready() {
+            return Err(format!(
+                "{packages:?} installed but `import {imports}` fails"
+            ));
+        }
+    }
+    Ok(python)
+}
+
+/// npm packages in `dir/node_modules`, each `(name, spec)`, installed unless all are there.
+pub(crate) fn npm_packages(dir: &Path, packages: &[(&str, &str)]) -> Result<(), String> {
+    let installed = || {
+        packages.iter().all(|(name, _)| {
+            dir.join("node_modules")
+                .join(name)
+                .join("package.json")
+                .exists()
+        })
+    };
+    if installed() {
+        return Ok(());
+    }
+    fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+    run(Command::new("npm")
+        .arg("install")
+        .arg("--prefix")
+        .arg(dir)
+        .args(["--no-audit", "--no-fund", "--loglevel=error"])
+        .args(packages.iter().map(|(_, spec)| spec)))?;
+    if !installed() {
+        return Err(format!(
+            "npm install succeeded but {packages:?} are missing"
+        ));
+    }
+    Ok(())
+}
+
 /// `target/interop`, next to the `target/tmp` cargo gives integration tests.
-pub(crate) fn interop_dir() -> PathBuf {
+fn interop_dir() -> PathBuf {
     let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
     tmp.parent().unwrap_or(tmp).join("interop")
 }
 
 /// Runs an installer command, turning any failure into a message with its output.
-pub(crate) fn run(cmd: &mut Command) -> Result<(), String> {
+fn run(cmd: &mut Command) -> Result<(), String> {
     let shown = format!("{cmd:?}");
     let out = cmd
         .stdin(Stdio::null())

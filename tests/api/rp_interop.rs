@@ -12,13 +12,16 @@
 //! verifiers of `interop.rs`), once; an installation failure fails the test, never skips it.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 
 use serde_json::{Value, json};
 
-use crate::interop::{Issuer, PASSWORD, direct_to_loopback, free_port, interop_dir, run};
+use crate::interop::{
+    Issuer, PASSWORD, direct_to_loopback, free_port, locked_interop_dir, npm_packages, python_venv,
+    scripts_dir,
+};
 
 /// The user every end-to-end test signs in as.
 pub(crate) const USER: &str = "alice";
@@ -248,66 +251,29 @@ pub(crate) fn oidc_tools() -> Result<&'static OidcTools, String> {
 }
 
 fn install() -> Result<OidcTools, String> {
-    let root = interop_dir();
-    fs::create_dir_all(&root).map_err(|e| format!("create {}: {e}", root.display()))?;
-    let lock = fs::File::create(root.join(".lock")).map_err(|e| format!("lock file: {e}"))?;
-    lock.lock()
-        .map_err(|e| format!("lock {}: {e}", root.display()))?;
-    let scripts = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop");
+    let (root, _lock) = locked_interop_dir()?;
+    let scripts = scripts_dir();
 
     // Node: the scripts are copied next to node_modules (ES modules ignore NODE_PATH).
     let node_dir = root.join("oidc-node");
-    let installed = ["playwright-core", "openid-client"].iter().all(|p| {
-        node_dir
-            .join("node_modules")
-            .join(p)
-            .join("package.json")
-            .exists()
-    });
-    if !installed {
-        fs::create_dir_all(&node_dir).map_err(|e| format!("create {}: {e}", node_dir.display()))?;
-        run(Command::new("npm")
-            .arg("install")
-            .arg("--prefix")
-            .arg(&node_dir)
-            .args([
-                "--no-audit",
-                "--no-fund",
-                "--loglevel=error",
-                "playwright-core@1",
-                "openid-client@6",
-            ]))?;
-    }
+    npm_packages(
+        &node_dir,
+        &[
+            ("playwright-core", "playwright-core@1"),
+            ("openid-client", "openid-client@6"),
+        ],
+    )?;
     for script in ["signin.mjs", "rp_openid_client.mjs", "sso_browser.mjs"] {
         fs::copy(scripts.join(script), node_dir.join(script))
             .map_err(|e| format!("copy {script}: {e}"))?;
     }
 
     // Python: Authlib and requests in their own venv.
-    let venv = root.join("oidc-venv");
-    let python = venv.join("bin/python");
-    let have_authlib = |python: &Path| {
-        Command::new(python)
-            .args(["-c", "import authlib, requests, cryptography"])
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
-    if !have_authlib(&python) {
-        run(Command::new("python3").arg("-m").arg("venv").arg(&venv))?;
-        run(Command::new(&python).args([
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            "authlib>=1.3,<2",
-            "requests>=2.31,<3",
-            "cryptography",
-        ]))?;
-        if !have_authlib(&python) {
-            return Err("Authlib installed but `import authlib, requests` fails".into());
-        }
-    }
+    let python = python_venv(
+        &root.join("oidc-venv"),
+        "authlib, requests, cryptography",
+        &["authlib>=1.3,<2", "requests>=2.31,<3", "cryptography"],
+    )?;
     Ok(OidcTools {
         node_dir,
         python,
