@@ -14,13 +14,15 @@ pub enum Grant {
     Password,
     RefreshToken,
     ClientCredentials,
+    AuthorizationCode,
 }
 
 impl Grant {
-    const ALL: [Grant; 3] = [
+    const ALL: [Grant; 4] = [
         Grant::Password,
         Grant::RefreshToken,
         Grant::ClientCredentials,
+        Grant::AuthorizationCode,
     ];
 
     fn label(self) -> &'static str {
@@ -28,6 +30,7 @@ impl Grant {
             Grant::Password => "password",
             Grant::RefreshToken => "refresh_token",
             Grant::ClientCredentials => "client_credentials",
+            Grant::AuthorizationCode => "authorization_code",
         }
     }
 }
@@ -35,8 +38,8 @@ impl Grant {
 /// Process-wide counters (each replica counts its own).
 #[derive(Default)]
 pub struct Metrics {
-    issued: [AtomicU64; 3],
-    refused: [AtomicU64; 3],
+    issued: [AtomicU64; 4],
+    refused: [AtomicU64; 4],
     throttled: AtomicU64,
     refresh_reuse: AtomicU64,
     jwks_served: AtomicU64,
@@ -62,6 +65,17 @@ impl Metrics {
                 }
             }
         }
+    }
+
+    /// Counts one grant's outcome where the error is not an [`AuthError`] (the
+    /// authorization-code grant).
+    pub fn grant_outcome(&self, grant: Grant, issued: bool) {
+        let i = grant as usize;
+        inc(if issued {
+            &self.issued[i]
+        } else {
+            &self.refused[i]
+        });
     }
 
     /// Counts one JWKS answer.

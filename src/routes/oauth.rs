@@ -161,7 +161,10 @@ async fn token(
                     form.code_verifier.as_deref(),
                     now,
                 )
-                .await?;
+                .await;
+            app.metrics
+                .grant_outcome(Grant::AuthorizationCode, tokens.is_ok());
+            let tokens = tokens?;
             Ok(TokenResponse {
                 id_token: tokens.id_token.map(SecretString::from),
                 ..tokens.session.into()

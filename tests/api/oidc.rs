@@ -404,6 +404,10 @@ async fn a_replayed_code_is_refused_and_revokes_what_it_produced() {
         refresh(&app, "bank", refresh_token).await,
         Status::BadRequest
     );
+    let metrics = app.client.get("/metrics").dispatch().await;
+    let text = metrics.into_string().await.unwrap();
+    assert!(text.contains("stamp_tokens_issued_total{grant=\"authorization_code\"} 1"));
+    assert!(text.contains("stamp_grants_refused_total{grant=\"authorization_code\"} 1"));
 }
 
 #[rocket::async_test]
