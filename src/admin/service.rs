@@ -9,7 +9,7 @@ use crate::auth::{
 use crate::clock::Clock;
 use crate::keys::{Alg, KeyError, KeyManager, KeySet, RotateOptions};
 use crate::store::{
-    AuditEvent, AuditFilter, AuditPage, Client, ClientChange, ClientId, Email, GrantType,
+    AuditEvent, AuditFilter, AuditPage, Client, ClientChange, ClientId, Consent, Email, GrantType,
     NewClient, NewUser, RedirectUri, Role, Scope, Store, StoreError, User, Username,
 };
 
@@ -334,6 +334,31 @@ impl AdminService {
         )
         .await?;
         Ok(user)
+    }
+
+    /// The third-party clients a user has consented to (OpenID Connect).
+    pub async fn consents(&self, user: UserRef<'_>) -> Result<Vec<Consent>, AdminError> {
+        let id = self.user_id(user).await?;
+        Ok(self.store.list_consents(&id).await?)
+    }
+
+    /// Withdraws a user's consent to a client (`users.consent_revoke`), revoking the refresh
+    /// tokens the user holds with it; [`StoreError::NotFound`] if there was none.
+    pub async fn revoke_consent(
+        &self,
+        actor: &Actor,
+        user: UserRef<'_>,
+        client_id: &str,
+    ) -> Result<(), AdminError> {
+        let id = self.user_id(user).await?;
+        let now = self.clock.now();
+        if !self.store.revoke_consent(&id, client_id, now).await? {
+            return Err(StoreError::NotFound(format!("consent to client {client_id}")).into());
+        }
+        let detail = format!("client={client_id}");
+        self.audit(actor, now, "users.consent_revoke", Some(id), Some(detail))
+            .await?;
+        Ok(())
     }
 
     /// Deletes a user (`users.delete`): every refresh family they hold goes with them, and

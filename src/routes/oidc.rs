@@ -1,7 +1,9 @@
 //! The OpenID Connect provider's endpoints: `GET|POST /authorize`, the hosted forms
 //! (`POST /authorize/login`, `POST /authorize/consent`), `GET|POST /userinfo`,
 //! `GET|POST /end-session`, the user's consents (`GET /account/consents`,
-//! `DELETE /account/consents/{client_id}`) and the pages' stylesheet. The rules are in
+//! `DELETE /account/consents/{client_id}`, and for administrators
+//! `GET /admin/users/{id}/consents`, `DELETE /admin/users/{id}/consents/{client_id}`) and the
+//! pages' stylesheet. The rules are in
 //! [`crate::oidc`]; this file moves cookies and renders pages.
 //!
 //! Pages are sent with a strict Content-Security-Policy: nothing but the stylesheet may load,
@@ -20,6 +22,7 @@ use rocket::time::Duration;
 use rocket::{State, delete, get, post, routes};
 
 use crate::App;
+use crate::admin::{Actor, Admin, UserRef};
 use crate::auth::{Password, TokenOwner};
 use crate::error::ApiError;
 use crate::oidc::{
@@ -60,7 +63,9 @@ pub fn stage() -> AdHoc {
                 end_session_get,
                 end_session_post,
                 list_consents,
-                revoke_consent
+                revoke_consent,
+                admin_list_consents,
+                admin_revoke_consent
             ],
         ))
     })
@@ -577,25 +582,44 @@ async fn list_consents(
 }
 
 /// Withdraws a consent (`204`; `404` if there was none): the next sign-in asks again, and the
-/// refresh tokens the user holds with that client are revoked.
+/// refresh tokens the user holds with that client are revoked. Audited, the user as actor.
 #[delete("/account/consents/<client_id>")]
 async fn revoke_consent(
     app: &State<App>,
     holder: AccountHolder,
     client_id: &str,
 ) -> Result<Status, ApiError> {
-    let now = app.clock.now();
-    if app
-        .store
-        .revoke_consent(&holder.user.id, client_id, now)
-        .await?
-    {
-        Ok(Status::NoContent)
-    } else {
-        Err(ApiError::new(
-            Status::NotFound,
-            "not_found",
-            format!("no consent to client {client_id}"),
-        ))
-    }
+    let actor = Actor::User {
+        id: holder.user.id.clone(),
+    };
+    app.admin
+        .revoke_consent(&actor, UserRef::Id(&holder.user.id), client_id)
+        .await?;
+    Ok(Status::NoContent)
+}
+
+/// A user's consents, for an administrator.
+#[get("/admin/users/<id>/consents")]
+async fn admin_list_consents(
+    app: &State<App>,
+    _admin: Admin,
+    id: &str,
+) -> Result<super::NoStore<Json<Vec<Consent>>>, ApiError> {
+    Ok(super::NoStore(Json(
+        app.admin.consents(UserRef::Id(id)).await?,
+    )))
+}
+
+/// Withdraws a user's consent to a client, as an administrator (`204`, `404` if none).
+#[delete("/admin/users/<id>/consents/<client_id>")]
+async fn admin_revoke_consent(
+    app: &State<App>,
+    admin: Admin,
+    id: &str,
+    client_id: &str,
+) -> Result<Status, ApiError> {
+    app.admin
+        .revoke_consent(&admin.actor, UserRef::Id(id), client_id)
+        .await?;
+    Ok(Status::NoContent)
 }

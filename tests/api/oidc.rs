@@ -822,10 +822,36 @@ async fn third_party_clients_ask_for_consent_once_until_it_is_withdrawn() {
     assert_eq!(status, Status::Ok);
     assert_eq!(list[0]["client_id"], "shop");
     assert_eq!(list[0]["scope"], serde_json::json!(["openid", "profile"]));
+    let root = app.admin_token().await;
+    let alice = app
+        .app()
+        .store
+        .user_by_username("alice")
+        .await
+        .unwrap()
+        .unwrap();
+    let admin_path = format!("/admin/users/{}/consents", alice.id);
+    let (status, seen) = app.admin_json(Method::Get, &admin_path, &root, None).await;
+    assert_eq!(
+        (status, seen[0]["client_id"].as_str()),
+        (Status::Ok, Some("shop"))
+    );
+    let (status, _) = app.admin_json(Method::Get, &admin_path, token, None).await;
+    assert_eq!(status, Status::Forbidden, "only for administrators");
     let (status, _) = app
         .admin_json(Method::Delete, "/account/consents/shop", token, None)
         .await;
     assert_eq!(status, Status::NoContent);
+    let events = app.app().store.recent_audit(5).await.unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|e| e.action == "users.consent_revoke" && e.actor == format!("user:{}", alice.id))
+    );
+    let (status, _) = app
+        .admin_json(Method::Delete, &format!("{admin_path}/shop"), &root, None)
+        .await;
+    assert_eq!(status, Status::NotFound);
     let (status, _) = app
         .admin_json(Method::Delete, "/account/consents/shop", token, None)
         .await;
