@@ -183,11 +183,12 @@ fn flip_signature_char(token: &str) -> String {
 // The issuer process.
 
 /// The real `stamp serve` on a loopback port with its state in a temporary folder; killed on drop.
+/// Also the issuer of the OpenID Connect end-to-end tests (`browser.rs`, `rp_interop.rs`).
 pub(crate) struct Issuer {
     pub(crate) child: Option<Child>,
-    dir: TempDir,
+    pub(crate) dir: TempDir,
     pub(crate) port: u16,
-    url: String,
+    pub(crate) url: String,
     alg: String,
 }
 
@@ -235,7 +236,7 @@ impl Issuer {
     /// points at the repository's file), so the test runs the real configuration; every setting
     /// that holds state or addresses is overridden by a `ROCKET_*` variable, and the current
     /// directory is the temporary folder, so nothing is written into the repository.
-    fn command(&self) -> Command {
+    pub(crate) fn command(&self) -> Command {
         let dir = self.dir.path();
         let mut cmd = crate::helpers::stamp_command(dir);
         cmd.current_dir(dir)
@@ -384,7 +385,7 @@ impl Drop for Issuer {
 }
 
 /// A port that was free a moment ago (the OS picks it; the listener is closed before use).
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -394,7 +395,7 @@ fn free_port() -> u16 {
 
 /// A minimal HTTP/1.0 exchange on loopback: HTTP/1.0 makes the server close the connection after
 /// the response and never use chunked encoding, so reading to the end yields the whole body.
-fn http(
+pub(crate) fn http(
     port: u16,
     method: &str,
     path: &str,
@@ -464,22 +465,25 @@ impl Verifier {
 
     fn command(&self, script: &Path) -> Command {
         let mut cmd = Command::new(&self.program);
-        // The verifiers must reach the loopback issuer directly, never through a proxy.
-        for var in [
-            "HTTP_PROXY",
-            "http_proxy",
-            "HTTPS_PROXY",
-            "https_proxy",
-            "ALL_PROXY",
-            "all_proxy",
-        ] {
-            cmd.env_remove(var);
-        }
-        cmd.env("NO_PROXY", "127.0.0.1,localhost")
-            .arg(script)
-            .stdin(Stdio::null());
+        direct_to_loopback(&mut cmd);
+        cmd.arg(script).stdin(Stdio::null());
         cmd
     }
+}
+
+/// Third-party code run by a test must reach the loopback servers directly, never through a proxy.
+pub(crate) fn direct_to_loopback(cmd: &mut Command) {
+    for var in [
+        "HTTP_PROXY",
+        "http_proxy",
+        "HTTPS_PROXY",
+        "https_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd.env("NO_PROXY", "127.0.0.1,localhost");
 }
 
 pub struct Verifiers {
@@ -505,53 +509,20 @@ pub fn verifiers() -> Result<&'static Verifiers, String> {
 }
 
 fn install() -> Result<Verifiers, String> {
-    let root = interop_dir();
-    fs::create_dir_all(&root).map_err(|e| format!("create {}: {e}", root.display()))?;
-    let lock = File::create(root.join(".lock")).map_err(|e| format!("lock file: {e}"))?;
-    lock.lock()
-        .map_err(|e| format!("lock {}: {e}", root.display()))?;
-    let scripts = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop");
+    let (root, _lock) = locked_interop_dir()?;
+    let scripts = scripts_dir();
 
     // Python: a venv with PyJWT and cryptography (PyJWKClient needs the latter for EC and RSA).
-    let venv = root.join("venv");
-    let python = venv.join("bin/python");
-    let have_pyjwt = |python: &Path| {
-        Command::new(python)
-            .args(["-c", "import jwt, cryptography"])
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
-    if !have_pyjwt(&python) {
-        run(Command::new("python3").arg("-m").arg("venv").arg(&venv))?;
-        run(Command::new(&python).args([
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            "pyjwt>=2.8,<3",
-            "cryptography",
-        ]))?;
-        if !have_pyjwt(&python) {
-            return Err("PyJWT installed but `import jwt, cryptography` fails".into());
-        }
-    }
+    let python = python_venv(
+        &root.join("venv"),
+        "jwt, cryptography",
+        &["pyjwt>=2.8,<3", "cryptography"],
+    )?;
 
     // Node: jose in its own npm folder; the script is copied next to node_modules so that its
     // `import 'jose'` resolves there (ES modules ignore NODE_PATH).
     let node_dir = root.join("node");
-    let jose_manifest = node_dir.join("node_modules/jose/package.json");
-    if !jose_manifest.exists() {
-        fs::create_dir_all(&node_dir).map_err(|e| format!("create {}: {e}", node_dir.display()))?;
-        run(Command::new("npm")
-            .arg("install")
-            .arg("--prefix")
-            .arg(&node_dir)
-            .args(["--no-audit", "--no-fund", "--loglevel=error", "jose@6"]))?;
-        if !jose_manifest.exists() {
-            return Err("npm install jose succeeded but node_modules/jose is missing".into());
-        }
-    }
+    npm_packages(&node_dir, &[("jose", "jose@6")])?;
     for script in ["verify.mjs", "sign.mjs"] {
         fs::copy(scripts.join(script), node_dir.join(script))
             .map_err(|e| format!("copy {script}: {e}"))?;
@@ -573,6 +544,84 @@ fn install() -> Result<Verifiers, String> {
             bad_signature: "ERR_JWS_SIGNATURE_VERIFICATION_FAILED",
         },
     })
+}
+
+/// `target/interop`, created, and the exclusive lock on its `.lock` file that serialises the
+/// installers of parallel test processes (held until the returned file is dropped).
+pub(crate) fn locked_interop_dir() -> Result<(PathBuf, File), String> {
+    let root = interop_dir();
+    fs::create_dir_all(&root).map_err(|e| format!("create {}: {e}", root.display()))?;
+    let lock = File::create(root.join(".lock")).map_err(|e| format!("lock file: {e}"))?;
+    lock.lock()
+        .map_err(|e| format!("lock {}: {e}", root.display()))?;
+    Ok((root, lock))
+}
+
+/// `tests/interop/`: the third-party scripts.
+pub(crate) fn scripts_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop")
+}
+
+/// The python of a venv at `venv` in which `import IMPORTS` works, made with pip installing
+/// `packages` unless it already works.
+pub(crate) fn python_venv(
+    venv: &Path,
+    imports: &str,
+    packages: &[&str],
+) -> Result<PathBuf, String> {
+    let python = venv.join("bin/python");
+    let ready = || {
+        Command::new(&python)
+            .args(["-c", &format!("import {imports}")])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if !ready() {
+        run(Command::new("python3").arg("-m").arg("venv").arg(venv))?;
+        run(Command::new(&python)
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+            ])
+            .args(packages))?;
+        if !ready() {
+            return Err(format!(
+                "{packages:?} installed but `import {imports}` fails"
+            ));
+        }
+    }
+    Ok(python)
+}
+
+/// npm packages in `dir/node_modules`, each `(name, spec)`, installed unless all are there.
+pub(crate) fn npm_packages(dir: &Path, packages: &[(&str, &str)]) -> Result<(), String> {
+    let installed = || {
+        packages.iter().all(|(name, _)| {
+            dir.join("node_modules")
+                .join(name)
+                .join("package.json")
+                .exists()
+        })
+    };
+    if installed() {
+        return Ok(());
+    }
+    fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+    run(Command::new("npm")
+        .arg("install")
+        .arg("--prefix")
+        .arg(dir)
+        .args(["--no-audit", "--no-fund", "--loglevel=error"])
+        .args(packages.iter().map(|(_, spec)| spec)))?;
+    if !installed() {
+        return Err(format!(
+            "npm install succeeded but {packages:?} are missing"
+        ));
+    }
+    Ok(())
 }
 
 /// `target/interop`, next to the `target/tmp` cargo gives integration tests.
