@@ -266,6 +266,29 @@ impl PgKeyStore {
             generation: 1,
             ..manifest.clone()
         };
+        self.insert_keys(&mut *tx, &manifest, keys).await?;
+        let json = serde_json::to_value(&manifest).map_err(|source| KeyStoreError::Encode {
+            origin: "key_manifest".into(),
+            source,
+        })?;
+        sqlx::query(
+            "INSERT INTO key_manifest (singleton, generation, manifest) VALUES (TRUE, 1, $1)",
+        )
+        .bind(json)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| db("key_manifest", e))?;
+        Ok(())
+    }
+
+    /// Stores the PEMs of `keys` (kid, PEM), each encrypted under the first KEK with its kid
+    /// as associated data, on `tx`; every kid must be in `manifest`.
+    async fn insert_keys(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        manifest: &Manifest,
+        keys: &[(String, Zeroizing<String>)],
+    ) -> Result<(), KeyStoreError> {
         for (kid, pem) in keys {
             let meta = manifest
                 .keys
@@ -289,17 +312,6 @@ impl PgKeyStore {
                 .await
                 .map_err(|e| db(kid, e))?;
         }
-        let json = serde_json::to_value(&manifest).map_err(|source| KeyStoreError::Encode {
-            origin: "key_manifest".into(),
-            source,
-        })?;
-        sqlx::query(
-            "INSERT INTO key_manifest (singleton, generation, manifest) VALUES (TRUE, 1, $1)",
-        )
-        .bind(json)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| db("key_manifest", e))?;
         Ok(())
     }
 
@@ -414,29 +426,7 @@ impl KeyStore for PgKeyStore {
         if stored != expected {
             return Err(KeyStoreError::Stale { stored, expected });
         }
-        for (kid, pem) in new_keys {
-            let meta = manifest
-                .keys
-                .iter()
-                .find(|m| &m.kid == kid)
-                .ok_or_else(|| corrupt(kid, "not in the manifest"))?;
-            let (nonce, ciphertext) =
-                self.kek
-                    .seal(kid, pem.as_bytes())
-                    .map_err(|source| KeyStoreError::Encrypt {
-                        kid: kid.clone(),
-                        source,
-                    })?;
-            sqlx::query("INSERT INTO signing_keys (kid, alg, nonce, ciphertext, created_at) VALUES ($1, $2, $3, $4, $5)")
-                .bind(kid)
-                .bind(meta.alg.as_str())
-                .bind(&nonce[..])
-                .bind(&ciphertext)
-                .bind(meta.created_at)
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| db(kid, e))?;
-        }
+        self.insert_keys(&mut tx, manifest, new_keys).await?;
         let json = serde_json::to_value(manifest).map_err(|source| KeyStoreError::Encode {
             origin: "key_manifest".into(),
             source,
