@@ -511,18 +511,20 @@ impl Config {
     }
 }
 
-/// The folder of the configuration file `figment` read (`Rocket.toml`, or the file
-/// `ROCKET_CONFIG` names), if it read one.
-fn config_dir(figment: &Figment) -> Option<PathBuf> {
+/// The configuration file `figment` read (`Rocket.toml`, or the file `ROCKET_CONFIG` names),
+/// if it read one.
+pub fn config_file(figment: &Figment) -> Option<PathBuf> {
     figment
         .metadata()
         .find_map(|metadata| match &metadata.source {
-            Some(rocket::figment::Source::File(path)) => {
-                let dir = path.parent()?;
-                std::path::absolute(dir).ok()
-            }
+            Some(rocket::figment::Source::File(path)) => Some(path.clone()),
             _ => None,
         })
+}
+
+/// The folder of [`config_file`], absolute.
+fn config_dir(figment: &Figment) -> Option<PathBuf> {
+    std::path::absolute(config_file(figment)?.parent()?).ok()
 }
 
 /// `url` (`sqlite://PATH` or `sqlite:PATH`, perhaps with `?options`) with a relative `PATH`

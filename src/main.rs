@@ -449,13 +449,10 @@ async fn init() -> Result<(), CliError> {
 /// database password redacted), on stderr.
 fn describe_configuration() {
     let figment = config::figment();
-    let file = figment
-        .metadata()
-        .find_map(|m| match &m.source {
-            Some(rocket::figment::Source::File(path)) => Some(path.display().to_string()),
-            _ => None,
-        })
-        .unwrap_or_else(|| "none (defaults and ROCKET_* variables)".into());
+    let file = config::config_file(&figment).map_or_else(
+        || "none (defaults and ROCKET_* variables)".into(),
+        |path| path.display().to_string(),
+    );
     eprintln!("configuration: {file}");
     if let Ok(config) = Config::from_figment(&figment) {
         eprintln!("database:      {}", config.database_url.redacted());

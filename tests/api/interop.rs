@@ -8,7 +8,7 @@
 
 use std::fs::{self, File};
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
@@ -384,14 +384,7 @@ impl Drop for Issuer {
     }
 }
 
-/// A port that was free a moment ago (the OS picks it; the listener is closed before use).
-pub(crate) fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+pub(crate) use crate::helpers::free_port;
 
 /// A minimal HTTP/1.0 exchange on loopback: HTTP/1.0 makes the server close the connection after
 /// the response and never use chunked encoding, so reading to the end yields the whole body.
