@@ -287,6 +287,26 @@ fn stamp_under_umask(dir: &Path, args: &[&str], stdin: &str) -> Output {
     crate::helpers::run_with_stdin(cmd, stdin)
 }
 
+/// `stamp init` and `stamp users add alice`, both under umask 022, in a fresh folder.
+fn deployment_with_alice_under_umask_022() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (args, stdin) in [
+        (&["init"][..], String::new()),
+        (
+            &["users", "add", "alice", "--password-stdin"][..],
+            format!("{PASSWORD}\n"),
+        ),
+    ] {
+        let out = stamp_under_umask(dir.path(), args, &stdin);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    dir
+}
+
 fn mode(path: &Path) -> u32 {
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777
 }
@@ -321,23 +341,7 @@ fn assert_private(dir: &Path) {
 
 #[test]
 fn keys_and_database_files_are_private_under_umask_022() {
-    let dir = tempfile::tempdir().unwrap();
-    let init = stamp_under_umask(dir.path(), &["init"], "");
-    assert!(
-        init.status.success(),
-        "{}",
-        String::from_utf8_lossy(&init.stderr)
-    );
-    let add = stamp_under_umask(
-        dir.path(),
-        &["users", "add", "alice", "--password-stdin"],
-        &format!("{PASSWORD}\n"),
-    );
-    assert!(
-        add.status.success(),
-        "{}",
-        String::from_utf8_lossy(&add.stderr)
-    );
+    let dir = deployment_with_alice_under_umask_022();
     let keys = stamp_under_umask(dir.path(), &["keys", "list"], "");
     assert!(
         keys.status.success(),
@@ -349,19 +353,7 @@ fn keys_and_database_files_are_private_under_umask_022() {
 
 #[test]
 fn looser_modes_left_by_an_older_version_are_tightened_at_open() {
-    let dir = tempfile::tempdir().unwrap();
-    let init = stamp_under_umask(dir.path(), &["init"], "");
-    assert!(
-        init.status.success(),
-        "{}",
-        String::from_utf8_lossy(&init.stderr)
-    );
-    let add = stamp_under_umask(
-        dir.path(),
-        &["users", "add", "alice", "--password-stdin"],
-        &format!("{PASSWORD}\n"),
-    );
-    assert!(add.status.success());
+    let dir = deployment_with_alice_under_umask_022();
     assert!(
         stamp_under_umask(dir.path(), &["keys", "list"], "")
             .status
