@@ -1,7 +1,7 @@
 //! Example app "bank": one of two apps of the same owner that sign their users in through the
 //! issuer (OpenID Connect); sign in here and the `retirement` app lets you in without a password.
-//! The relying-party code they share is in `common/`; the README's "Example apps: one login for
-//! two apps" walks through running both.
+//! The relying-party code they share is in `common/`; docs/oidc.md, "Example apps: one login for
+//! two apps", walks through running both.
 //!
 //! ```sh
 //! stamp clients add bank --grant authorization_code --grant refresh_token \

@@ -209,7 +209,7 @@ impl From<AuthError> for ApiError {
                 ApiError::unauthorized_client(e.to_string())
             }
             e @ AuthError::WrongClient => ApiError::invalid_grant(e.to_string()),
-            // A newly enabled algorithm's first key is still being pre-published (README,
+            // A newly enabled algorithm's first key is still being pre-published (docs/keys.md,
             // "Keys"): a retry after the promotion succeeds. The log names the key.
             AuthError::Keys {
                 source: e @ KeyError::NotYetActive { retry_after, .. },

@@ -2,7 +2,7 @@
 //! address, per username and per trusted device, and refused (429, `Retry-After`) for a delay
 //! that doubles with every failure beyond a free allowance.
 //!
-//! The policy (README "Login throttling"):
+//! The policy (docs/sessions.md, "Login throttling"):
 //! - An attempt that presents a valid device cookie for its username (a device that logged in as
 //!   that user before, OWASP's device-cookie pattern) is counted against that device only. The
 //!   username's and the address's counters neither block nor count it, so nobody who knows only

@@ -54,7 +54,7 @@ fn live() -> Json<Value> {
 
 /// Ready when the database answers and a signing key is loaded (`scope=tokens`, the default),
 /// or, with `scope=keys`, when a key set is loaded: the JWKS and discovery are served from
-/// memory and do not need the database (README, "Scale-out operations").
+/// memory and do not need the database (docs/scale-out.md, "Scale-out operations").
 #[get("/health/ready?<scope>")]
 async fn ready(app: &State<App>, scope: Option<Scope>) -> Result<Json<Value>, ApiError> {
     let unavailable = |what: String| {

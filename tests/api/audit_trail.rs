@@ -14,7 +14,7 @@ use crate::helpers::{PASSWORD, TestApp, run_stamp, text};
 const NEW_PASSWORD: &str = "plum violin orbit quartz 42";
 const OWN_PASSWORD: &str = "ferry lantern meadow copper 77";
 
-/// Every action the audit log knows (README, "Audit").
+/// Every action the audit log knows (docs/accounts.md, "Audit").
 const ACTIONS: &[&str] = &[
     "users.add",
     "users.signup",

@@ -652,8 +652,9 @@ async fn migrate_moves_an_embedded_deployment_and_tokens_from_before_keep_workin
         crate::helpers::text(&again.stderr)
     );
 
-    // Backup and restore (README, "Scale-out operations"): pg_dump of the deployment holds the
-    // keys encrypted; restored into another database with the same KEK, it serves the same keys.
+    // Backup and restore (docs/scale-out.md, "Backup and restore"): pg_dump of the deployment
+    // holds the keys encrypted; restored into another database with the same KEK, it serves the
+    // same keys.
     let dump = dir.path().join("backup.sql");
     run(Command::new("pg_dump").args([
         "--no-owner",
