@@ -223,7 +223,11 @@ fn every_file_path_the_docs_name_exists() {
             }
         }
     }
-    assert!(missing.is_empty(), "named but missing:\n{}", missing.join("\n"));
+    assert!(
+        missing.is_empty(),
+        "named but missing:\n{}",
+        missing.join("\n")
+    );
 }
 
 /// `docs/….md` and `README.md#anchor` references in `text` (comments of code and settings).
@@ -249,7 +253,7 @@ fn rocket_toml_and_the_code_name_no_missing_file_or_anchor() {
     let mut missing = Vec::new();
     for source in sources {
         let text = std::fs::read_to_string(&source).unwrap();
-        let mut named: Vec<String> = doc_references(&text);
+        let mut named: BTreeSet<String> = doc_references(&text).into_iter().collect();
         if source.ends_with("Rocket.toml") {
             named.extend(
                 text.split_whitespace()
@@ -273,7 +277,11 @@ fn rocket_toml_and_the_code_name_no_missing_file_or_anchor() {
             }
         }
     }
-    assert!(missing.is_empty(), "named but missing:\n{}", missing.join("\n"));
+    assert!(
+        missing.is_empty(),
+        "named but missing:\n{}",
+        missing.join("\n")
+    );
 }
 
 /// The shell variables `$NAME` / `${NAME}` a line uses, and the ones it sets (`NAME=…`,
@@ -292,7 +300,11 @@ fn variables(line: &str) -> (Vec<String>, Vec<String>) {
         .split('$')
         .skip(1)
         .map(|after| name(after.trim_start_matches('{')))
-        .filter(|n| n.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_'))
+        .filter(|n| {
+            n.chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        })
         .collect();
     let set = code
         .split(|c: char| c.is_whitespace() || matches!(c, ';' | '(' | '&' | '|'))
@@ -300,7 +312,8 @@ fn variables(line: &str) -> (Vec<String>, Vec<String>) {
         .map(|(n, _)| n.to_string())
         .filter(|n| {
             !n.is_empty()
-                && n.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+                && n.chars()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
         })
         .collect();
     (used, set)
@@ -342,7 +355,11 @@ fn every_variable_an_example_uses_is_set_before() {
                 .map(|v| format!("{}: {v}", file.display())),
         );
     }
-    assert!(unset.is_empty(), "variables used before they are set:\n{}", unset.join("\n"));
+    assert!(
+        unset.is_empty(),
+        "variables used before they are set:\n{}",
+        unset.join("\n")
+    );
 }
 
 #[test]
@@ -356,9 +373,13 @@ fn the_examples_call_the_binary_stamp_and_the_readme_says_how_to_install_it() {
         for block in shell_blocks(&text) {
             for line in block.lines() {
                 let command = line.split(" #").next().unwrap().trim();
-                if ["cargo run --release -- ", "target/release/stamp", "./stamp "]
-                    .iter()
-                    .any(|name| command.contains(name))
+                if [
+                    "cargo run --release -- ",
+                    "target/release/stamp",
+                    "./stamp ",
+                ]
+                .iter()
+                .any(|name| command.contains(name))
                 {
                     other_names.push(format!("{}: {command}", file.display()));
                 }
@@ -368,7 +389,10 @@ fn the_examples_call_the_binary_stamp_and_the_readme_says_how_to_install_it() {
     // The one exception: the first set-up command, which needs no installed binary.
     assert_eq!(
         other_names,
-        [format!("{}: cargo run --release -- serve", readme_path.display())],
+        [format!(
+            "{}: cargo run --release -- serve",
+            readme_path.display()
+        )],
         "examples that run the binary by another name than `stamp`"
     );
 }
@@ -387,7 +411,10 @@ fn the_link_checker_finds_what_it_should() {
     assert_eq!(headings("# A b\n```\n# not\n```\n## C: d"), ["a-b", "c-d"]);
     let file = root().join("README.md");
     assert_eq!(
-        broken_links(&file, "[x](docs/nope.md) [y](docs/keys.md#nope) [z](#nope) ```"),
+        broken_links(
+            &file,
+            "[x](docs/nope.md) [y](docs/keys.md#nope) [z](#nope) ```"
+        ),
         [
             format!("{}: docs/nope.md (no such file)", file.display()),
             format!(
