@@ -45,7 +45,8 @@ impl KeyState {
 
 impl fmt::Display for KeyState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        // `pad`, not `write_str`: honours width and alignment (`stamp keys list` columns).
+        f.pad(self.as_str())
     }
 }
 
@@ -266,4 +267,15 @@ pub trait KeyStore: Send + Sync + 'static {
 
     /// A short description for logs (`file store at keys/`).
     fn describe(&self) -> String;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::KeyState;
+
+    #[test]
+    fn key_state_honours_column_width() {
+        assert_eq!(format!("{:<7}|", KeyState::Next), "next   |");
+        assert_eq!(format!("{:<7}|", KeyState::Active), "active |");
+    }
 }

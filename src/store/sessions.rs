@@ -185,7 +185,7 @@ impl GrantType {
 
 impl std::fmt::Display for GrantType {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+        f.pad(self.as_str())
     }
 }
 
