@@ -35,6 +35,7 @@ use zeroize::Zeroizing;
 
 use crate::auth::{PasswordPolicy, ThrottlePolicy};
 use crate::keys::{Alg, Kek, KekError, Lifecycle};
+use crate::listener::ConnectionLimits;
 use crate::store::PoolSettings;
 use crate::tokens::refresh::RefreshPolicy;
 
@@ -160,6 +161,13 @@ settings! {
     login_throttle_fresh_max_delay: i64 = 60, check = within(1..=86_400, SECONDS);
     /// Most usernames and addresses the login throttle remembers (bounds its memory).
     login_throttle_capacity: usize = 10_000, check = within(16..=10_000_000, " entries");
+    /// Client connections open at once; beyond them a new connection is answered `503` and
+    /// closed (see docs/slow-clients.md).
+    max_connections: usize = 1_024, check = within(1..=1_000_000, " connections");
+    /// Seconds a client has to send a request's head (request line and headers), counted from
+    /// the connection's start or the end of the previous response; its body must follow within
+    /// as many seconds again (else `408`).
+    header_read_timeout: u64 = 10, check = within(1..=300, SECONDS);
     /// This process's name in the audit log's key-set changes (which replica rotated): by
     /// default the host name (`HOSTNAME`, else `/etc/hostname`, else `stamp`).
     instance_name: String = host_name(), check = not_blank;
@@ -219,6 +227,8 @@ pub struct Config {
     pub throttle: ThrottlePolicy,
     /// Session cookies.
     pub cookies: CookiePolicy,
+    /// Bounds on client connections (`stamp serve`).
+    pub connections: ConnectionLimits,
 }
 
 /// Everything about the signing keys.
@@ -645,6 +655,10 @@ impl Settings {
             cookies: CookiePolicy {
                 mode: self.cookie_mode,
                 secure: self.cookie_secure,
+            },
+            connections: ConnectionLimits {
+                max_connections: self.max_connections,
+                header_read_timeout: std::time::Duration::from_secs(self.header_read_timeout),
             },
         })
     }
@@ -1075,7 +1089,7 @@ mod tests {
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), Settings::NAMES.len());
-        assert_eq!(Settings::NAMES.len(), 35);
+        assert_eq!(Settings::NAMES.len(), 37);
         assert!(
             Settings::NAMES
                 .iter()

@@ -111,6 +111,15 @@ impl ApiError {
         )
     }
 
+    /// The JSON body: `{"error": …, "error_description": …}`.
+    pub fn json(&self) -> String {
+        serde_json::to_string(&Body {
+            error: self.error,
+            error_description: &self.description,
+        })
+        .unwrap_or_else(|_| r#"{"error":"server_error"}"#.to_string())
+    }
+
     /// A failure that is the server's, not the client's: the cause goes to the log only.
     pub fn internal(cause: impl std::fmt::Display) -> ApiError {
         rocket::error!("internal error: {cause}");
@@ -121,8 +130,8 @@ impl ApiError {
         )
     }
 
-    /// The body for a bare status (catchers).
-    fn for_status(status: Status) -> ApiError {
+    /// The body for a bare status (catchers, and the listener's own answers).
+    pub fn for_status(status: Status) -> ApiError {
         let (error, description) = match status.code {
             400 => ("invalid_request", "the request is malformed"),
             401 => ("invalid_token", "authentication is required"),
@@ -155,11 +164,7 @@ impl<'r> Responder<'r, 'static> for ApiError {
         {
             app.metrics.database_unavailable();
         }
-        let body = serde_json::to_string(&Body {
-            error: self.error,
-            error_description: &self.description,
-        })
-        .unwrap_or_else(|_| r#"{"error":"server_error"}"#.to_string());
+        let body = self.json();
         let mut response = Response::build();
         response
             .status(self.status)

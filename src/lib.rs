@@ -9,6 +9,7 @@ pub mod config;
 pub mod error;
 pub mod jobs;
 pub mod keys;
+pub mod listener;
 pub mod logging;
 pub mod metrics;
 pub mod migrate;

@@ -359,15 +359,21 @@ async fn serve() -> Result<(), CliError> {
         .ignite()
         .await
         .map_err(|e| CliError::Usage(format!("server failed to start: {e}")))?;
-    if let Some(app) = rocket.state::<stamp::App>() {
-        let listen = (rocket.config().address, rocket.config().port);
-        eprint!("{}", startup_summary(app, listen));
-    }
-    rocket
-        .launch()
+    let Some(app) = rocket.state::<stamp::App>() else {
+        return Err(CliError::Usage(
+            "server failed to start: no application state".into(),
+        ));
+    };
+    let address = std::net::SocketAddr::new(rocket.config().address, rocket.config().port);
+    let listener = tokio::net::TcpListener::bind(address)
         .await
-        .map_err(|e| CliError::Usage(format!("server failed: {e}")))?;
-    Ok(())
+        .map_err(|e| CliError::Usage(format!("server failed: cannot listen on {address}: {e}")))?;
+    let listen = listener.local_addr().unwrap_or(address);
+    eprint!("{}", startup_summary(app, (listen.ip(), listen.port())));
+    let limits = app.config.connections;
+    stamp::listener::serve(rocket, listener, limits)
+        .await
+        .map_err(|e| CliError::Usage(format!("server failed: {e}")))
 }
 
 /// What `serve` prints before it accepts connections (whatever the log level): where it listens,
