@@ -240,9 +240,11 @@ start_stamp() {
   local dir="$RUN/$1"
   mkdir -p "$dir"
   stamp_env "$dir" "$2" "$3"
-  # Users and clients first: two processes migrating one fresh SQLite file would race.
+  # `stamp init` creates the deployment (other commands refuse a missing one); users and
+  # clients next, before the server: two processes migrating one fresh SQLite file would race.
+  env "${STAMP_ENV[@]}" "$BIN" init >"$dir/cli.log" 2>&1 || die "init failed: $(cat "$dir/cli.log")"
   printf '%s\n' "$PASSWORD" | env "${STAMP_ENV[@]}" "$BIN" users add bench --password-stdin \
-    >"$dir/cli.log" 2>&1 || die "users add failed: $(cat "$dir/cli.log")"
+    >>"$dir/cli.log" 2>&1 || die "users add failed: $(cat "$dir/cli.log")"
   CLIENT_SECRET=$(env "${STAMP_ENV[@]}" "$BIN" clients add "$CLIENT_ID" --scope "$SCOPE" \
     2>>"$dir/cli.log") || die "clients add failed: $(cat "$dir/cli.log")"
   taskset -c "$SERVER_CORE" env "${STAMP_ENV[@]}" "$BIN" serve >"$dir/server.log" 2>&1 &
