@@ -469,13 +469,8 @@ async fn documented_answers_are_the_real_answers() {
         probe(Delete, "/admin/clients/{id}", 404)
             .uri("/admin/clients/svc")
             .bearer(&admin),
-        // Last: these change the key set and end alice's sessions.
-        probe(Post, "/admin/keys/rotate", 200)
-            .bearer(&admin)
-            .json(r#"{"force":true}"#),
-        probe(Post, "/admin/keys/{kid}/revoke", 200)
-            .uri(format!("/admin/keys/{kid}/revoke"))
-            .bearer(&admin),
+        // Last: these end alice's sessions and change the key set; revoking the key that
+        // signed the admin token ends the admin's session too.
         probe(Post, "/admin/users/{id}/password", 204)
             .uri(alice_path("/password"))
             .bearer(&admin)
@@ -483,6 +478,13 @@ async fn documented_answers_are_the_real_answers() {
         probe(Delete, "/admin/users/{id}", 204)
             .uri(alice_path(""))
             .bearer(&admin),
+        probe(Post, "/admin/keys/rotate", 200)
+            .bearer(&admin)
+            .json(r#"{"force":true}"#),
+        probe(Post, "/admin/keys/{kid}/revoke", 200)
+            .uri(format!("/admin/keys/{kid}/revoke"))
+            .bearer(&admin),
+        probe(Get, "/admin/keys", 401).bearer(&admin),
     ];
 
     let mut observations = Vec::new();
