@@ -253,8 +253,10 @@ const PROBED_FRAGMENTS: [&str; 10] = [
 ];
 
 /// Real answers, successes and refusals, held against the document: each status is documented
-/// for its operation, each body has a documented media type, and each JSON body is valid against
-/// the documented schema (errors against `Error`, tokens against `TokenResponse`, …).
+/// for its operation, the headers it marks required are sent (`WWW-Authenticate` on a 401,
+/// `Cache-Control: no-store` on tokens and admin answers, `ETag`, `Location`, …), each body has a
+/// documented media type, and each JSON body is valid against the documented schema (errors
+/// against `Error`, tokens against `TokenResponse`, …).
 #[rocket::async_test]
 async fn documented_answers_are_the_real_answers() {
     use Method::{Delete, Get, Patch, Post};
@@ -485,6 +487,11 @@ async fn documented_answers_are_the_real_answers() {
         let response = request.dispatch().await;
         let status = response.status();
         let content_type = response.content_type().map(|c| c.to_string());
+        let headers: serde_json::Map<String, Value> = response
+            .headers()
+            .iter()
+            .map(|h| (h.name().as_str().to_lowercase(), h.value().into()))
+            .collect();
         let body = response.into_string().await.unwrap_or_default();
         assert_eq!(
             status, p.expect,
@@ -496,6 +503,7 @@ async fn documented_answers_are_the_real_answers() {
             "method": p.method.as_str(),
             "path": p.template,
             "status": status.code,
+            "headers": headers,
             "content_type": content_type,
             "body": body,
         }));

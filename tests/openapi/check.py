@@ -3,11 +3,12 @@
     check.py DOCUMENT                 validate DOCUMENT with openapi-spec-validator
     check.py DOCUMENT OBSERVATIONS    also hold real answers against it
 
-OBSERVATIONS is a JSON array of answers the issuer gave:
-{"method", "path" (the documented template), "status", "content_type", "body"}. Each status must
-be documented for its operation; a body must be of a documented media type and, for JSON, valid
-against the documented schema (OpenAPI 3.1 dialect); a documented answer without content must
-have an empty body. Prints one line per problem and exits 1 if there is any.
+OBSERVATIONS is a JSON array of answers the issuer gave: {"method", "path" (the documented
+template), "status", "headers" (lower-case names), "content_type", "body"}. Each status must be
+documented for its operation; documented headers marked `required` must be sent, and every
+documented header sent must match its schema; a body must be of a documented media type and, for
+JSON, valid against the documented schema (OpenAPI 3.1 dialect); a documented answer without
+content must have an empty body. Prints one line per problem and exits 1 if there is any.
 """
 
 import json
@@ -53,6 +54,18 @@ def check(doc, observations):
             problems.append(f"{what}: status not documented (documented: {sorted(responses)})")
             continue
         response = follow(doc, responses[key])
+        for name, header in response.get("headers", {}).items():
+            header = follow(doc, header)
+            value = seen["headers"].get(name.lower())
+            if value is None:
+                if header.get("required"):
+                    problems.append(f"{what}: required header {name} missing")
+                continue
+            schema = header.get("schema", {})
+            if schema.get("type") == "integer":
+                value = int(value) if value.isdigit() else value
+            for error in OAS31Validator(schema).iter_errors(value):
+                problems.append(f"{what}: header {name}: {error.message}")
         content = response.get("content", {})
         body = seen["body"]
         if not content:
