@@ -214,6 +214,7 @@ pub async fn build_with_clock(
         .attach(routes::admin_users::stage())
         .attach(routes::account::stage())
         .attach(routes::oidc::stage())
+        .attach(routes::openapi::stage())
         .attach(jobs::stage())
         .register("/", error::catchers()))
 }

@@ -16,7 +16,7 @@ pub use jwk::{PublicJwk, thumbprint};
 pub use manager::{ChangedBy, KeyError, KeyManager, Lifecycle, RotateOptions, load_set};
 pub use material::{MaterialError, PrivateKey};
 pub use pg_store::{Kek, KekError, KeyChange, KeyChanges, PgKeyStore, Rewrapped};
-pub use set::{KeySet, LoadedKey};
+pub use set::{KeySet, LoadedKey, strong_etag};
 pub use signer::{SignError, Signer};
 /// The allowlist of signing algorithms, shared with the verifier.
 pub use stamp_verify::Alg;

@@ -18,6 +18,7 @@ pub mod health;
 pub mod login;
 pub mod oauth;
 pub mod oidc;
+pub mod openapi;
 pub mod session;
 pub mod signup;
 pub mod well_known;

@@ -36,6 +36,13 @@ impl<'r> FromRequest<'r> for IfNoneMatch<'r> {
     }
 }
 
+impl IfNoneMatch<'_> {
+    /// Whether the client's copy is the one tagged `etag`.
+    pub fn matches(&self, etag: &str) -> bool {
+        self.0.is_some_and(|h| etag_matches(h, etag))
+    }
+}
+
 /// RFC 9110 §13.1.2: `If-None-Match` uses the weak comparison, so `W/"x"` matches `"x"`; `*`
 /// matches any current representation.
 fn etag_matches(header: &str, etag: &str) -> bool {
@@ -47,9 +54,10 @@ fn etag_matches(header: &str, etag: &str) -> bool {
 
 /// A cacheable, pre-serialised JSON document, or `304` when the client already has it.
 pub struct Cached {
-    body: Option<Arc<[u8]>>,
-    etag: Option<String>,
-    cache_control: Arc<str>,
+    /// `None` answers `304 Not Modified`.
+    pub body: Option<Arc<[u8]>>,
+    pub etag: Option<String>,
+    pub cache_control: Arc<str>,
 }
 
 impl<'r> Responder<'r, 'static> for Cached {
@@ -75,7 +83,7 @@ impl<'r> Responder<'r, 'static> for Cached {
 fn jwks(app: &State<App>, if_none_match: IfNoneMatch<'_>) -> Cached {
     let keys = app.keys.snapshot();
     let etag = keys.etag();
-    let fresh = if_none_match.0.is_some_and(|h| etag_matches(h, etag));
+    let fresh = if_none_match.matches(etag);
     app.metrics.jwks(fresh);
     // With the rotation schedule on, max-age is shortened so no cache outlives the next
     // promotion; otherwise the pre-formatted header is reused.

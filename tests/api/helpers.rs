@@ -282,6 +282,43 @@ impl TestApp {
             .collect()
     }
 
+    /// `GET path` is a conditional GET (RFC 9110 §13.1.2): a matching `If-None-Match` (the
+    /// `ETag` itself, its weak form, or in a list) gets `304` with the `ETag`, `Cache-Control`
+    /// and no body; another tag gets `200`. Returns the `ETag` and the full body.
+    pub async fn assert_conditional_get(&self, path: &str) -> (String, String) {
+        let first = self.client.get(path.to_string()).dispatch().await;
+        let etag = first.headers().get_one("ETag").expect("ETag").to_string();
+        let body = first.into_string().await.expect("body");
+        for header in [
+            etag.clone(),
+            format!("W/{etag}"),
+            format!("\"other\", {etag}"),
+        ] {
+            let response = self
+                .client
+                .get(path.to_string())
+                .header(rocket::http::Header::new("If-None-Match", header.clone()))
+                .dispatch()
+                .await;
+            assert_eq!(
+                response.status(),
+                Status::NotModified,
+                "If-None-Match: {header}"
+            );
+            assert_eq!(response.headers().get_one("ETag"), Some(etag.as_str()));
+            assert!(response.headers().get_one("Cache-Control").is_some());
+            assert!(response.into_bytes().await.unwrap_or_default().is_empty());
+        }
+        let stale = self
+            .client
+            .get(path.to_string())
+            .header(rocket::http::Header::new("If-None-Match", "\"stale\""))
+            .dispatch()
+            .await;
+        assert_eq!(stale.status(), Status::Ok);
+        (etag, body)
+    }
+
     /// The kids the JWKS publishes now.
     pub async fn published_kids(&self) -> Vec<String> {
         let (_, jwks) = self.get_json("/.well-known/jwks.json").await;

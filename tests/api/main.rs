@@ -23,6 +23,7 @@ mod keys;
 mod login;
 mod metrics;
 mod oidc;
+mod openapi;
 mod ops_defaults;
 mod postgres;
 mod properties;
