@@ -95,6 +95,7 @@ pub fn init(figment: &Figment) {
         let subscriber_set = tracing::subscriber::set_global_default(subscriber).is_ok();
         subscriber_set && tracing_log::LogTracer::init().is_ok()
     });
+    tracing::callsite::rebuild_interest_cache();
     if installed {
         log::set_max_level(match level {
             LogLevel::Critical => log::LevelFilter::Warn,
@@ -150,6 +151,12 @@ impl<S: tracing::Subscriber> Layer<S> for RedactingLayer {
 
     fn enabled(&self, metadata: &Metadata<'_>, _ctx: Context<'_, S>) -> bool {
         *metadata.level() <= level()
+    }
+
+    /// Lets `tracing` skip disabled levels (the libraries' `debug!`/`trace!` on every request)
+    /// before asking the layer; [`init`] rebuilds the cache when the level changes.
+    fn max_level_hint(&self) -> Option<LevelFilter> {
+        Some(level())
     }
 
     fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
@@ -331,26 +338,12 @@ pub fn json_line(level: Level, target: &str, message: &str, fields: &[(String, V
     line
 }
 
-/// `millis` since the Unix epoch as `YYYY-MM-DDTHH:MM:SS.mmmZ` (the civil-from-days algorithm of
-/// Howard Hinnant's `chrono`-compatible date algorithms).
+/// `millis` since the Unix epoch as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
 fn rfc3339_millis(millis: i64) -> String {
     let (secs, ms) = (millis.div_euclid(1000), millis.rem_euclid(1000));
-    let (days, day_secs) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{ms:03}Z",
-        day_secs / 3600,
-        day_secs % 3600 / 60,
-        day_secs % 60
-    )
+    let seconds = crate::admin::rfc3339(secs);
+    let whole = seconds.strip_suffix('Z').unwrap_or(&seconds);
+    format!("{whole}.{ms:03}Z")
 }
 
 /// `text` without terminal colour codes (`ESC [ … letter`): Rocket paints its lines when
