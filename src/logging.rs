@@ -258,13 +258,18 @@ fn carries_request_data(target: &str, level: Level) -> bool {
 }
 
 /// Rocket's lines about each request (`GET /path?query:`, `Matched: …`, `Outcome: …`,
-/// `Response succeeded.`, the 404's `No matching routes for …` and the catcher it used): at
-/// `normal` and `critical` the request log's one line per request replaces them.
+/// `Response succeeded.`, the 404's `No matching routes for …` and the catcher it used), and
+/// the warnings its generated handler code writes in our route modules (`Request guard `Admin`
+/// failed: …`, `… is forwarding.`, a query that does not match): at `normal` and `critical` the
+/// request log's one line per request, with its `error` code, replaces them.
 fn request_chatter(target: &str, level: Level, message: &str) -> bool {
+    let indented = target.ends_with("::_");
+    if target.starts_with("stamp::routes") {
+        return indented && level == Level::WARN;
+    }
     if !target.starts_with("rocket::server") {
         return false;
     }
-    let indented = target.ends_with('_');
     (level == Level::INFO && (indented || is_request_line(message)))
         || message.starts_with("No matching routes for")
         || message.starts_with("Responding with registered")
@@ -540,6 +545,16 @@ mod tests {
                 Level::WARN,
                 "Responding with registered (default) catcher.",
             ),
+            (
+                "stamp::routes::admin::_",
+                Level::WARN,
+                "Request guard `Admin` failed: ….",
+            ),
+            (
+                "stamp::routes::oidc::_",
+                Level::WARN,
+                "Query string failed to match route declaration.",
+            ),
         ];
         for (target, level, message) in chatter {
             assert!(
@@ -573,6 +588,7 @@ mod tests {
             ),
             ("stamp::request", Level::INFO, "request"),
             ("stamp::jobs", Level::WARN, "database unavailable"),
+            ("stamp::error", Level::WARN, "refresh token reuse detected"),
         ];
         for (target, level, message) in news {
             assert!(
