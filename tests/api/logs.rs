@@ -453,6 +453,7 @@ fn json_logs_have_one_parsable_line_per_request_and_no_secrets() {
         "Outcome:",
         "Response succeeded",
         "No matching routes",
+        "Request guard",
     ] {
         assert!(
             !log.contains(chatter),
