@@ -101,6 +101,29 @@ impl Scenario {
         self.secrets.push(value.to_string());
     }
 
+    /// `POST /oauth/token` with `extra_headers` and `body`, recorded as a `grant` (type, client,
+    /// outcome).
+    fn token(
+        &mut self,
+        served: &ServedStamp,
+        extra_headers: &str,
+        body: &str,
+        grant: (&'static str, &'static str, &'static str),
+    ) -> WireAnswer {
+        let answer = served.post_form("/oauth/token", extra_headers, body);
+        self.expect(answer, "POST", "/oauth/token", Some(grant))
+    }
+
+    /// The JSON body of a `200` token answer, its tokens `names` noted as secrets.
+    fn issued(&mut self, answer: &WireAnswer, names: &[&str]) -> Value {
+        let body = json(answer, 200);
+        for name in names {
+            let token = body[name].as_str();
+            self.secret(token.unwrap_or_else(|| panic!("no {name}: {body}")));
+        }
+        body
+    }
+
     /// Records `answer` to `method route` for the log check; returns it.
     fn expect(
         &mut self,
@@ -141,32 +164,17 @@ fn run_scenario(served: &ServedStamp) -> Scenario {
         "grant_type=password&username=root&password={}",
         urlencode(PASSWORD)
     );
-    let login = served.post_form("/oauth/token", "", &login_form);
-    let login = seen.expect(
-        login,
-        "POST",
-        "/oauth/token",
-        Some(("password", "stamp", "issued")),
-    );
-    let tokens = json(&login, 200);
+    let login = seen.token(served, "", &login_form, ("password", "stamp", "issued"));
+    let tokens = seen.issued(&login, &["access_token", "refresh_token"]);
     let admin = tokens["access_token"].as_str().unwrap().to_string();
     let refresh = tokens["refresh_token"].as_str().unwrap().to_string();
-    seen.secret(&admin);
-    seen.secret(&refresh);
-    let refreshed = served.post_form(
-        "/oauth/token",
+    let refreshed = seen.token(
+        served,
         "",
         &format!("grant_type=refresh_token&refresh_token={refresh}"),
+        ("refresh_token", "stamp", "issued"),
     );
-    let refreshed = seen.expect(
-        refreshed,
-        "POST",
-        "/oauth/token",
-        Some(("refresh_token", "stamp", "issued")),
-    );
-    let tokens = json(&refreshed, 200);
-    seen.secret(tokens["access_token"].as_str().unwrap());
-    seen.secret(tokens["refresh_token"].as_str().unwrap());
+    seen.issued(&refreshed, &["access_token", "refresh_token"]);
     let bearer = format!("Authorization: Bearer {admin}\r\n");
     let admin_json = |method: &str, path: &str, body: &str| {
         served.exchange(
@@ -200,24 +208,17 @@ fn run_scenario(served: &ServedStamp) -> Scenario {
         "/login",
         Some(("password", "stamp", "issued")),
     );
-    let tokens = json(&json_login, 200);
-    seen.secret(tokens["access_token"].as_str().unwrap());
-    seen.secret(tokens["refresh_token"].as_str().unwrap());
+    seen.issued(&json_login, &["access_token", "refresh_token"]);
 
     // A failing login: the old password.
-    let failed = served.post_form(
-        "/oauth/token",
+    let failed = seen.token(
+        served,
         "",
         &format!(
             "grant_type=password&username=alice&password={}",
             urlencode(NEW_USER_PASSWORD)
         ),
-    );
-    let failed = seen.expect(
-        failed,
-        "POST",
-        "/oauth/token",
-        Some(("password", "stamp", "invalid_grant")),
+        ("password", "stamp", "invalid_grant"),
     );
     assert_eq!(json(&failed, 400)["error"], "invalid_grant");
 
@@ -236,18 +237,13 @@ fn run_scenario(served: &ServedStamp) -> Scenario {
     seen.secret(&secret);
     let basic = base64::engine::general_purpose::STANDARD.encode(format!("billing:{secret}"));
     seen.secret(&basic);
-    let service = served.post_form(
-        "/oauth/token",
+    let service = seen.token(
+        served,
         &format!("Authorization: Basic {basic}\r\n"),
         "grant_type=client_credentials",
+        ("client_credentials", "billing", "issued"),
     );
-    let service = seen.expect(
-        service,
-        "POST",
-        "/oauth/token",
-        Some(("client_credentials", "billing", "issued")),
-    );
-    seen.secret(json(&service, 200)["access_token"].as_str().unwrap());
+    seen.issued(&service, &["access_token"]);
     let rotated = admin_json("POST", "/admin/clients/billing/secret", "");
     let rotated = seen.expect(rotated, "POST", "/admin/clients/<id>/secret", None);
     let new_secret = json(&rotated, 200)["client_secret"]
@@ -255,28 +251,18 @@ fn run_scenario(served: &ServedStamp) -> Scenario {
         .unwrap()
         .to_string();
     seen.secret(&new_secret);
-    let service = served.post_form(
-        "/oauth/token",
+    let service = seen.token(
+        served,
         "",
         &format!("grant_type=client_credentials&client_id=billing&client_secret={new_secret}"),
+        ("client_credentials", "billing", "issued"),
     );
-    let service = seen.expect(
-        service,
-        "POST",
-        "/oauth/token",
-        Some(("client_credentials", "billing", "issued")),
-    );
-    seen.secret(json(&service, 200)["access_token"].as_str().unwrap());
-    let stale = served.post_form(
-        "/oauth/token",
+    seen.issued(&service, &["access_token"]);
+    let stale = seen.token(
+        served,
         &format!("Authorization: Basic {basic}\r\n"),
         "grant_type=client_credentials",
-    );
-    let stale = seen.expect(
-        stale,
-        "POST",
-        "/oauth/token",
-        Some(("client_credentials", "billing", "invalid_client")),
+        ("client_credentials", "billing", "invalid_client"),
     );
     assert_eq!(stale.status, 401, "the rotated-out secret is refused");
 
@@ -331,24 +317,16 @@ fn run_scenario(served: &ServedStamp) -> Scenario {
     }
     let app_basic =
         base64::engine::general_purpose::STANDARD.encode(format!("webapp:{app_secret}"));
-    let redeemed = served.post_form(
-        "/oauth/token",
+    let redeemed = seen.token(
+        served,
         &format!("Authorization: Basic {app_basic}\r\n"),
         &format!(
             "grant_type=authorization_code&code={code}&redirect_uri={}&code_verifier={VERIFIER}",
             urlencode(&redirect_of("webapp"))
         ),
+        ("authorization_code", "webapp", "issued"),
     );
-    let redeemed = seen.expect(
-        redeemed,
-        "POST",
-        "/oauth/token",
-        Some(("authorization_code", "webapp", "issued")),
-    );
-    let tokens = json(&redeemed, 200);
-    for name in ["access_token", "refresh_token", "id_token"] {
-        seen.secret(tokens[name].as_str().unwrap_or_else(|| panic!("no {name}")));
-    }
+    seen.issued(&redeemed, &["access_token", "refresh_token", "id_token"]);
     seen.secret(VERIFIER);
 
     // A caller's request id is kept and echoed; an insane one is replaced; none gets one.
