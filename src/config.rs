@@ -1154,6 +1154,12 @@ mod tests {
             ours.log_level != rocket::config::LogLevel::Debug,
             "debug logging is never a default"
         );
+        // Release builds too log one line per request (Rocket's release default is `critical`).
+        let release: rocket::Config = Figment::from(rocket::Config::release_default())
+            .merge(secure_defaults())
+            .extract()
+            .unwrap();
+        assert_eq!(release.log_level, rocket::config::LogLevel::Normal);
     }
 
     #[test]
