@@ -49,8 +49,9 @@ async fn login(
     log: LogEntry<'_>,
     body: Result<Json<LoginBody>, json::Error<'_>>,
 ) -> Result<TokenResponse, ApiError> {
-    let body = body.map_err(json_error)?.into_inner();
-    let client_id = named_client_id(&basic, body.client_id.as_deref());
+    // Noted before the body is checked, so a malformed login is a refused grant too.
+    let named = body.as_ref().ok().and_then(|b| b.client_id.as_deref());
+    let client_id = named_client_id(&basic, named);
     log.grant(
         "password",
         Some(
@@ -59,6 +60,7 @@ async fn login(
                 .unwrap_or(&app.config.default_client_id),
         ),
     );
+    let body = body.map_err(json_error)?.into_inner();
     if body.username.is_empty() {
         return Err(ApiError::invalid_request("missing field `username`"));
     }

@@ -221,6 +221,17 @@ fn run_scenario(served: &ServedStamp) -> Scenario {
         ("password", "stamp", "invalid_grant"),
     );
     assert_eq!(json(&failed, 400)["error"], "invalid_grant");
+    let truncated = served.exchange(
+        "POST /login HTTP/1.0\r\nContent-Type: application/json\r\n",
+        &format!(r#"{{"username":"alice","password":"{RESET_PASSWORD}""#),
+    );
+    let truncated = seen.expect(
+        truncated,
+        "POST",
+        "/login",
+        Some(("password", "stamp", "invalid_request")),
+    );
+    assert_eq!(json(&truncated, 400)["error"], "invalid_request");
 
     // A service client: created by the admin API, client_credentials with Basic and with the
     // form, then its secret rotated and the new one used.
