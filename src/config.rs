@@ -36,6 +36,7 @@ use zeroize::Zeroizing;
 use crate::auth::{PasswordPolicy, ThrottlePolicy};
 use crate::keys::{Alg, Kek, KekError, Lifecycle};
 use crate::listener::ConnectionLimits;
+use crate::logging::LogFormat;
 use crate::store::PoolSettings;
 use crate::tokens::refresh::RefreshPolicy;
 
@@ -171,6 +172,9 @@ settings! {
     /// This process's name in the audit log's key-set changes (which replica rotated): by
     /// default the host name (`HOSTNAME`, else `/etc/hostname`, else `stamp`).
     instance_name: String = host_name(), check = not_blank;
+    /// How log lines are written: `text` (Rocket's lines, `key=value` fields) or `json` (one
+    /// object per line, for log shippers). See `docs/logging.md`.
+    log_format: LogFormat = LogFormat::Text;
 }
 
 /// Keys of Rocket's own configuration besides [`rocket::Config::PARAMETERS`]: the profile, the
@@ -452,9 +456,9 @@ pub fn figment() -> Figment {
 /// Rocket settings whose own defaults are unsafe for this server, with the values the issuer
 /// needs: the client address is the peer's (Rocket trusts `X-Real-IP` by default, which lets a
 /// client choose the address the login throttle sees), no `Server: Rocket` header, 16 KiB
-/// request bodies (Rocket accepts up to 1 MiB of JSON and 32 KiB forms), and a log level that
-/// leaves request details out (`critical` in release builds; never `debug`, which would log
-/// request data, see `logging.rs`).
+/// request bodies (Rocket accepts up to 1 MiB of JSON and 32 KiB forms), and the `normal` log
+/// level in every profile (one line per request, see `logging.rs`; never `debug`, which would
+/// log request data).
 pub fn secure_defaults() -> impl rocket::figment::Provider {
     use rocket::figment::providers::Serialized;
     use rocket::serde::json::json;
@@ -472,6 +476,7 @@ pub fn secure_defaults() -> impl rocket::figment::Provider {
             "file": limit,
         },
         "cookie_secure": true,
+        "log_level": "normal",
     }))
 }
 
@@ -1089,7 +1094,7 @@ mod tests {
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), Settings::NAMES.len());
-        assert_eq!(Settings::NAMES.len(), 37);
+        assert_eq!(Settings::NAMES.len(), 38);
         assert!(
             Settings::NAMES
                 .iter()
@@ -1163,6 +1168,12 @@ mod tests {
             ours.log_level != rocket::config::LogLevel::Debug,
             "debug logging is never a default"
         );
+        // Release builds too log one line per request (Rocket's release default is `critical`).
+        let release: rocket::Config = Figment::from(rocket::Config::release_default())
+            .merge(secure_defaults())
+            .extract()
+            .unwrap();
+        assert_eq!(release.log_level, rocket::config::LogLevel::Normal);
     }
 
     #[test]
@@ -1170,6 +1181,16 @@ mod tests {
         let err = with("signing_alg", "HS256").unwrap_err();
         assert_eq!(err.setting(), Some("signing_alg"));
         assert!(err.to_string().contains("HS256"));
+    }
+
+    #[test]
+    fn the_log_format_is_text_or_json() {
+        assert!(with("log_format", "json").is_ok());
+        assert!(with("log_format", "text").is_ok());
+        let err = with("log_format", "yaml").unwrap_err();
+        assert_eq!(err.setting(), Some("log_format"));
+        let shown = crate::error::error_chain(&err);
+        assert!(shown.contains("yaml"), "{shown}");
     }
 
     #[test]

@@ -159,6 +159,7 @@ impl ApiError {
 
 impl<'r> Responder<'r, 'static> for ApiError {
     fn respond_to(self, req: &'r Request<'_>) -> response::Result<'static> {
+        crate::routes::request_log::note_error(req, self.error);
         if self.database_outage
             && let Some(app) = req.rocket().state::<crate::App>()
         {

@@ -201,6 +201,7 @@ pub async fn build_with_clock(
     // The OpenID Connect pages set their own CSP and `X-Frame-Options` (routes/oidc.rs).
     let shield = rocket::shield::Shield::new().enable(rocket::shield::NoSniff::default());
     Ok(rocket::custom(figment)
+        .attach(routes::request_log::RequestLogger)
         .attach(shield)
         .manage(app)
         .attach(routes::well_known::stage())

@@ -7,6 +7,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use secrecy::ExposeSecret;
+use serde_json::Value;
+use tracing::Level;
 
 use stamp::StartError;
 use stamp::admin::{
@@ -17,6 +19,7 @@ use stamp::auth::{Password, PasswordHasher};
 use stamp::clock::Clock;
 use stamp::config::{self, Config};
 use stamp::keys::{Alg, KeyManager, RotateOptions};
+use stamp::logging::LogFormat;
 use stamp::store::{self, AuditFilter, ClientId, GrantType, RedirectUri, Role, Scope, Username};
 use stamp::tokens::dangerous;
 
@@ -306,7 +309,19 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(()) | Err(CliError::ClosedOutput) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {}", stamp::error::error_chain(&e));
+            let message = stamp::error::error_chain(&e);
+            match stamp::logging::format() {
+                LogFormat::Text => eprintln!("error: {message}"),
+                LogFormat::Json => eprint!(
+                    "{}",
+                    stamp::logging::json_line(
+                        Level::ERROR,
+                        "stamp",
+                        &stamp::logging::redact(&message),
+                        &[]
+                    )
+                ),
+            }
             ExitCode::FAILURE
         }
     }
@@ -369,7 +384,23 @@ async fn serve() -> Result<(), CliError> {
         .await
         .map_err(|e| CliError::Usage(format!("server failed: cannot listen on {address}: {e}")))?;
     let listen = listener.local_addr().unwrap_or(address);
-    eprint!("{}", startup_summary(app, (listen.ip(), listen.port())));
+    let facts = startup_facts(app, (listen.ip(), listen.port()));
+    match stamp::logging::format() {
+        LogFormat::Text => eprint!("{}", startup_summary(&facts)),
+        LogFormat::Json => {
+            let fields = facts
+                .iter()
+                .map(|(name, value)| (name.replace(' ', "_"), Value::from(value.as_str())));
+            let message = format!("stamp {} starting", env!("CARGO_PKG_VERSION"));
+            let line = stamp::logging::json_line(
+                Level::INFO,
+                "stamp",
+                &message,
+                &fields.collect::<Vec<_>>(),
+            );
+            eprint!("{line}");
+        }
+    }
     let limits = app.config.connections;
     stamp::listener::serve(rocket, listener, limits)
         .await
@@ -380,26 +411,42 @@ async fn serve() -> Result<(), CliError> {
 /// who it is, where its state lives and which key signs; and a warning when, on loopback, the
 /// issuer names another address than the one listened on (tokens would carry an `iss` that
 /// clients cannot reach, and discovery would point elsewhere).
-fn startup_summary(app: &stamp::App, (address, port): (std::net::IpAddr, u16)) -> String {
+fn startup_summary(facts: &[(&str, String)]) -> String {
+    let mut out = format!("stamp {}\n", env!("CARGO_PKG_VERSION"));
+    for (name, value) in facts {
+        match *name {
+            "warning" => out.push_str(&format!("  warning: {value}\n")),
+            _ => out.push_str(&format!("  {name:<14}{value}\n")),
+        }
+    }
+    out
+}
+
+/// The lines of [`startup_summary`] as (name, value) pairs, also the fields of its JSON form.
+fn startup_facts(
+    app: &stamp::App,
+    (address, port): (std::net::IpAddr, u16),
+) -> Vec<(&'static str, String)> {
     let config = &app.config;
     let set = app.keys.current();
     let alg = config.keys.signing_alg;
     let active = set
         .active(alg)
         .map_or_else(|| "none yet".to_string(), |k| k.meta.kid.clone());
-    let mut out = format!(
-        "stamp {}\n  listening on  http://{}\n  issuer        {}\n  database      {}\n  \
-         key store     {}\n  signing with  {alg}, kid {active}\n",
-        env!("CARGO_PKG_VERSION"),
-        std::net::SocketAddr::from((address, port)),
-        config.issuer,
-        config.database_url.redacted(),
-        app.keys.describe_store(),
-    );
+    let mut facts = vec![
+        (
+            "listening on",
+            format!("http://{}", std::net::SocketAddr::from((address, port))),
+        ),
+        ("issuer", config.issuer.clone()),
+        ("database", config.database_url.redacted()),
+        ("key store", app.keys.describe_store()),
+        ("signing with", format!("{alg}, kid {active}")),
+    ];
     if let Some(warning) = issuer_mismatch(&config.issuer, address, port) {
-        out.push_str(&format!("  warning: {warning}\n"));
+        facts.push(("warning", warning));
     }
-    out
+    facts
 }
 
 /// On a loopback setup (the issuer is a loopback URL), why `issuer` does not match the listen

@@ -91,6 +91,19 @@ pub fn presented_client(
     })
 }
 
+/// The client a request names, for the log: the form's `client_id`, else the id of readable
+/// Basic credentials. Nothing is authenticated here.
+pub fn named_client_id(basic: &BasicAuth<'_>, form_id: Option<&str>) -> Option<String> {
+    match form_id.filter(|id| !id.is_empty()) {
+        Some(id) => Some(id.to_string()),
+        None => basic
+            .0
+            .and_then(ClientCredentials::from_basic)
+            .and_then(Result::ok)
+            .map(|credentials| credentials.client_id),
+    }
+}
+
 /// Authenticates the calling client.
 pub async fn authenticate(
     app: &App,

@@ -13,7 +13,8 @@ use crate::App;
 use crate::auth::{LoginRequest, Password};
 use crate::error::ApiError;
 
-use super::client_auth::{BasicAuth, presented_client};
+use super::client_auth::{BasicAuth, named_client_id, presented_client};
+use super::request_log::LogEntry;
 use super::{TokenResponse, cookies, json_error};
 
 /// The JSON login endpoint.
@@ -45,8 +46,20 @@ async fn login(
     jar: &CookieJar<'_>,
     basic: BasicAuth<'_>,
     address: Option<IpAddr>,
+    log: LogEntry<'_>,
     body: Result<Json<LoginBody>, json::Error<'_>>,
 ) -> Result<TokenResponse, ApiError> {
+    // Noted before the body is checked, so a malformed login is a refused grant too.
+    let named = body.as_ref().ok().and_then(|b| b.client_id.as_deref());
+    let client_id = named_client_id(&basic, named);
+    log.grant(
+        "password",
+        Some(
+            client_id
+                .as_deref()
+                .unwrap_or(&app.config.default_client_id),
+        ),
+    );
     let body = body.map_err(json_error)?.into_inner();
     if body.username.is_empty() {
         return Err(ApiError::invalid_request("missing field `username`"));

@@ -4,8 +4,8 @@
 //! Each endpoint family is one file with a `stage()` that mounts its routes; `crate::build`
 //! attaches the stages, and background jobs are started by [`crate::jobs`]. Helpers more than one
 //! family uses have one owner: [`cookies`] (cookie mode), [`client_auth`] (client
-//! authentication), [`guards`] (bearer tokens, the admin guard) and `responses` (response shapes,
-//! body-parsing errors).
+//! authentication), [`guards`] (bearer tokens, the admin guard), [`request_log`] (request ids and
+//! the one log line per request) and `responses` (response shapes, body-parsing errors).
 
 pub mod account;
 pub mod admin;
@@ -19,6 +19,7 @@ pub mod login;
 pub mod oauth;
 pub mod oidc;
 pub mod openapi;
+pub mod request_log;
 pub mod session;
 pub mod signup;
 pub mod well_known;

@@ -16,8 +16,9 @@ use crate::metrics::Grant;
 use crate::oidc::Provider;
 use crate::store::GrantType;
 
-use super::client_auth::{BasicAuth, client_credentials, presented_client};
+use super::client_auth::{BasicAuth, client_credentials, named_client_id, presented_client};
 use super::cookies::{self, REFRESH_COOKIE};
+use super::request_log::LogEntry;
 use super::{TokenResponse, form_error};
 
 /// The token endpoint.
@@ -79,6 +80,7 @@ async fn token(
     jar: &CookieJar<'_>,
     basic: BasicAuth<'_>,
     address: Option<IpAddr>,
+    log: LogEntry<'_>,
     form: Result<Form<TokenForm>, form::Errors<'_>>,
 ) -> Result<TokenResponse, ApiError> {
     let form = form.map_err(form_error)?.into_inner();
@@ -86,6 +88,11 @@ async fn token(
     let cookie_flag = form.cookie.unwrap_or(false);
     let now = app.clock.now();
     let (form_id, form_secret) = (form.client_id.as_deref(), form.client_secret.as_deref());
+    // No client named is the default client, except for client_credentials (which needs one).
+    let client_id = named_client_id(&basic, form_id).or_else(|| {
+        (grant_type != "client_credentials").then(|| app.config.default_client_id.clone())
+    });
+    log.grant(&grant_type, client_id.as_deref());
     match grant_type.as_str() {
         "password" => {
             let username = required(form.username, "username")?;

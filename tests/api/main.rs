@@ -21,6 +21,7 @@ mod interop;
 mod jwks;
 mod keys;
 mod login;
+mod logs;
 mod metrics;
 mod oidc;
 mod openapi;
