@@ -169,6 +169,12 @@ impl Dialect for Sqlite {
     /// [`judge`]: crate::tokens::refresh::judge
     const REFRESH_LOCK: &'static str = RECORD_SELECT;
 
+    /// A read succeeds on a file that can no longer be written (made read-only, a full disk),
+    /// while every login and refresh writes. So readiness writes too: the header's
+    /// `user_version` (unused by sqlx's migrations, always 0 here), one write-ahead-log frame
+    /// and one fsync, failing as the grants would.
+    const PING: &'static str = "PRAGMA user_version = 0";
+
     const DENY_UPSERT: &'static str = "INSERT INTO access_denylist (jti, expires_at)
          VALUES ($1, $2)
          ON CONFLICT (jti) DO UPDATE SET expires_at = MAX(expires_at, excluded.expires_at)";

@@ -33,6 +33,7 @@ mod secrets;
 mod sessions;
 mod shutdown;
 mod signup;
+mod sqlite_outage;
 mod trust_clients;
 mod trust_keys;
 mod trust_revoke;
