@@ -194,9 +194,9 @@ class Server:
     def fds(self):
         return len(os.listdir(f"/proc/{self.proc.pid}/fd"))
 
-    def db_bytes(self):
-        return sum(os.path.getsize(self.db + s) for s in ("", "-wal")
-                   if os.path.exists(self.db + s))
+    def file_bytes(self, suffix):
+        path = self.db + suffix
+        return os.path.getsize(path) if os.path.exists(path) else 0
 
 
 def read(path):
@@ -227,6 +227,7 @@ class Soak:
         self.jobs = queue.Queue(maxsize=args.workers * 4)
         self.lock = threading.Lock()
         self.latencies = []
+        self.jwks_latencies = []
         self.requests = 0
         self.errors = collections.Counter()
         self.dropped = 0
@@ -276,23 +277,29 @@ class Soak:
         for w in workers:
             w.join(35)
         rotator.join(35)
+        for what, n in sorted(self.errors.items()):
+            print(f"soak: unexpected: {what} x{n}", file=sys.stderr)
         return samples
 
     def sample(self, t):
         with self.lock:
             latencies, self.latencies = self.latencies, []
+            jwks, self.jwks_latencies = self.jwks_latencies, []
             requests, self.requests = self.requests, 0
             errors = sum(self.errors.values())
             dropped = self.dropped
         latencies.sort()
+        jwks.sort()
         row = {
             "t_s": round(t),
             "rss_kib": self.server.rss_kib(),
             "fds": self.server.fds(),
-            "db_bytes": self.server.db_bytes(),
+            "db_bytes": self.server.file_bytes(""),
+            "wal_bytes": self.server.file_bytes("-wal"),
             "requests": requests,
             "p50_ms": round(percentile(latencies, 0.50), 2),
             "p99_ms": round(percentile(latencies, 0.99), 2),
+            "p99_jwks_ms": round(percentile(jwks, 0.99), 2),
             "errors_total": errors,
             "dropped_total": dropped,
         }
@@ -316,6 +323,8 @@ class Soak:
             with self.lock:
                 self.requests += 1
                 self.latencies.append(took)
+                if kind == "jwks":
+                    self.jwks_latencies.append(took)
                 if ok is not True:
                     self.errors[f"{kind}: {ok}"] += 1
 
@@ -409,6 +418,7 @@ def verdict(samples, args):
     total = sum(s["requests"] for s in samples)
     minutes = (after[-1]["t_s"] - after[0]["t_s"]) / 60 or 1
     db_rate = (after[-1]["db_bytes"] - after[0]["db_bytes"]) / minutes
+    last = samples[-1]
     checks = [
         (rss_dev <= 0.10, f"resident memory after the warm-up ({args.warmup} s): "
          f"{base['rss_kib'] / 1024:.1f} MiB at first, {min(rss) / 1024:.1f}-{max(rss) / 1024:.1f}"
@@ -418,43 +428,56 @@ def verdict(samples, args):
         (errors == 0, f"unexpected answers: {errors} of {total} requests"),
     ]
     p99 = sorted(s["p99_ms"] for s in after[1:] if s["requests"])
+    p99_jwks = sorted(s["p99_jwks_ms"] for s in after[1:] if s["requests"])
     lines = [f"== soak verdict ({args.duration} s, {args.rate:g} requests/s, {total} requests, "
              f"{dropped} not sent because the workers were behind)"]
     lines += [("ok       " if ok else "FAILED   ") + text for ok, text in checks]
     lines.append(f"reported resident memory at start {samples[0]['rss_kib'] / 1024:.1f} MiB, "
                  f"end {samples[-1]['rss_kib'] / 1024:.1f} MiB")
-    lines.append(f"reported database (file + WAL) {samples[0]['db_bytes'] / 1024:.0f} KiB at "
-                 f"start, {samples[-1]['db_bytes'] / 1024:.0f} KiB at the end "
-                 f"({db_rate / 1024:+.0f} KiB/min after the warm-up: sessions and audit)")
+    lines.append(f"reported database file {samples[0]['db_bytes'] / 1024:.0f} KiB at start, "
+                 f"{last['db_bytes'] / 1024:.0f} KiB at the end ({db_rate / 1024:+.0f} KiB/min "
+                 f"after the warm-up: sessions and audit), WAL {last['wal_bytes'] / 1024:.0f} KiB")
     if p99:
         lines.append(f"reported p99 latency per interval after the warm-up: median "
-                     f"{p99[len(p99) // 2]:.1f} ms, worst {p99[-1]:.1f} ms")
+                     f"{p99[len(p99) // 2]:.1f} ms, worst {p99[-1]:.1f} ms; JWKS only: median "
+                     f"{p99_jwks[len(p99_jwks) // 2]:.1f} ms, worst {p99_jwks[-1]:.1f} ms")
     return all(ok for ok, _ in checks), lines
 
 
 def chart(samples, args):
     """Four stacked panels (RSS, descriptors, database size, p99), the warm-up shaded."""
+    mib = 1048576
     panels = [
-        ("resident memory (MiB)", [s["rss_kib"] / 1024 for s in samples], "#1f77b4"),
-        ("open file descriptors", [s["fds"] for s in samples], "#2ca02c"),
-        ("database file + WAL (MiB)", [s["db_bytes"] / 1048576 for s in samples], "#9467bd"),
-        ("p99 latency per interval (ms)", [s["p99_ms"] for s in samples], "#d62728"),
+        ("resident memory (MiB)", [([s["rss_kib"] / 1024 for s in samples], "#1f77b4")]),
+        ("open file descriptors", [([s["fds"] for s in samples], "#2ca02c")]),
+        ("database: file (dark), file + WAL (light), MiB", [
+            ([(s["db_bytes"] + s["wal_bytes"]) / mib for s in samples], "#c5b0d5"),
+            ([s["db_bytes"] / mib for s in samples], "#9467bd")]),
+        ("p99 latency per interval: all requests (red, logins' argon2 dominate), JWKS (orange), ms",
+         [([s["p99_ms"] for s in samples], "#d62728"),
+          ([s["p99_jwks_ms"] for s in samples], "#ff7f0e")]),
     ]
     t = [s["t_s"] for s in samples]
     width, left, right, panel_h, gap, top = 720, 70, 20, 120, 40, 40
     height = top + len(panels) * (panel_h + gap) + 10
     t_max = max(t) or 1
-    x = lambda v: left + (width - left - right) * v / t_max  # noqa: E731
+
+    def x(v):
+        return left + (width - left - right) * v / t_max
+
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
            f'font-family="sans-serif" font-size="11">',
            f'<rect width="{width}" height="{height}" fill="white"/>',
            f'<text x="{left}" y="20" font-size="13">stamp soak: {args.duration} s, '
            f'{args.rate:g} requests/s (JWKS, client_credentials, refresh, login, rotation); '
            f'warm-up shaded</text>']
-    for i, (title, values, colour) in enumerate(panels):
+    for i, (title, series) in enumerate(panels):
         y0 = top + i * (panel_h + gap)
-        hi = max(values) * 1.15 or 1
-        y = lambda v: y0 + panel_h - panel_h * v / hi  # noqa: E731, B023
+        hi = max(max(values) for values, _ in series) * 1.15 or 1
+
+        def y(v, y0=y0, hi=hi):
+            return y0 + panel_h - panel_h * v / hi
+
         out.append(f'<rect x="{left}" y="{y0}" width="{x(args.warmup) - left:.1f}" '
                    f'height="{panel_h}" fill="#eeeeee"/>')
         out.append(f'<rect x="{left}" y="{y0}" width="{width - left - right}" '
@@ -466,9 +489,10 @@ def chart(samples, args):
                        f'{v:.1f}</text>')
             out.append(f'<line x1="{left}" x2="{width - right}" y1="{y(v):.1f}" '
                        f'y2="{y(v):.1f}" stroke="#ddd"/>')
-        points = " ".join(f"{x(a):.1f},{y(b):.1f}" for a, b in zip(t, values))
-        out.append(f'<polyline points="{points}" fill="none" stroke="{colour}" '
-                   f'stroke-width="1.5"/>')
+        for values, colour in series:
+            points = " ".join(f"{x(a):.1f},{y(b):.1f}" for a, b in zip(t, values))
+            out.append(f'<polyline points="{points}" fill="none" stroke="{colour}" '
+                       f'stroke-width="1.5"/>')
         if i == len(panels) - 1:
             for s in range(0, t_max + 1, max(60, args.interval)):
                 out.append(f'<text x="{x(s):.1f}" y="{y0 + panel_h + 14}" '
