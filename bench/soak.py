@@ -48,8 +48,8 @@ SCOPE = "api.read"
 # The traffic mix, per request sent (admin rotations come on their own schedule).
 MIX = [("jwks", 40), ("client_credentials", 30), ("refresh", 22), ("login", 8)]
 
-# Settings for a short key lifecycle: a scheduled rotation every 30 s (the shortest the rules
-# allow with a 10 s JWKS max-age and 5 s leeway) and 60 s access tokens, so retired keys are
+# Settings for a short key lifecycle: a scheduled rotation every 30 s (the rules ask for at
+# least the 10 s JWKS max-age plus the 5 s leeway) and 60 s access tokens, so retired keys are
 # removed after 65 s and the key set stays small; refresh tokens as short as allowed.
 SETTINGS = {
     "ROCKET_JWKS_MAX_AGE": "10",
