@@ -312,21 +312,27 @@ class Soak:
             kind = self.jobs.get()
             if kind is None:
                 return
-            started = time.monotonic()
-            try:
-                ok = getattr(self, "do_" + kind)(conn)
-            except (OSError, http.client.HTTPException) as e:
-                ok = f"{type(e).__name__}"
-                conn.close()
-                conn = self.server.conn()
-            took = (time.monotonic() - started) * 1000
-            with self.lock:
-                self.requests += 1
-                self.latencies.append(took)
-                if kind == "jwks":
-                    self.jwks_latencies.append(took)
-                if ok is not True:
-                    self.errors[f"{kind}: {ok}"] += 1
+            conn = self.attempt(kind, conn)
+
+    def attempt(self, kind, conn, requests=1):
+        """Runs do_KIND on `conn`, timed and counted; returns the connection to go on with (a
+        new one after a connection error)."""
+        started = time.monotonic()
+        try:
+            ok = getattr(self, "do_" + kind)(conn)
+        except (OSError, http.client.HTTPException) as e:
+            ok = type(e).__name__
+            conn.close()
+            conn = self.server.conn()
+        took = (time.monotonic() - started) * 1000
+        with self.lock:
+            self.requests += requests
+            self.latencies.append(took)
+            if kind == "jwks":
+                self.jwks_latencies.append(took)
+            if ok is not True:
+                self.errors[f"{kind}: {ok}"] += 1
+        return conn
 
     def do_jwks(self, conn):
         status, _ = request(conn, "GET", "/.well-known/jwks.json")
@@ -361,31 +367,22 @@ class Soak:
         return True
 
     def rotator(self):
-        """An admin rotation every ROTATE_EVERY seconds, with a fresh admin token each time
-        (access tokens live 60 s here)."""
+        """An admin rotation every ROTATE_EVERY seconds (two requests: see do_rotate)."""
         conn = self.server.conn()
         while not self.stop.wait(ROTATE_EVERY):
-            started = time.monotonic()
-            try:
-                status, body = request(conn, "POST", "/oauth/token", form(
-                    grant_type="password", username="ops", password=ADMIN_PASSWORD))
-                ok = status == 200 or f"admin login {status}"
-                if status == 200:
-                    token = json.loads(body)["access_token"]
-                    status, _ = request(conn, "POST", "/admin/keys/rotate", json.dumps(
-                        {"force": True}), {"Authorization": f"Bearer {token}",
-                                           "Content-Type": "application/json"})
-                    ok = status == 200 or status
-            except (OSError, http.client.HTTPException) as e:
-                ok = type(e).__name__
-                conn.close()
-                conn = self.server.conn()
-            took = (time.monotonic() - started) * 1000
-            with self.lock:
-                self.requests += 2
-                self.latencies.append(took)
-                if ok is not True:
-                    self.errors[f"rotate: {ok}"] += 1
+            conn = self.attempt("rotate", conn, requests=2)
+
+    def do_rotate(self, conn):
+        """A forced rotation, with a fresh admin token (access tokens live 60 s here)."""
+        status, body = request(conn, "POST", "/oauth/token", form(
+            grant_type="password", username="ops", password=ADMIN_PASSWORD))
+        if status != 200:
+            return f"admin login {status}"
+        token = json.loads(body)["access_token"]
+        status, _ = request(conn, "POST", "/admin/keys/rotate", json.dumps({"force": True}),
+                            {"Authorization": f"Bearer {token}",
+                             "Content-Type": "application/json"})
+        return status == 200 or status
 
 
 def percentile(sorted_values, q):

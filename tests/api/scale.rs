@@ -326,7 +326,8 @@ impl Drop for PrivateCluster {
     }
 }
 
-fn run(cmd: &mut Command) {
+/// Runs `cmd` to completion; it must succeed (its output is the failure message).
+pub(crate) fn run(cmd: &mut Command) {
     let out = cmd.output().unwrap();
     assert!(
         out.status.success(),
@@ -442,14 +443,7 @@ async fn a_database_outage_answers_503_fast_keeps_the_jwks_and_recovers_without_
         .await;
         assert_refused_fast(app, &alice_login()).await;
     }
-    let metrics = a
-        .client
-        .get("/metrics")
-        .dispatch()
-        .await
-        .into_string()
-        .await
-        .unwrap();
+    let metrics = crate::metrics::scrape(&a).await;
     assert!(
         metrics.contains("stamp_grants_unavailable_total{grant=\"client_credentials\"} 1"),
         "{metrics}"

@@ -22,7 +22,7 @@ use serde_json::Value;
 
 use crate::helpers::{PASSWORD, TestApp, urlencode};
 use crate::scale::{
-    alice_login, assert_keys_served_and_not_ready, assert_refused_fast, outage_settings,
+    alice_login, assert_keys_served_and_not_ready, assert_refused_fast, outage_settings, run,
     service_token, status_of, wait_for_recovery,
 };
 
@@ -58,6 +58,19 @@ async fn issuer_in(dir: tempfile::TempDir, figment: impl FnOnce(Figment) -> Figm
     }
 }
 
+/// `POST /admin/users` creating `bob`, by the administrator of `before`.
+async fn add_bob(before: &Before) -> (Status, Value) {
+    before
+        .app
+        .admin_json(
+            Method::Post,
+            "/admin/users",
+            &before.admin,
+            Some(r#"{"username":"bob","password":"another horse battery","roles":[]}"#),
+        )
+        .await
+}
+
 fn refresh_form(token: &str) -> String {
     format!(
         "grant_type=refresh_token&refresh_token={}",
@@ -81,24 +94,10 @@ async fn outage_and_recovery(before: &Before, db: &Path, restore: impl FnOnce())
         .await;
     assert_read_answer(status, &body);
     // An admin change is refused the same way as a grant, not with a 500.
-    let (status, body) = app
-        .admin_json(
-            Method::Post,
-            "/admin/users",
-            &before.admin,
-            Some(r#"{"username":"bob","password":"another horse battery","roles":[]}"#),
-        )
-        .await;
+    let (status, body) = add_bob(before).await;
     assert_eq!(status, Status::ServiceUnavailable, "{body}");
     assert_eq!(body["error"], "temporarily_unavailable", "{body}");
-    let metrics = app
-        .client
-        .get("/metrics")
-        .dispatch()
-        .await
-        .into_string()
-        .await
-        .unwrap();
+    let metrics = crate::metrics::scrape(app).await;
     assert!(
         metrics.contains("stamp_database_unavailable_total "),
         "{metrics}"
@@ -115,14 +114,7 @@ async fn outage_and_recovery(before: &Before, db: &Path, restore: impl FnOnce())
         Status::Ok,
         "a session from before the outage"
     );
-    let (status, body) = app
-        .admin_json(
-            Method::Post,
-            "/admin/users",
-            &before.admin,
-            Some(r#"{"username":"bob","password":"another horse battery","roles":[]}"#),
-        )
-        .await;
+    let (status, body) = add_bob(before).await;
     assert_eq!(status, Status::Created, "{body}");
     let check = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
         .await
@@ -175,17 +167,10 @@ impl Drop for Immutable {
     }
 }
 
+/// `chattr FLAG PATHS` (e2fsprogs; needs root, or `CAP_LINUX_IMMUTABLE`, and a file system with
+/// the immutable attribute).
 fn chattr(flag: &str, paths: &[PathBuf]) {
-    let out = Command::new("chattr")
-        .arg(flag)
-        .args(paths)
-        .output()
-        .expect("chattr runs (e2fsprogs)");
-    assert!(
-        out.status.success(),
-        "chattr {flag} (needs root and a file system with the immutable attribute): {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run(Command::new("chattr").arg(flag).args(paths));
 }
 
 #[rocket::async_test]
@@ -210,7 +195,8 @@ struct SmallDisk {
 impl SmallDisk {
     fn mount(at: &Path, size: &str) -> SmallDisk {
         std::fs::create_dir_all(at).unwrap();
-        let out = Command::new("mount")
+        // Needs root or CAP_SYS_ADMIN.
+        run(Command::new("mount")
             .args([
                 "-t",
                 "tmpfs",
@@ -218,14 +204,7 @@ impl SmallDisk {
                 &format!("size={size},mode=0700"),
                 "tmpfs",
             ])
-            .arg(at)
-            .output()
-            .expect("mount runs");
-        assert!(
-            out.status.success(),
-            "mount -t tmpfs (needs root or CAP_SYS_ADMIN): {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+            .arg(at));
         SmallDisk {
             at: at.to_path_buf(),
         }
