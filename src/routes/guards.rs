@@ -117,7 +117,8 @@ pub(super) async fn live_token(req: &Request<'_>) -> Result<LiveToken, ApiError>
     // logged-out token, a disabled or deleted owner, a revocation of the user's tokens).
     match app.auth.check_online(token, app.clock.now()).await {
         Ok(live) => Ok(live),
-        Err(OnlineError::Store(e)) => Err(ApiError::internal(e)),
+        // A database outage is `503` with `Retry-After` (the From impl tells), not a `500`.
+        Err(OnlineError::Store(e)) => Err(e.into()),
         // The description is fixed text per refusal: nothing from the token is echoed into
         // the WWW-Authenticate header.
         Err(e) => Err(challenge(

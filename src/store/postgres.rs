@@ -138,6 +138,9 @@ impl Dialect for Postgres {
     const REFRESH_LOCK: &'static str =
         refresh_read!(owner: "JOIN", lock: " FOR UPDATE OF t, f FOR SHARE OF u");
 
+    /// A lost server or connection fails any statement.
+    const PING: &'static str = "SELECT 1";
+
     const DENY_UPSERT: &'static str = "INSERT INTO access_denylist (jti, expires_at)
          VALUES ($1, $2)
          ON CONFLICT (jti) DO UPDATE

@@ -47,6 +47,9 @@ pub trait Dialect: Database {
     /// Appended to `ORDER BY column`: the byte order, whatever the database's locale.
     const BYTE_ORDER: &'static str;
 
+    /// The readiness round trip: it fails when token requests would fail for the database.
+    const PING: &'static str;
+
     /// `items` as stored in a list column named `column`.
     fn to_list(items: &[String], column: &'static str) -> Result<Self::List, StoreError>;
 
@@ -901,7 +904,7 @@ sql_impl! {
     #[async_trait]
     impl HealthCheck for SqlStore {
         async fn ping(&self) -> Result<(), StoreError> {
-            sqlx::query("SELECT 1").execute(&self.pool).await?;
+            sqlx::query(DB::PING).execute(&self.pool).await?;
             Ok(())
         }
     }

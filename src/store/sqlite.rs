@@ -16,7 +16,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteQueryResult,
     SqliteSynchronous,
 };
-use sqlx::{Pool, Sqlite, Transaction};
+use sqlx::{Connection, Executor, Pool, Sqlite, Transaction};
 
 use super::sql::{Dialect, RECORD_SELECT, SqlStore};
 use super::{PoolSettings, StoreError};
@@ -57,6 +57,23 @@ impl SqlStore<Sqlite> {
         let pool = SqlitePoolOptions::new()
             .max_connections(settings.max_connections.min(8))
             .acquire_timeout(settings.acquire_timeout)
+            // A transaction whose write failed on a read-only file or a full disk is rolled back
+            // by SQLite itself; sqlx's own ROLLBACK then fails and leaves its transaction count
+            // at one, so every later BEGIN on that connection would fail (a 500 after the disk
+            // is writable again). Such a connection is closed instead of reused.
+            .before_acquire(|conn, _| Box::pin(async move { Ok(!conn.is_in_transaction()) }))
+            // SQLite opens a file it may not write (made read-only under a running server)
+            // read-only without a word, and such a connection would refuse every write for the
+            // rest of its life, also once the file is writable again. Taking the write lock and
+            // releasing it at once (nothing is written) tells: such a connection is not kept,
+            // and the request waits at most the acquire timeout for a usable one (then `503`).
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    conn.execute("BEGIN IMMEDIATE").await?;
+                    conn.execute("ROLLBACK").await?;
+                    Ok(())
+                })
+            })
             .connect_with(options)
             .await
             .map_err(connect_error)?;
@@ -168,6 +185,12 @@ impl Dialect for Sqlite {
     ///
     /// [`judge`]: crate::tokens::refresh::judge
     const REFRESH_LOCK: &'static str = RECORD_SELECT;
+
+    /// A read succeeds on a file that can no longer be written (made read-only, a full disk),
+    /// while every login and refresh writes. So readiness writes too: the header's
+    /// `user_version` (unused by sqlx's migrations, always 0 here), one write-ahead-log frame
+    /// and one fsync, failing as the grants would.
+    const PING: &'static str = "PRAGMA user_version = 0";
 
     const DENY_UPSERT: &'static str = "INSERT INTO access_denylist (jti, expires_at)
          VALUES ($1, $2)

@@ -36,6 +36,7 @@ mod sessions;
 mod shutdown;
 mod signup;
 mod slow_clients;
+mod sqlite_outage;
 mod trust_clients;
 mod trust_keys;
 mod trust_revoke;

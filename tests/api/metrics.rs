@@ -15,7 +15,8 @@ fn value(text: &str, series: &str) -> u64 {
         .unwrap()
 }
 
-async fn scrape(app: &TestApp) -> String {
+/// `GET /metrics`: `200` with Prometheus text.
+pub(crate) async fn scrape(app: &TestApp) -> String {
     let response = app.client.get("/metrics").dispatch().await;
     assert_eq!(response.status(), Status::Ok);
     assert_eq!(response.content_type().unwrap().sub(), "plain");

@@ -164,7 +164,7 @@ async fn three_replicas_started_at_once_on_an_empty_database_all_come_up() {
 }
 
 /// `client_credentials` for `id` on `app`: the status, and the error code if any.
-async fn service_token(app: &TestApp, id: &str, secret: &str) -> (Status, Value) {
+pub(crate) async fn service_token(app: &TestApp, id: &str, secret: &str) -> (Status, Value) {
     let response = app
         .token_form(&format!(
             "grant_type=client_credentials&client_id={id}&client_secret={}",
@@ -326,7 +326,8 @@ impl Drop for PrivateCluster {
     }
 }
 
-fn run(cmd: &mut Command) {
+/// Runs `cmd` to completion; it must succeed (its output is the failure message).
+pub(crate) fn run(cmd: &mut Command) {
     let out = cmd.output().unwrap();
     assert!(
         out.status.success(),
@@ -337,17 +338,74 @@ fn run(cmd: &mut Command) {
 }
 
 /// The acquire timeout the outage test runs with, in seconds.
-const ACQUIRE_TIMEOUT: u64 = 1;
+pub(crate) const ACQUIRE_TIMEOUT: u64 = 1;
 
-fn outage_settings(figment: Figment) -> Figment {
+pub(crate) fn outage_settings(figment: Figment) -> Figment {
     figment.merge(Serialized::global(
         "database_acquire_timeout",
         ACQUIRE_TIMEOUT,
     ))
 }
 
-async fn status_of(app: &TestApp, path: &str) -> Status {
+pub(crate) async fn status_of(app: &TestApp, path: &str) -> Status {
     app.client.get(path).dispatch().await.status()
+}
+
+/// What an issuer whose database is out answers without it (issue 14, item 4), whatever the
+/// database: the JWKS, discovery and `/health/ready?scope=keys` from memory, and `/health/ready`
+/// `503` with `Retry-After`.
+pub(crate) async fn assert_keys_served_and_not_ready(app: &TestApp) {
+    assert_eq!(status_of(app, "/.well-known/jwks.json").await, Status::Ok);
+    assert_eq!(
+        status_of(app, "/.well-known/openid-configuration").await,
+        Status::Ok
+    );
+    assert_eq!(status_of(app, "/health/ready?scope=keys").await, Status::Ok);
+    let ready = app.client.get("/health/ready").dispatch().await;
+    assert_eq!(ready.status(), Status::ServiceUnavailable);
+    assert!(ready.headers().get_one("Retry-After").is_some());
+}
+
+/// The token request `form` during an outage: refused honestly (`503`
+/// `temporarily_unavailable` with `Retry-After`) and fast.
+pub(crate) async fn assert_refused_fast(app: &TestApp, form: &str) {
+    let started = stamp::clock::instant();
+    let response = app.token_form(form).await;
+    let took = started.elapsed();
+    assert_eq!(response.status(), Status::ServiceUnavailable, "{form}");
+    assert!(response.headers().get_one("Retry-After").is_some());
+    let body: Value = response.into_json().await.unwrap();
+    assert_eq!(body["error"], "temporarily_unavailable", "{body}");
+    assert!(
+        took < Duration::from_millis(ACQUIRE_TIMEOUT * 1000 + 1500),
+        "a grant during the outage took {took:?}"
+    );
+}
+
+/// The password grant's form for `alice`.
+pub(crate) fn alice_login() -> String {
+    format!(
+        "grant_type=password&username=alice&password={}",
+        urlencode(PASSWORD)
+    )
+}
+
+/// Waits (30 s at most) until the token request `form` and `/health/ready` answer `200` again
+/// on `app`, which is not restarted.
+pub(crate) async fn wait_for_recovery(app: &TestApp, form: &str) {
+    let deadline = stamp::clock::instant() + Duration::from_secs(30);
+    loop {
+        if app.token_form(form).await.status() == Status::Ok
+            && status_of(app, "/health/ready").await == Status::Ok
+        {
+            return;
+        }
+        assert!(
+            stamp::clock::instant() < deadline,
+            "no recovery 30 s after the database came back"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 #[rocket::async_test]
@@ -363,10 +421,7 @@ async fn a_database_outage_answers_503_fast_keeps_the_jwks_and_recovers_without_
         .add_service_client("billing", &["orders:read"], None)
         .await;
     let login = a
-        .token_form(&format!(
-            "grant_type=password&username=alice&password={}",
-            urlencode(PASSWORD)
-        ))
+        .token_form(&alice_login())
         .await
         .into_json::<Value>()
         .await
@@ -380,47 +435,15 @@ async fn a_database_outage_answers_503_fast_keeps_the_jwks_and_recovers_without_
     cluster.stop();
 
     for app in [&a, &b] {
-        // Resource-server traffic is served from memory.
-        assert_eq!(status_of(app, "/.well-known/jwks.json").await, Status::Ok);
-        assert_eq!(
-            status_of(app, "/.well-known/openid-configuration").await,
-            Status::Ok
-        );
-        assert_eq!(status_of(app, "/health/ready?scope=keys").await, Status::Ok);
-        assert_eq!(
-            status_of(app, "/health/ready").await,
-            Status::ServiceUnavailable
-        );
-        // Token traffic is refused honestly and fast.
-        let started = stamp::clock::instant();
-        let response = app
-            .token_form("grant_type=client_credentials&client_id=billing&client_secret=x")
-            .await;
-        let took = started.elapsed();
-        assert_eq!(response.status(), Status::ServiceUnavailable);
-        assert!(response.headers().get_one("Retry-After").is_some());
-        let body: Value = response.into_json().await.unwrap();
-        assert_eq!(body["error"], "temporarily_unavailable", "{body}");
-        assert!(
-            took < Duration::from_millis(ACQUIRE_TIMEOUT * 1000 + 1500),
-            "a grant during the outage took {took:?}"
-        );
-        let password = app
-            .token_form(&format!(
-                "grant_type=password&username=alice&password={}",
-                urlencode(PASSWORD)
-            ))
-            .await;
-        assert_eq!(password.status(), Status::ServiceUnavailable);
+        assert_keys_served_and_not_ready(app).await;
+        assert_refused_fast(
+            app,
+            "grant_type=client_credentials&client_id=billing&client_secret=x",
+        )
+        .await;
+        assert_refused_fast(app, &alice_login()).await;
     }
-    let metrics = a
-        .client
-        .get("/metrics")
-        .dispatch()
-        .await
-        .into_string()
-        .await
-        .unwrap();
+    let metrics = crate::metrics::scrape(&a).await;
     assert!(
         metrics.contains("stamp_grants_unavailable_total{grant=\"client_credentials\"} 1"),
         "{metrics}"
@@ -445,20 +468,12 @@ async fn a_database_outage_answers_503_fast_keeps_the_jwks_and_recovers_without_
     cluster.pg_ctl_start();
 
     // Recovery without a restart: token traffic comes back within a few seconds.
-    let deadline = stamp::clock::instant() + Duration::from_secs(30);
+    let billing = format!(
+        "grant_type=client_credentials&client_id=billing&client_secret={}",
+        urlencode(&secret)
+    );
     for app in [&a, &b] {
-        loop {
-            if service_token(app, "billing", &secret).await.0 == Status::Ok
-                && status_of(app, "/health/ready").await == Status::Ok
-            {
-                break;
-            }
-            assert!(
-                stamp::clock::instant() < deadline,
-                "no recovery 30 s after the database came back"
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        wait_for_recovery(app, &billing).await;
     }
     let refreshed = b
         .token_form(&format!(
