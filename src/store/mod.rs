@@ -4,6 +4,7 @@
 //! `Arc<dyn Store>`. Both backends are one implementation, [`SqlStore`] (see `sql.rs`), with the
 //! SQL that must differ in a [`Dialect`] per database.
 
+mod apis;
 mod error;
 mod oidc;
 mod postgres;
@@ -16,6 +17,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::Serialize;
 
+pub use apis::{Api, ApiChange, ApiName, ApiStore, NewApi, ResourceId};
 use error::insert_error;
 pub use error::{StoreError, is_unavailable};
 pub use oidc::{
@@ -271,12 +273,12 @@ pub struct AuditPage {
 /// Everything the issuer needs from its database: each concern's trait, for one value that the
 /// app shares as `Arc<dyn Store>`. Implemented for every type that implements them all.
 pub trait Store:
-    UserStore + SessionStore + ClientStore + AuditStore + HealthCheck + OidcStore
+    UserStore + SessionStore + ClientStore + AuditStore + HealthCheck + OidcStore + ApiStore
 {
 }
 
 impl<T> Store for T where
-    T: UserStore + SessionStore + ClientStore + AuditStore + HealthCheck + OidcStore
+    T: UserStore + SessionStore + ClientStore + AuditStore + HealthCheck + OidcStore + ApiStore
 {
 }
 
