@@ -244,6 +244,12 @@ impl Authenticator {
             exp: Some(record.state.expires_at),
             iat: Some(record.issued_at),
             sub: Some(family.user_id),
+            // The audience of the access tokens it refreshes into.
+            aud: Some(
+                family
+                    .resource
+                    .unwrap_or_else(|| self.tokens.audience().to_string()),
+            ),
             ..Introspection::default()
         })
     }
