@@ -187,6 +187,31 @@ struct Pending {
 /// Scopes of OpenID Connect itself (ID token, userinfo), allowed next to an API's own scopes.
 const OIDC_SCOPES: [&str; 4] = ["openid", "profile", "email", "offline_access"];
 
+/// The registered API of an authorization request (RFC 8707 `resource`, already looked up as
+/// `target`): `invalid_target` if it is malformed, unknown or more than one, `invalid_scope` for
+/// a requested scope the API does not define (the OpenID Connect scopes aside). Those go back
+/// to the client as `Err(Ok((error, description)))`; a failure of the server is `Err(Err(_))`.
+fn target_of(
+    target: Result<Option<Api>, AuthError>,
+    valid: &ValidRequest,
+) -> Result<Option<Api>, Result<(&'static str, String), Failure>> {
+    let api = match target {
+        Ok(api) => api,
+        Err(AuthError::InvalidTarget(why)) => return Err(Ok(("invalid_target", why))),
+        Err(e) => return Err(Err(e.into())),
+    };
+    if let Some(api) = &api
+        && let Some(unknown) = valid
+            .scope
+            .iter()
+            .find(|s| !OIDC_SCOPES.contains(&s.as_str()) && !api.scopes.contains(s))
+    {
+        let why = format!("scope {unknown:?} is not defined by the requested resource");
+        return Err(Ok(("invalid_scope", why)));
+    }
+    Ok(api)
+}
+
 /// 256 random bits, base64url: session secrets, codes, CSRF tokens, pre-login cookies.
 pub fn secret() -> String {
     let mut bytes = [0u8; 32];
@@ -217,7 +242,17 @@ impl<'a> Provider<'a> {
             Some(id) => self.app.auth.client(id).await?,
             None => None,
         };
-        let valid = match request::validate(params, client, &self.app.config.user_scopes) {
+        // The API a `resource` names defines scopes the request may ask for too; whether the
+        // resource is valid is answered after the client and redirect URI are (as a redirect).
+        let target = match single_resource(params.resource.clone()) {
+            Ok(resource) => self.app.auth.target(resource.as_deref()).await,
+            Err(e) => Err(e),
+        };
+        let mut allowed = self.app.config.user_scopes.clone();
+        if let Ok(Some(api)) = &target {
+            allowed.extend(api.scopes.iter().cloned());
+        }
+        let valid = match request::validate(params, client, &allowed) {
             Ok(valid) => valid,
             Err(RequestError::Page(message)) => return Err(Failure::Page(message)),
             Err(RequestError::Redirect {
@@ -226,6 +261,13 @@ impl<'a> Provider<'a> {
                 error,
                 description,
             }) => {
+                // A scope refused because its resource is: name the resource.
+                let (error, description) = match &target {
+                    Err(AuthError::InvalidTarget(why)) if error == "invalid_scope" => {
+                        ("invalid_target", why.clone())
+                    }
+                    _ => (error, description),
+                };
                 return Ok(Step::Redirect(self.error_redirect(
                     &redirect_uri,
                     state.as_deref(),
@@ -235,7 +277,7 @@ impl<'a> Provider<'a> {
             }
         };
         let max_age = valid.max_age;
-        let api = match self.target_of(params, &valid).await {
+        let api = match target_of(target, &valid) {
             Ok(api) => api,
             Err(Ok((error, description))) => {
                 return Ok(Step::Redirect(self.error_redirect(
@@ -285,36 +327,6 @@ impl<'a> Provider<'a> {
                 }))
             }
         }
-    }
-
-    /// The registered API an authorization request names (RFC 8707 `resource`): `invalid_target`
-    /// if it is malformed, unknown or more than one, `invalid_scope` for a requested scope the
-    /// API does not define (the OpenID Connect scopes aside). Those go back to the client as
-    /// `Err(Ok((error, description)))`; a failure of the server is `Err(Err(_))`.
-    async fn target_of(
-        &self,
-        params: &AuthorizeParams,
-        valid: &ValidRequest,
-    ) -> Result<Option<Api>, Result<(&'static str, String), Failure>> {
-        let target = match single_resource(params.resource.clone()) {
-            Ok(resource) => self.app.auth.target(resource.as_deref()).await,
-            Err(e) => Err(e),
-        };
-        let api = match target {
-            Ok(api) => api,
-            Err(AuthError::InvalidTarget(why)) => return Err(Ok(("invalid_target", why))),
-            Err(e) => return Err(Err(e.into())),
-        };
-        if let Some(api) = &api
-            && let Some(unknown) = valid
-                .scope
-                .iter()
-                .find(|s| !OIDC_SCOPES.contains(&s.as_str()) && !api.scopes.contains(s))
-        {
-            let why = format!("scope {unknown:?} is not defined by the requested resource");
-            return Err(Ok(("invalid_scope", why)));
-        }
-        Ok(api)
     }
 
     /// `POST /authorize/login`: checks the form's binding, then the password (throttled like

@@ -5,7 +5,7 @@
 
 use async_trait::async_trait;
 use serde::Serialize;
-use sqlx::{ColumnIndex, Decode, Row, Type};
+use sqlx::{ColumnIndex, Decode, Encode, Executor, IntoArguments, Row, Type};
 
 use super::sql::{Dialect, SqlStore, commit_audited, sql_impl};
 use super::{Audit, ClientId, Scope, StoreError, insert_error};
