@@ -353,7 +353,7 @@ async fn a_database_migrated_before_the_split_opens_unchanged_and_back() {
     );
     // And a database the older release migrated is accepted by the split migrators, which find
     // nothing to do.
-    sqlx::query("DROP TABLE _sqlx_migrations, signing_keys, key_manifest, users, audit_log, refresh_tokens, refresh_families, access_denylist, clients, oidc_sessions, oidc_requests, oidc_codes, oidc_consents")
+    sqlx::query("DROP TABLE _sqlx_migrations, signing_keys, key_manifest, users, audit_log, refresh_tokens, refresh_families, access_denylist, clients, oidc_sessions, oidc_requests, oidc_codes, oidc_consents, apis")
         .execute(&pool)
         .await
         .unwrap();
