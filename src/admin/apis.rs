@@ -38,10 +38,9 @@ impl AdminService {
         default_audience: &str,
     ) -> Result<Api, AdminError> {
         if api.identifier.as_str() == default_audience {
-            return Err(StoreError::Conflict(format!(
-                "the default audience {default_audience}"
-            ))
-            .into());
+            return Err(
+                StoreError::Conflict(format!("the default audience {default_audience}")).into(),
+            );
         }
         let now = self.clock.now();
         let new = NewApi {
@@ -107,7 +106,10 @@ impl AdminService {
     pub async fn delete_api(&self, actor: &Actor, id: &str) -> Result<Api, AdminError> {
         let now = self.clock.now();
         let note = AuditNote::new(actor, "apis.delete", now, |api: &Api| {
-            (Some(api.id.clone()), Some(format!("identifier={}", api.identifier)))
+            (
+                Some(api.id.clone()),
+                Some(format!("identifier={}", api.identifier)),
+            )
         });
         Ok(self.store.delete_api(id, Some(&note)).await?)
     }

@@ -256,9 +256,8 @@ impl Authenticator {
         api: Option<&Api>,
         now: i64,
     ) -> Result<IssuedToken, AuthError> {
-        let allowed = |s: &String| {
-            client.scopes.contains(s) && api.is_none_or(|api| api.scopes.contains(s))
-        };
+        let allowed =
+            |s: &String| client.scopes.contains(s) && api.is_none_or(|api| api.scopes.contains(s));
         let scope = match scope.map(split_scope) {
             Some(requested) if !requested.is_empty() => {
                 if let Some(extra) = requested.iter().find(|s| !allowed(s)) {
@@ -266,7 +265,12 @@ impl Authenticator {
                 }
                 requested
             }
-            _ => client.scopes.iter().filter(|s| allowed(s)).cloned().collect(),
+            _ => client
+                .scopes
+                .iter()
+                .filter(|s| allowed(s))
+                .cloned()
+                .collect(),
         };
         let audience = api.map(|api| api.identifier.as_str());
         let subject = Subject {

@@ -8,8 +8,8 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::keys::{Alg, KeyError, KeyManager};
 use crate::store::{
-    Api, AuditEvent, Client, Family, GrantType, NewRefreshToken, Store, StoreError, User,
-    Username, random_id,
+    Api, AuditEvent, Client, Family, GrantType, NewRefreshToken, Store, StoreError, User, Username,
+    random_id,
 };
 use crate::tokens::refresh::{RefreshPolicy, RefreshToken, Rejection};
 use crate::tokens::{IssuedToken, Subject, TokenError, TokenIssuer};

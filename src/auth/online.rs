@@ -127,7 +127,12 @@ impl Authenticator {
         let default = self.tokens.audience();
         let claimed = match (audience, claimed_audience(token)) {
             (Audience::AnyApi, Some(claimed)) if claimed != default => claimed,
-            _ => return self.tokens.verify(&keys, token, now).map_err(OnlineError::Invalid),
+            _ => {
+                return self
+                    .tokens
+                    .verify(&keys, token, now)
+                    .map_err(OnlineError::Invalid);
+            }
         };
         let claims = self
             .tokens

@@ -79,7 +79,8 @@ impl Authenticator {
             None => self.user_may_have(roles, scope),
             Some(api) => {
                 api.scopes.iter().any(|s| s == scope)
-                    && (self.user_may_have(roles, scope) || client.scopes.iter().any(|s| s == scope))
+                    && (self.user_may_have(roles, scope)
+                        || client.scopes.iter().any(|s| s == scope))
             }
         }
     }

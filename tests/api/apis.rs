@@ -184,7 +184,11 @@ async fn unknown_malformed_or_several_resources_are_invalid_target() {
         let response = app.token_form(&cc(bad.clone())).await;
         assert_oauth_error(response, Status::BadRequest, "invalid_target").await;
         let (status, body) = user_token(&app, "bob", &bad).await;
-        assert_eq!((status, body["error"].as_str()), (Status::BadRequest, Some("invalid_target")), "{bad}");
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (Status::BadRequest, Some("invalid_target")),
+            "{bad}"
+        );
     }
 
     // A scope the client (or user) may have, but the API does not define.
@@ -192,16 +196,27 @@ async fn unknown_malformed_or_several_resources_are_invalid_target() {
         .token_form(&cc(format!("&scope=billing:read{}", resource(ORDERS))))
         .await;
     assert_oauth_error(response, Status::BadRequest, "invalid_scope").await;
-    let (status, body) =
-        user_token(&app, "bob", &format!("&scope=billing:read{}", resource(ORDERS))).await;
-    assert_eq!((status, body["error"].as_str()), (Status::BadRequest, Some("invalid_scope")));
+    let (status, body) = user_token(
+        &app,
+        "bob",
+        &format!("&scope=billing:read{}", resource(ORDERS)),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (Status::BadRequest, Some("invalid_scope"))
+    );
     // A scope the API defines, but the client may not have.
     let response = app
         .token_form(&cc(format!("&scope=orders:write{}", resource(ORDERS))))
         .await;
     assert_oauth_error(response, Status::BadRequest, "invalid_scope").await;
-    let (status, _) =
-        user_token(&app, "bob", &format!("&scope=orders:write{}", resource(ORDERS))).await;
+    let (status, _) = user_token(
+        &app,
+        "bob",
+        &format!("&scope=orders:write{}", resource(ORDERS)),
+    )
+    .await;
     assert_eq!(status, Status::BadRequest);
 }
 
@@ -233,7 +248,11 @@ async fn a_refresh_family_keeps_its_api_and_cannot_switch() {
         assert_oauth_error(response, Status::BadRequest, "invalid_target").await;
     }
     let (status, third) = token(&app, &refresh(&second, resource(ORDERS))).await;
-    assert_eq!(status, Status::Ok, "repeating the family's resource is fine: {third}");
+    assert_eq!(
+        status,
+        Status::Ok,
+        "repeating the family's resource is fine: {third}"
+    );
     assert_eq!(claims(&access(&third))["aud"], ORDERS);
 
     // A default-audience family may not switch to an API either.
@@ -325,7 +344,10 @@ async fn the_code_flow_binds_the_resource_to_the_code() {
     // A scope the API does not define is invalid_scope.
     let back = authorize(
         &app,
-        &query("bank", &[("scope", "openid billing:read"), ("resource", ORDERS)]),
+        &query(
+            "bank",
+            &[("scope", "openid billing:read"), ("resource", ORDERS)],
+        ),
     )
     .await;
     assert_eq!(back.param("error").as_deref(), Some("invalid_scope"));
@@ -354,7 +376,11 @@ async fn the_code_flow_binds_the_resource_to_the_code() {
 
     // The orders API's verifier accepts it; userinfo (which serves every API) does too.
     let (orders, keys) = verifier_for(&app, ORDERS).await;
-    assert!(orders.verify_with(&keys, &token, stamp::clock::now()).is_ok());
+    assert!(
+        orders
+            .verify_with(&keys, &token, stamp::clock::now())
+            .is_ok()
+    );
     let response = app
         .client
         .get("/userinfo")
@@ -386,7 +412,9 @@ async fn apis_are_managed_through_the_admin_api_with_audit_entries() {
     let app = TestApp::spawn().await;
     let admin = two_apis(&app).await;
 
-    let (status, list) = app.admin_json(Method::Get, "/admin/apis", &admin, None).await;
+    let (status, list) = app
+        .admin_json(Method::Get, "/admin/apis", &admin, None)
+        .await;
     assert_eq!(status, Status::Ok);
     let ids: Vec<&str> = list
         .as_array()
@@ -443,7 +471,9 @@ async fn apis_are_managed_through_the_admin_api_with_audit_entries() {
     assert_eq!(status, Status::Ok, "{patched}");
     assert_eq!(patched["scopes"], json!(["billing:read", "billing:write"]));
     assert_eq!(patched["identifier"], BILLING);
-    let secret = app.add_service_client("svc", &["billing:write"], None).await;
+    let secret = app
+        .add_service_client("svc", &["billing:write"], None)
+        .await;
     let body = service_token(
         &app,
         &secret,
@@ -458,7 +488,12 @@ async fn apis_are_managed_through_the_admin_api_with_audit_entries() {
         .await;
     assert_eq!(status, Status::NotFound);
     let (status, _) = app
-        .admin_json(Method::Patch, "/admin/apis/nope", &admin, Some(r#"{"name":"n"}"#))
+        .admin_json(
+            Method::Patch,
+            "/admin/apis/nope",
+            &admin,
+            Some(r#"{"name":"n"}"#),
+        )
         .await;
     assert_eq!(status, Status::NotFound);
     let (status, _) = app
@@ -549,7 +584,13 @@ async fn the_cli_manages_the_same_registry_as_the_running_issuer() {
     // Bad input and duplicates fail with a message and a failure status.
     for args in [
         &["apis", "add", "x", "--identifier", "not a uri"][..],
-        &["apis", "add", "inventory", "--identifier", "https://i2.example"][..],
+        &[
+            "apis",
+            "add",
+            "inventory",
+            "--identifier",
+            "https://i2.example",
+        ][..],
         &["apis", "show", "nope"][..],
         &["apis", "delete", "inventory"][..],
     ] {

@@ -1582,7 +1582,12 @@ async fn replicas_share_the_api_registry_on_postgres() {
     // The same identifier registered on B is a conflict: one registry.
     let again = serde_json::json!({"id": "orders2", "identifier": orders});
     let (status, _) = b
-        .admin_json(Method::Post, "/admin/apis", &admin, Some(&again.to_string()))
+        .admin_json(
+            Method::Post,
+            "/admin/apis",
+            &admin,
+            Some(&again.to_string()),
+        )
         .await;
     assert_eq!(status, Status::Conflict);
 
