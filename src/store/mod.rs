@@ -1,6 +1,7 @@
 //! Persistent state: users, refresh-token families and the access-token denylist, service
-//! clients, and the audit log. One trait per concern ([`UserStore`], [`SessionStore`],
-//! [`ClientStore`], [`AuditStore`], [`HealthCheck`]), gathered in [`Store`], which the app holds as
+//! clients, registered APIs (audiences), and the audit log. One trait per concern
+//! ([`UserStore`], [`SessionStore`], [`ClientStore`], [`ApiStore`], [`AuditStore`],
+//! [`HealthCheck`]), gathered in [`Store`], which the app holds as
 //! `Arc<dyn Store>`. Both backends are one implementation, [`SqlStore`] (see `sql.rs`), with the
 //! SQL that must differ in a [`Dialect`] per database.
 
