@@ -585,6 +585,15 @@ async fn the_cli_manages_the_same_registry_as_the_running_issuer() {
         assert!(!text(&out.stderr).is_empty());
     }
 
+    let out = stamp(&["apis", "update", "inventory", "--scope", "inventory:write"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let (_, shown) = app
+        .admin_json(Method::Get, "/admin/apis/inventory", &admin, None)
+        .await;
+    assert_eq!(shown["scopes"], json!(["inventory:write"]));
+    assert_eq!(shown["name"], "Inventory", "unchanged");
+    assert!(!stamp(&["apis", "update", "inventory"]).status.success());
+
     let out = stamp(&["apis", "delete", "inventory", "--yes"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let (status, _) = app
