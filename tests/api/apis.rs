@@ -302,6 +302,24 @@ async fn introspection_answers_the_audience_and_the_admin_api_refuses_api_tokens
     let answer: Value = response.into_json().await.unwrap();
     assert_eq!(answer["aud"], "stamp");
 
+    // RFC 7009: a client revokes its own token for an API; introspection sees it.
+    let svc = app.add_service_client("svc", &["billing:read"], None).await;
+    let billing = access(&service_token(&app, &svc, &resource(BILLING)).await);
+    assert!(app.gateway_sees_active(&gateway, &billing).await);
+    let response = app
+        .client
+        .post("/oauth/revoke")
+        .header(ContentType::Form)
+        .body(format!(
+            "token={}&client_id=svc&client_secret={}",
+            urlencode(&billing),
+            urlencode(&svc)
+        ))
+        .dispatch()
+        .await;
+    assert_eq!(response.status(), Status::Ok);
+    assert!(!app.gateway_sees_active(&gateway, &billing).await);
+
     // A deleted API's tokens are no longer active.
     let (status, _) = app
         .admin_json(Method::Delete, "/admin/apis/orders", &admin, None)
