@@ -196,6 +196,7 @@ fn refresh(c: &mut Criterion) {
             created_at: now,
             expires_at: now + policy.family_ttl,
             revoked_at: None,
+            resource: None,
         };
         let first = RefreshToken::generate();
         store

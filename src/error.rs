@@ -83,6 +83,11 @@ impl ApiError {
         ApiError::new(Status::BadRequest, "invalid_scope", description)
     }
 
+    /// RFC 8707 §2: a `resource` that is malformed, unknown, or not allowed here.
+    pub fn invalid_target(description: impl Into<String>) -> ApiError {
+        ApiError::new(Status::BadRequest, "invalid_target", description)
+    }
+
     /// RFC 6749 §5.2: failed client authentication, 401 with a Basic challenge (the method the
     /// client may retry with).
     pub fn invalid_client(description: impl Into<String>) -> ApiError {
@@ -190,6 +195,7 @@ impl From<AuthError> for ApiError {
                 ApiError::invalid_scope(format!("scope {scope:?} is not allowed"))
             }
             AuthError::InvalidRequest(msg) => ApiError::invalid_request(msg),
+            AuthError::InvalidTarget(msg) => ApiError::invalid_target(msg),
             AuthError::Store(e) => e.into(),
             AuthError::Token(e) => e.into(),
             AuthError::Throttled { retry_after } => {

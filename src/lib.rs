@@ -212,6 +212,7 @@ pub async fn build_with_clock(
         .attach(routes::health::stage())
         .attach(routes::admin::stage())
         .attach(routes::admin_clients::stage())
+        .attach(routes::admin_apis::stage())
         .attach(routes::admin_users::stage())
         .attach(routes::account::stage())
         .attach(routes::oidc::stage())

@@ -5,6 +5,8 @@ use std::fmt::Write as _;
 use std::io::{BufRead, IsTerminal, Write as _};
 use std::process::ExitCode;
 
+mod cli_apis;
+
 use clap::{Parser, Subcommand};
 use secrecy::ExposeSecret;
 use serde_json::Value;
@@ -55,6 +57,11 @@ enum Command {
     Clients {
         #[command(subcommand)]
         command: ClientsCommand,
+    },
+    /// Manage registered APIs (resource servers, token audiences).
+    Apis {
+        #[command(subcommand)]
+        command: cli_apis::ApisCommand,
     },
     /// Inspect signing keys.
     Keys {
@@ -336,6 +343,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Init => init().await,
         Command::Users { command } => users(command).await,
         Command::Clients { command } => clients(command).await,
+        Command::Apis { command } => cli_apis::apis(command).await,
         Command::Keys { command } => keys(command).await,
         Command::Migrate { from, to } => migrate(&from, &to).await,
         Command::Audit {

@@ -5,10 +5,12 @@
 //! [`Actor`], call [`AdminService`] and present the result; the rules live here.
 
 mod actor;
+mod apis;
 mod service;
 mod users;
 
 pub use actor::{ADMIN, Actor, Admin, NotAdmin, client_still_admin, still_admin, user_still_admin};
+pub use apis::{ApiUpdate, NewResourceServer};
 pub use service::{
     AdminError, AdminService, AuditFailure, ClientUpdate, MAX_SECRET_OVERLAP, NewAccount,
     NewServiceClient, PasswordChange, UserRef, UserUpdate,

@@ -147,8 +147,8 @@ pub enum UserRef<'a> {
 /// actions that need them, so the CLI's user and client commands neither open (and perhaps
 /// create) the key set nor pay for a hasher.
 pub struct AdminService {
-    store: Arc<dyn Store>,
-    clock: Clock,
+    pub(super) store: Arc<dyn Store>,
+    pub(super) clock: Clock,
     audit_failure: AuditFailure,
 }
 
@@ -729,7 +729,7 @@ fn client_target(client: &Client) -> (Option<String>, Option<String>) {
 }
 
 /// Keeps the first of each value, in order.
-fn dedup<T: PartialEq>(values: Vec<T>) -> Vec<T> {
+pub(super) fn dedup<T: PartialEq>(values: Vec<T>) -> Vec<T> {
     let mut kept = Vec::with_capacity(values.len());
     for value in values {
         if !kept.contains(&value) {

@@ -11,7 +11,7 @@ use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 use crate::store::{
-    AuditNote, Client, ClientId, GrantType, NewClient, Store, StoreError, split_scope,
+    Api, AuditNote, Client, ClientId, GrantType, NewClient, Store, StoreError, split_scope,
 };
 use crate::tokens::refresh::TokenHash;
 use crate::tokens::{IssuedToken, Subject};
@@ -246,23 +246,33 @@ impl Authenticator {
     /// `grant_type=client_credentials`: an access token for the client itself (`sub` and
     /// `client_id` are its id), scope limited to what it may have (none asked: all of it),
     /// signed with the client's algorithm if it names one (whose keys `clients add` published;
-    /// none are made here). No refresh token (RFC 6749 §4.4.3).
+    /// none are made here). No refresh token (RFC 6749 §4.4.3). For a registered API (`api`,
+    /// RFC 8707) the token's `aud` is the API's identifier and its scope is further limited to
+    /// what the API defines.
     pub async fn client_credentials_grant(
         &self,
         client: &Client,
         scope: Option<&str>,
+        api: Option<&Api>,
         now: i64,
     ) -> Result<IssuedToken, AuthError> {
+        let allowed =
+            |s: &String| client.scopes.contains(s) && api.is_none_or(|api| api.scopes.contains(s));
         let scope = match scope.map(split_scope) {
-            None => client.scopes.clone(),
-            Some(requested) if requested.is_empty() => client.scopes.clone(),
-            Some(requested) => {
-                if let Some(extra) = requested.iter().find(|s| !client.scopes.contains(s)) {
+            Some(requested) if !requested.is_empty() => {
+                if let Some(extra) = requested.iter().find(|s| !allowed(s)) {
                     return Err(AuthError::InvalidScope(extra.clone()));
                 }
                 requested
             }
+            _ => client
+                .scopes
+                .iter()
+                .filter(|s| allowed(s))
+                .cloned()
+                .collect(),
         };
+        let audience = api.map(|api| api.identifier.as_str());
         let subject = Subject {
             sub: client.id.clone(),
             client_id: client.id.clone(),
@@ -279,9 +289,9 @@ impl Authenticator {
                 {
                     log::warn!("reloading the key set for a {alg} client failed: {e}");
                 }
-                self.sign_with(subject, alg, now)
+                self.sign_with(subject, alg, audience, now)
             }
-            None => self.sign(subject, now),
+            None => self.sign(subject, audience, now),
         }
     }
 }

@@ -8,7 +8,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::keys::{Alg, KeyError, KeyManager};
 use crate::store::{
-    AuditEvent, Client, Family, GrantType, NewRefreshToken, Store, StoreError, User, Username,
+    Api, AuditEvent, Client, Family, GrantType, NewRefreshToken, Store, StoreError, User, Username,
     random_id,
 };
 use crate::tokens::refresh::{RefreshPolicy, RefreshToken, Rejection};
@@ -30,6 +30,9 @@ pub struct LoginRequest {
     pub address: Option<IpAddr>,
     /// The device cookie the caller presented, if any (throttling).
     pub device: Option<String>,
+    /// The RFC 8707 resource indicator: a registered API the token is for; `None` for the
+    /// configured default audience.
+    pub resource: Option<String>,
 }
 
 /// Who tries a password, for throttling and the audit log: the name as typed, the caller's
@@ -75,6 +78,10 @@ pub enum AuthError {
     /// A requested scope the caller may not have (RFC 6749 §5.2 `invalid_scope`).
     #[error("scope {0:?} is not allowed")]
     InvalidScope(String),
+    /// A `resource` that is malformed, not a registered API, more than one, or not the one the
+    /// grant is bound to (RFC 8707 §2 `invalid_target`); the text says which.
+    #[error("{0}")]
+    InvalidTarget(String),
     /// A malformed request; the text says what is wrong.
     #[error("{0}")]
     InvalidRequest(String),
@@ -191,6 +198,8 @@ impl Authenticator {
         let client = self
             .client_for_grant(request.client, GrantType::Password)
             .await?;
+        // Before the password: a bad target costs no hashing and no throttle budget.
+        let api = self.target(request.resource.as_deref()).await?;
         let attempt = PasswordAttempt {
             username: &request.username,
             address: request.address,
@@ -198,7 +207,7 @@ impl Authenticator {
             client_id: &client.id,
         };
         let user = self.check_password(attempt, request.password, now).await?;
-        self.start_session(&user, client, request.scope.as_deref(), now)
+        self.start_session(&user, client, request.scope.as_deref(), api.as_ref(), now)
             .await
     }
 
@@ -351,20 +360,23 @@ impl Authenticator {
         now: i64,
     ) -> Result<Session, AuthError> {
         let client = self.client_for_grant(client, GrantType::Password).await?;
-        self.start_session(user, client, None, now).await
+        self.start_session(user, client, None, None, now).await
     }
 
-    /// The tokens of a new login: the access token and the first refresh token of a new family.
+    /// The tokens of a new login: the access token and the first refresh token of a new family,
+    /// for the registered API `api` (or the default audience).
     async fn start_session(
         &self,
         user: &User,
         client: Client,
         requested_scope: Option<&str>,
+        api: Option<&Api>,
         now: i64,
     ) -> Result<Session, AuthError> {
-        let scope = self.grant_scope(&user.roles, requested_scope)?;
-        let access = self.user_access_token(user, &client.id, scope.clone(), now)?;
-        let family = self.new_family(user, &client.id, scope, now);
+        let scope = self.grant_scope(&user.roles, &client, api, requested_scope)?;
+        let resource = api.map(|api| api.identifier.as_str());
+        let access = self.user_access_token(user, &client.id, scope.clone(), resource, now)?;
+        let family = self.new_family(user, &client.id, scope, resource, now);
         self.store
             .create_refresh_family(&family.family, &family.first)
             .await?;
@@ -374,14 +386,15 @@ impl Authenticator {
         })
     }
 
-    /// A new refresh-token family (one login of `user` through `client_id`) and its first
-    /// token, not stored yet: the password grant stores it alone, the authorization-code grant
-    /// with the code's consumption.
+    /// A new refresh-token family (one login of `user` through `client_id`, for the registered
+    /// API `resource` or the default audience) and its first token, not stored yet: the
+    /// password grant stores it alone, the authorization-code grant with the code's consumption.
     pub fn new_family(
         &self,
         user: &User,
         client_id: &str,
         scope: Vec<String>,
+        resource: Option<&str>,
         now: i64,
     ) -> NewFamily {
         let family = Family {
@@ -392,6 +405,7 @@ impl Authenticator {
             created_at: now,
             expires_at: now + self.refresh.family_ttl,
             revoked_at: None,
+            resource: resource.map(str::to_string),
         };
         let token = RefreshToken::generate();
         let expires_at = self.refresh.token_expiry(now, family.expires_at);
@@ -448,13 +462,15 @@ impl Authenticator {
         Ok(())
     }
 
-    /// An access token for `user` through `client_id` with `scope` (already decided), signed
-    /// as the password grant's are (the authorization-code grant).
+    /// An access token for `user` through `client_id` with `scope` (already decided), for the
+    /// registered API `resource` (or the default audience), signed as the password grant's are
+    /// (the authorization-code grant).
     pub fn user_access_token(
         &self,
         user: &User,
         client_id: &str,
         scope: Vec<String>,
+        resource: Option<&str>,
         now: i64,
     ) -> Result<IssuedToken, AuthError> {
         let subject = Subject {
@@ -464,7 +480,7 @@ impl Authenticator {
             roles: user.roles.clone(),
             ver: Some(user.token_version),
         };
-        self.sign(subject, now)
+        self.sign(subject, resource, now)
     }
 
     /// The record of client `id` if it is registered (enabled or not), from the cache if fresh.
@@ -481,10 +497,13 @@ impl Authenticator {
     }
 
     /// RFC 6749 §3.3: the granted scope is what was asked, if every part is allowed: the
-    /// configured user scopes and the user's own roles.
+    /// configured user scopes and the user's own roles (for a registered API, see
+    /// [`Authenticator::user_scope_allowed`]).
     fn grant_scope(
         &self,
         roles: &[String],
+        client: &Client,
+        api: Option<&Api>,
         requested: Option<&str>,
     ) -> Result<Vec<String>, AuthError> {
         let Some(requested) = requested else {
@@ -492,7 +511,7 @@ impl Authenticator {
         };
         let mut granted: Vec<String> = Vec::new();
         for part in requested.split(' ').filter(|p| !p.is_empty()) {
-            if !self.user_may_have(roles, part) {
+            if !self.user_scope_allowed(roles, client, api, part) {
                 return Err(AuthError::InvalidScope(part.to_string()));
             }
             if !granted.iter().any(|g| g == part) {

@@ -8,6 +8,7 @@ mod device;
 mod login;
 mod online;
 mod password;
+mod resources;
 mod sessions;
 mod signing;
 mod throttle;
@@ -18,7 +19,8 @@ pub use device::{DEVICE_COOKIE, DEVICE_COOKIE_TTL, DeviceCookies};
 pub use login::{
     AuthError, Authenticator, IssuedRefresh, LoginRequest, NewFamily, PasswordAttempt, Session,
 };
-pub use online::{LiveToken, OnlineError, TokenOwner};
+pub use online::{Audience, LiveToken, OnlineError, TokenOwner};
 pub use password::{Admitted, Password, PasswordError, PasswordHasher, PasswordPolicy};
+pub use resources::single_resource;
 pub use sessions::{Introspection, RefreshRequest, TokenHint};
 pub use throttle::{Attempt, Reservation, Throttle, ThrottleKey, ThrottlePolicy, Throttled};

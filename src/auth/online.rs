@@ -13,7 +13,7 @@
 use stamp_verify::VerifyError;
 
 use crate::store::{Client, StoreError, User};
-use crate::tokens::AccessClaims;
+use crate::tokens::{AccessClaims, claimed_audience};
 
 use super::Authenticator;
 
@@ -31,6 +31,17 @@ pub enum TokenOwner {
     User(User),
     /// A service client's own token (client_credentials: `sub` equals `client_id`).
     Client(Client),
+}
+
+/// Which audiences an online check accepts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Audience {
+    /// Only the configured default `audience`: the issuer's own API (admin, account). A token
+    /// minted for a registered API never opens it.
+    Issuer,
+    /// The default audience or any registered API (introspection, userinfo, logout,
+    /// revocation): endpoints that serve every resource server.
+    AnyApi,
 }
 
 /// Why the online check refused a token, or could not decide.
@@ -59,11 +70,19 @@ impl Authenticator {
     /// Whether `token` is one of this issuer's access tokens and live at `now`: the verifier's
     /// rules, the denylist, and its owner's current state (see the module docs). Every online
     /// check calls this and nothing else.
+    /// Only tokens for the default audience pass ([`Audience::Issuer`]).
     pub async fn check_online(&self, token: &str, now: i64) -> Result<LiveToken, OnlineError> {
-        let claims = self
-            .tokens
-            .verify(&self.keys.snapshot(), token, now)
-            .map_err(OnlineError::Invalid)?;
+        self.check_online_for(token, Audience::Issuer, now).await
+    }
+
+    /// [`Authenticator::check_online`] accepting the audiences `audience` names.
+    pub async fn check_online_for(
+        &self,
+        token: &str,
+        audience: Audience,
+        now: i64,
+    ) -> Result<LiveToken, OnlineError> {
+        let claims = self.verify_for(token, audience, now).await?;
         if self.store.is_access_token_denied(&claims.jti).await? {
             return Err(OnlineError::Denylisted);
         }
@@ -90,6 +109,42 @@ impl Authenticator {
             claims,
             owner: TokenOwner::User(user),
         })
+    }
+}
+
+impl Authenticator {
+    /// The offline rules for one of this issuer's tokens, for `audience`. With
+    /// [`Audience::AnyApi`], a token claiming another audience than the default is verified for
+    /// that audience (signature first), and then that audience must be a registered API: a
+    /// forged token never reaches the store, and a deleted API's tokens are refused.
+    pub(super) async fn verify_for(
+        &self,
+        token: &str,
+        audience: Audience,
+        now: i64,
+    ) -> Result<AccessClaims, OnlineError> {
+        let keys = self.keys.snapshot();
+        let default = self.tokens.audience();
+        let claimed = match (audience, claimed_audience(token)) {
+            (Audience::AnyApi, Some(claimed)) if claimed != default => claimed,
+            _ => {
+                return self
+                    .tokens
+                    .verify(&keys, token, now)
+                    .map_err(OnlineError::Invalid);
+            }
+        };
+        let claims = self
+            .tokens
+            .verify_for(&keys, token, &claimed, now)
+            .map_err(OnlineError::Invalid)?;
+        if self.store.api_by_identifier(&claimed).await?.is_none() {
+            return Err(OnlineError::Invalid(VerifyError::WrongAudience {
+                found: vec![claimed],
+                expected: vec![default.to_string()],
+            }));
+        }
+        Ok(claims)
     }
 }
 

@@ -10,7 +10,7 @@ use crate::tokens::{AccessClaims, Subject};
 
 use super::PresentedClient;
 use super::login::{AuthError, Authenticator, IssuedRefresh, Session};
-use super::online::OnlineError;
+use super::online::{Audience, OnlineError};
 
 /// A refresh-token request, parsed from the form (or cookie). `Debug` hides the token.
 #[derive(Debug)]
@@ -20,6 +20,8 @@ pub struct RefreshRequest<'a> {
     pub scope: Option<&'a str>,
     /// The client refreshing: the token must have been issued to it (RFC 6749 §6).
     pub client: PresentedClient,
+    /// RFC 8707 `resource`, if given: it must be the one the family was issued for.
+    pub resource: Option<&'a str>,
 }
 
 /// Which kind of token a revocation or introspection request hints at (RFC 7009 §2.1).
@@ -107,6 +109,7 @@ impl Authenticator {
         if client.id != record.family.client_id {
             return Err(AuthError::WrongClient);
         }
+        let api = self.family_target(&record.family, request.resource).await?;
         let requested = request.scope.map(split_scope);
         if let Some(requested) = &requested
             && let Some(extra) = requested.iter().find(|s| !record.family.scope.contains(s))
@@ -127,11 +130,12 @@ impl Authenticator {
             } => (family, user, expires_at),
             RefreshOutcome::Rejected(why) => return Err(why.into()),
         };
-        // Roles are read afresh; a scope that came from a role the user has since lost is dropped.
+        // Roles (and the API's scopes) are read afresh; a scope that came from a role the user
+        // has since lost is dropped.
         let scope = requested
             .unwrap_or(family.scope)
             .into_iter()
-            .filter(|s| self.user_may_have(&user.roles, s))
+            .filter(|s| self.user_scope_allowed(&user.roles, &client, api.as_ref(), s))
             .collect();
         let subject = Subject {
             sub: user.id,
@@ -140,7 +144,8 @@ impl Authenticator {
             roles: user.roles,
             ver: Some(user.token_version),
         };
-        let access = self.sign(subject, now)?;
+        let audience = api.as_ref().map(|api| api.identifier.as_str());
+        let access = self.sign(subject, audience, now)?;
         Ok(Session {
             access,
             refresh: Some(IssuedRefresh {
@@ -167,7 +172,7 @@ impl Authenticator {
         // Only a live token needs a denylist entry: one the online check refuses (expired,
         // revoked with its user's tokens, of a disabled user) is dead already.
         if let Some(token) = access_token {
-            match self.check_online(token, now).await {
+            match self.check_online_for(token, Audience::AnyApi, now).await {
                 Ok(live) => {
                     self.store
                         .deny_access_token(&live.claims.jti, live.claims.exp, now)
@@ -194,7 +199,7 @@ impl Authenticator {
         // not needed to find the token; RFC 7009 §2.1 requires looking beyond it anyway.
         let _ = hint;
         if looks_like_jwt(token) {
-            if let Ok(claims) = self.tokens.verify(&self.keys.snapshot(), token, now)
+            if let Ok(claims) = self.verify_for(token, Audience::AnyApi, now).await
                 && claims.client_id == client.id
             {
                 self.store
@@ -218,7 +223,7 @@ impl Authenticator {
     /// user's last revocation are all just inactive.
     pub async fn introspect(&self, token: &str, now: i64) -> Result<Introspection, AuthError> {
         if looks_like_jwt(token) {
-            return match self.check_online(token, now).await {
+            return match self.check_online_for(token, Audience::AnyApi, now).await {
                 Ok(live) => Ok(Introspection::of_access(live.claims)),
                 Err(OnlineError::Store(e)) => Err(e.into()),
                 Err(_) => Ok(Introspection::inactive()),
@@ -239,6 +244,12 @@ impl Authenticator {
             exp: Some(record.state.expires_at),
             iat: Some(record.issued_at),
             sub: Some(family.user_id),
+            // The audience of the access tokens it refreshes into.
+            aud: Some(
+                family
+                    .resource
+                    .unwrap_or_else(|| self.tokens.audience().to_string()),
+            ),
             ..Introspection::default()
         })
     }

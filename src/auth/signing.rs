@@ -13,7 +13,13 @@ impl Authenticator {
     /// upkeep promotes it (max-age plus leeway later), the algorithm that has been signing keeps
     /// signing, so the change takes effect without refusing logins and without a key that
     /// resource servers may not have yet.
-    pub(super) fn sign(&self, subject: Subject, now: i64) -> Result<IssuedToken, AuthError> {
+    /// `audience` is a registered API's identifier, `None` for the configured default.
+    pub(super) fn sign(
+        &self,
+        subject: Subject,
+        audience: Option<&str>,
+        now: i64,
+    ) -> Result<IssuedToken, AuthError> {
         let keys = self.keys.snapshot();
         let configured = self.tokens.alg();
         let alg = if keys.active(configured).is_some() {
@@ -24,7 +30,7 @@ impl Authenticator {
                 .find(|alg| keys.active(*alg).is_some())
                 .unwrap_or(configured)
         };
-        Ok(self.tokens.issue_with_alg(&keys, subject, alg, now)?)
+        Ok(self.tokens.issue_to(&keys, subject, alg, audience, now)?)
     }
 
     /// Signs with the active key of `alg`, which a service client named: its resource servers
@@ -36,6 +42,7 @@ impl Authenticator {
         &self,
         subject: Subject,
         alg: Alg,
+        audience: Option<&str>,
         now: i64,
     ) -> Result<IssuedToken, AuthError> {
         let keys = self.keys.snapshot();
@@ -50,6 +57,6 @@ impl Authenticator {
             };
             return Err(AuthError::Keys { alg, source });
         }
-        Ok(self.tokens.issue_with_alg(&keys, subject, alg, now)?)
+        Ok(self.tokens.issue_to(&keys, subject, alg, audience, now)?)
     }
 }

@@ -26,9 +26,9 @@ use rand::Rng;
 use subtle::ConstantTimeEq;
 
 use crate::App;
-use crate::auth::{AuthError, Password, PasswordAttempt, Session};
+use crate::auth::{AuthError, Password, PasswordAttempt, Session, single_resource};
 use crate::store::{
-    AuthCode, BrowserSession, Client, GrantType, PendingRequest, RedeemOutcome, Redemption,
+    Api, AuthCode, BrowserSession, Client, GrantType, PendingRequest, RedeemOutcome, Redemption,
     StoreError, User, random_id,
 };
 use crate::tokens::AccessClaims;
@@ -178,8 +178,38 @@ struct Pending {
     code_challenge: Option<String>,
     prompt: Prompt,
     login_hint: Option<String>,
+    /// The registered API the request asked for (RFC 8707 `resource`); `None` for the default.
+    api: Option<Api>,
     /// The stored request and its form values, once a form was shown.
     form: Option<FormTicket>,
+}
+
+/// Scopes of OpenID Connect itself (ID token, userinfo), allowed next to an API's own scopes.
+const OIDC_SCOPES: [&str; 4] = ["openid", "profile", "email", "offline_access"];
+
+/// The registered API of an authorization request (RFC 8707 `resource`, already looked up as
+/// `target`): `invalid_target` if it is malformed, unknown or more than one, `invalid_scope` for
+/// a requested scope the API does not define (the OpenID Connect scopes aside). Those go back
+/// to the client as `Err(Ok((error, description)))`; a failure of the server is `Err(Err(_))`.
+fn target_of(
+    target: Result<Option<Api>, AuthError>,
+    valid: &ValidRequest,
+) -> Result<Option<Api>, Result<(&'static str, String), Failure>> {
+    let api = match target {
+        Ok(api) => api,
+        Err(AuthError::InvalidTarget(why)) => return Err(Ok(("invalid_target", why))),
+        Err(e) => return Err(Err(e.into())),
+    };
+    if let Some(api) = &api
+        && let Some(unknown) = valid
+            .scope
+            .iter()
+            .find(|s| !OIDC_SCOPES.contains(&s.as_str()) && !api.scopes.contains(s))
+    {
+        let why = format!("scope {unknown:?} is not defined by the requested resource");
+        return Err(Ok(("invalid_scope", why)));
+    }
+    Ok(api)
 }
 
 /// 256 random bits, base64url: session secrets, codes, CSRF tokens, pre-login cookies.
@@ -212,7 +242,17 @@ impl<'a> Provider<'a> {
             Some(id) => self.app.auth.client(id).await?,
             None => None,
         };
-        let valid = match request::validate(params, client, &self.app.config.user_scopes) {
+        // The API a `resource` names defines scopes the request may ask for too; whether the
+        // resource is valid is answered after the client and redirect URI are (as a redirect).
+        let target = match single_resource(params.resource.clone()) {
+            Ok(resource) => self.app.auth.target(resource.as_deref()).await,
+            Err(e) => Err(e),
+        };
+        let mut allowed = self.app.config.user_scopes.clone();
+        if let Ok(Some(api)) = &target {
+            allowed.extend(api.scopes.iter().cloned());
+        }
+        let valid = match request::validate(params, client, &allowed) {
             Ok(valid) => valid,
             Err(RequestError::Page(message)) => return Err(Failure::Page(message)),
             Err(RequestError::Redirect {
@@ -221,6 +261,13 @@ impl<'a> Provider<'a> {
                 error,
                 description,
             }) => {
+                // A scope refused because its resource is: name the resource.
+                let (error, description) = match &target {
+                    Err(AuthError::InvalidTarget(why)) if error == "invalid_scope" => {
+                        ("invalid_target", why.clone())
+                    }
+                    _ => (error, description),
+                };
                 return Ok(Step::Redirect(self.error_redirect(
                     &redirect_uri,
                     state.as_deref(),
@@ -230,6 +277,18 @@ impl<'a> Provider<'a> {
             }
         };
         let max_age = valid.max_age;
+        let api = match target_of(target, &valid) {
+            Ok(api) => api,
+            Err(Ok((error, description))) => {
+                return Ok(Step::Redirect(self.error_redirect(
+                    &valid.redirect_uri,
+                    valid.state.as_deref(),
+                    error,
+                    &description,
+                )));
+            }
+            Err(Err(failure)) => return Err(failure),
+        };
         let pending = Pending {
             client: valid.client,
             redirect_uri: valid.redirect_uri,
@@ -239,6 +298,7 @@ impl<'a> Provider<'a> {
             code_challenge: valid.code_challenge,
             prompt: valid.prompt,
             login_hint: valid.login_hint,
+            api,
             form: None,
         };
         let live = self.live_session(session_cookie, now).await?;
@@ -383,7 +443,7 @@ impl<'a> Provider<'a> {
                 "the user declined",
             )));
         }
-        let granted = self.granted_scope(&pending.scope, &user);
+        let granted = self.granted_scope(&pending, &user);
         self.app
             .store
             .grant_consent(&user.id, &pending.client.id, &granted, now)
@@ -403,7 +463,7 @@ impl<'a> Provider<'a> {
         browser_cookie: Option<&str>,
         now: i64,
     ) -> Result<Step, Failure> {
-        let granted = self.granted_scope(&pending.scope, user);
+        let granted = self.granted_scope(&pending, user);
         if !pending.client.first_party {
             let consented = match self.app.store.consent(&user.id, &pending.client.id).await? {
                 Some(consent) => granted.iter().all(|s| consent.scope.contains(s)),
@@ -462,6 +522,7 @@ impl<'a> Provider<'a> {
             created_at: now,
             expires_at: now + CODE_TTL,
             consumed_at: None,
+            resource: pending.api.as_ref().map(|api| api.identifier.clone()),
         };
         self.app.store.create_code(&record).await?;
         let mut params = vec![("code", code.as_str())];
@@ -473,11 +534,20 @@ impl<'a> Provider<'a> {
     }
 
     /// The scope a user gets of what was asked: `openid`, the configured user scopes and the
-    /// user's own roles; anything else (a client scope the user lacks) is left out.
-    fn granted_scope(&self, requested: &[String], user: &User) -> Vec<String> {
-        requested
+    /// user's own roles; anything else (a client scope the user lacks) is left out. For a
+    /// registered API, see [`crate::auth::Authenticator::user_scope_allowed`]; the OpenID
+    /// Connect scopes are kept by the rule above.
+    fn granted_scope(&self, pending: &Pending, user: &User) -> Vec<String> {
+        let auth = &self.app.auth;
+        let (client, api) = (&pending.client, pending.api.as_ref());
+        pending
+            .scope
             .iter()
-            .filter(|s| s.as_str() == "openid" || self.app.auth.user_may_have(&user.roles, s))
+            .filter(|s| {
+                s.as_str() == "openid"
+                    || auth.user_scope_allowed(&user.roles, client, api, s)
+                    || (OIDC_SCOPES.contains(&s.as_str()) && auth.user_may_have(&user.roles, s))
+            })
             .cloned()
             .collect()
     }
@@ -508,6 +578,7 @@ impl<'a> Provider<'a> {
             login_hint: pending.login_hint.clone(),
             created_at: now,
             expires_at: now + REQUEST_TTL,
+            resource: pending.api.as_ref().map(|api| api.identifier.clone()),
         };
         self.app.store.save_request(&request).await?;
         Ok(FormTicket {
@@ -557,8 +628,21 @@ impl<'a> Provider<'a> {
             .filter(|c| !c.disabled && c.redirect_uris.contains(&stored.redirect_uri))
             .ok_or_else(|| Failure::Page("The application is no longer registered.".into()))?;
         let prompt = Prompt::parse(stored.prompt.as_deref()).unwrap_or_default();
+        let api = match &stored.resource {
+            Some(resource) => Some(
+                self.app
+                    .store
+                    .api_by_identifier(resource)
+                    .await?
+                    .ok_or_else(|| {
+                        Failure::Page("The API this sign-in is for is no longer registered.".into())
+                    })?,
+            ),
+            None => None,
+        };
         Ok(Pending {
             client,
+            api,
             form: Some(FormTicket {
                 request_id: stored.id,
                 csrf: csrf.to_string(),
@@ -631,6 +715,7 @@ impl<'a> Provider<'a> {
         code: &str,
         redirect_uri: Option<&str>,
         verifier: Option<&str>,
+        resource: Option<&str>,
         now: i64,
     ) -> Result<CodeTokens, CodeError> {
         let hash = TokenHash::of(code);
@@ -667,6 +752,16 @@ impl<'a> Provider<'a> {
                 "redirect_uri differs from the authorization request's",
             ));
         }
+        // RFC 8707 §2.2: the token request may repeat the code's resource, not change it; and
+        // the API must still be registered.
+        let bound = record.resource.as_deref();
+        if resource.is_some_and(|r| r != bound.unwrap_or(self.app.auth.tokens().audience())) {
+            return Err(AuthError::InvalidTarget(
+                "resource differs from the authorization request's".into(),
+            )
+            .into());
+        }
+        self.app.auth.target(bound).await?;
         match (&record.code_challenge, verifier) {
             (Some(challenge), Some(verifier)) if request::pkce_matches(verifier, challenge) => {}
             (Some(_), _) => {
@@ -693,11 +788,11 @@ impl<'a> Provider<'a> {
         let access =
             self.app
                 .auth
-                .user_access_token(&user, &client.id, record.scope.clone(), now)?;
+                .user_access_token(&user, &client.id, record.scope.clone(), bound, now)?;
         let refresh = client.allows(GrantType::RefreshToken).then(|| {
             self.app
                 .auth
-                .new_family(&user, &client.id, record.scope.clone(), now)
+                .new_family(&user, &client.id, record.scope.clone(), bound, now)
         });
         let redemption = Redemption {
             family: refresh

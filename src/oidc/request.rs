@@ -25,6 +25,8 @@ pub struct AuthorizeParams {
     pub login_hint: Option<String>,
     pub request: Option<String>,
     pub request_uri: Option<String>,
+    /// RFC 8707 resource indicators (at most one is accepted).
+    pub resource: Vec<String>,
 }
 
 /// OpenID Connect `prompt` (Core §3.1.2.1).

@@ -243,7 +243,7 @@ async fn rotate_secret(
 }
 
 /// Parses each value, naming `field` in the error.
-fn parse_all<T>(
+pub(super) fn parse_all<T>(
     values: &[String],
     parse: fn(&str) -> Result<T, String>,
     field: &str,
@@ -255,6 +255,6 @@ fn parse_all<T>(
 }
 
 /// A `400 invalid_request` naming the field.
-fn invalid(field: &str, error: impl std::fmt::Display) -> ApiError {
+pub(super) fn invalid(field: &str, error: impl std::fmt::Display) -> ApiError {
     ApiError::invalid_request(format!("{field}: {error}"))
 }

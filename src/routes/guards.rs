@@ -6,7 +6,7 @@ use rocket::request::{FromRequest, Outcome, Request};
 
 use crate::App;
 use crate::admin::{Admin, still_admin};
-use crate::auth::{LiveToken, OnlineError, TokenOwner};
+use crate::auth::{Audience, LiveToken, OnlineError, TokenOwner};
 use crate::error::ApiError;
 use crate::store::User;
 
@@ -84,7 +84,7 @@ impl<'r> FromRequest<'r> for AccountHolder {
     type Error = ApiError;
 
     async fn from_request(req: &'r Request<'_>) -> Outcome<Self, Self::Error> {
-        let live = match live_token(req).await {
+        let live = match live_token(req, Audience::Issuer).await {
             Ok(live) => live,
             Err(err) => return err.fail_guard(req),
         };
@@ -101,8 +101,11 @@ impl<'r> FromRequest<'r> for AccountHolder {
 }
 
 /// The request's bearer token after the online check
-/// ([`crate::auth::Authenticator::check_online`]): 401 without a live token.
-pub(super) async fn live_token(req: &Request<'_>) -> Result<LiveToken, ApiError> {
+/// ([`crate::auth::Authenticator::check_online`]) for `audience`: 401 without a live token.
+pub(super) async fn live_token(
+    req: &Request<'_>,
+    audience: Audience,
+) -> Result<LiveToken, ApiError> {
     let Some(app) = req.rocket().state::<App>() else {
         return Err(ApiError::internal("App state missing"));
     };
@@ -115,7 +118,11 @@ pub(super) async fn live_token(req: &Request<'_>) -> Result<LiveToken, ApiError>
     };
     // The online check: the verifier's rules, then what offline verifiers cannot see (a
     // logged-out token, a disabled or deleted owner, a revocation of the user's tokens).
-    match app.auth.check_online(token, app.clock.now()).await {
+    match app
+        .auth
+        .check_online_for(token, audience, app.clock.now())
+        .await
+    {
         Ok(live) => Ok(live),
         // A database outage is `503` with `Retry-After` (the From impl tells), not a `500`.
         Err(OnlineError::Store(e)) => Err(e.into()),
@@ -137,7 +144,9 @@ impl<'r> FromRequest<'r> for Admin {
     /// requires the admin role or scope: 401 without a live token, 403 with a live token that
     /// lacks the right, 401 again if its owner has lost the right since.
     async fn from_request(req: &'r Request<'_>) -> Outcome<Self, Self::Error> {
-        let live = match live_token(req).await {
+        // Only the issuer's own audience: a token minted for a registered API is for that
+        // API, never for the admin API.
+        let live = match live_token(req, Audience::Issuer).await {
             Ok(live) => live,
             Err(err) => return err.fail_guard(req),
         };

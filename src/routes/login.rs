@@ -73,6 +73,7 @@ async fn login(
         client: presented_client(&basic, body.client_id.as_deref(), None)?,
         address,
         device: cookies::device(jar),
+        resource: None,
     };
     let session = app.auth.password_grant(request, app.clock.now()).await;
     app.metrics.grant(crate::metrics::Grant::Password, &session);

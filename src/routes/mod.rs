@@ -9,6 +9,7 @@
 
 pub mod account;
 pub mod admin;
+pub mod admin_apis;
 pub mod admin_clients;
 pub mod admin_users;
 pub mod client_auth;

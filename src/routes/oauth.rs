@@ -10,7 +10,7 @@ use rocket::{State, post, routes};
 use secrecy::SecretString;
 
 use crate::App;
-use crate::auth::{LoginRequest, Password, PresentedClient, RefreshRequest};
+use crate::auth::{LoginRequest, Password, PresentedClient, RefreshRequest, single_resource};
 use crate::error::ApiError;
 use crate::metrics::Grant;
 use crate::oidc::Provider;
@@ -44,6 +44,8 @@ struct TokenForm {
     code_verifier: Option<String>,
     /// Cookie mode for this response (browser apps): `cookie=true`.
     cookie: Option<bool>,
+    /// RFC 8707 resource indicators: the registered API the token is for (at most one).
+    resource: Vec<String>,
 }
 
 /// Parses a token request body and `Authorization` header as the endpoint does (Rocket's form
@@ -93,6 +95,7 @@ async fn token(
         (grant_type != "client_credentials").then(|| app.config.default_client_id.clone())
     });
     log.grant(&grant_type, client_id.as_deref());
+    let resource = single_resource(form.resource)?;
     match grant_type.as_str() {
         "password" => {
             let username = required(form.username, "username")?;
@@ -104,6 +107,7 @@ async fn token(
                 client: presented_client(&basic, form_id, form_secret)?,
                 address,
                 device: cookies::device(jar),
+                resource,
             };
             let session = app.auth.password_grant(request, now).await;
             app.metrics.grant(Grant::Password, &session);
@@ -128,6 +132,7 @@ async fn token(
                 refresh_token: SecretString::from(refresh_token),
                 scope: form.scope.as_deref(),
                 client: presented_client(&basic, form_id, form_secret)?,
+                resource: resource.as_deref(),
             };
             let session = app.auth.refresh_grant(request, now).await;
             app.metrics.grant(Grant::RefreshToken, &session);
@@ -159,9 +164,10 @@ async fn token(
                 )
                 .await
                 .inspect_err(|e| app.metrics.outage(Grant::ClientCredentials, e))?;
+            let api = app.auth.target(resource.as_deref()).await?;
             let token = app
                 .auth
-                .client_credentials_grant(&client, form.scope.as_deref(), now)
+                .client_credentials_grant(&client, form.scope.as_deref(), api.as_ref(), now)
                 .await;
             app.metrics.grant(Grant::ClientCredentials, &token);
             Ok(token?.into())
@@ -186,6 +192,7 @@ async fn token(
                     &code,
                     form.redirect_uri.as_deref(),
                     form.code_verifier.as_deref(),
+                    resource.as_deref(),
                     now,
                 )
                 .await;

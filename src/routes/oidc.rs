@@ -23,7 +23,7 @@ use rocket::{State, delete, get, post, routes};
 
 use crate::App;
 use crate::admin::{Actor, Admin, UserRef};
-use crate::auth::{Password, TokenOwner};
+use crate::auth::{Audience, Password, TokenOwner};
 use crate::error::ApiError;
 use crate::oidc::{
     self, AuthorizeParams, EndSessionParams, Failure, LoginForm, LoginProblem, NewSession,
@@ -250,6 +250,7 @@ struct AuthorizeForm {
     login_hint: Option<String>,
     request: Option<String>,
     request_uri: Option<String>,
+    resource: Vec<String>,
 }
 
 impl From<AuthorizeForm> for AuthorizeParams {
@@ -268,6 +269,7 @@ impl From<AuthorizeForm> for AuthorizeParams {
             login_hint: f.login_hint,
             request: f.request,
             request_uri: f.request_uri,
+            resource: f.resource,
         }
     }
 }
@@ -454,7 +456,8 @@ impl<'r> FromRequest<'r> for UserToken {
     type Error = ApiError;
 
     async fn from_request(req: &'r Request<'_>) -> Outcome<Self, Self::Error> {
-        match live_token(req).await {
+        // Userinfo serves every API's user tokens (RFC 8707 audiences) as well as the default.
+        match live_token(req, Audience::AnyApi).await {
             Ok(live) => match live.owner {
                 TokenOwner::User(user) => Outcome::Success(UserToken {
                     claims: live.claims,

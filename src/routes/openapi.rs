@@ -37,6 +37,7 @@ pub const FRAGMENTS: &[(&str, &str)] = &[
         include_str!("../openapi/admin_clients.json"),
     ),
     ("oidc.json", include_str!("../openapi/oidc.json")),
+    ("apis.json", include_str!("../openapi/apis.json")),
 ];
 
 /// The methods that name an operation in an OpenAPI path item.

@@ -1,9 +1,11 @@
 //! Persistent state: users, refresh-token families and the access-token denylist, service
-//! clients, and the audit log. One trait per concern ([`UserStore`], [`SessionStore`],
-//! [`ClientStore`], [`AuditStore`], [`HealthCheck`]), gathered in [`Store`], which the app holds as
+//! clients, registered APIs (audiences), and the audit log. One trait per concern
+//! ([`UserStore`], [`SessionStore`], [`ClientStore`], [`ApiStore`], [`AuditStore`],
+//! [`HealthCheck`]), gathered in [`Store`], which the app holds as
 //! `Arc<dyn Store>`. Both backends are one implementation, [`SqlStore`] (see `sql.rs`), with the
 //! SQL that must differ in a [`Dialect`] per database.
 
+mod apis;
 mod error;
 mod oidc;
 mod postgres;
@@ -16,6 +18,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::Serialize;
 
+pub use apis::{Api, ApiChange, ApiName, ApiStore, NewApi, ResourceId};
 use error::insert_error;
 pub use error::{StoreError, is_unavailable};
 pub use oidc::{
@@ -271,12 +274,12 @@ pub struct AuditPage {
 /// Everything the issuer needs from its database: each concern's trait, for one value that the
 /// app shares as `Arc<dyn Store>`. Implemented for every type that implements them all.
 pub trait Store:
-    UserStore + SessionStore + ClientStore + AuditStore + HealthCheck + OidcStore
+    UserStore + SessionStore + ClientStore + AuditStore + HealthCheck + OidcStore + ApiStore
 {
 }
 
 impl<T> Store for T where
-    T: UserStore + SessionStore + ClientStore + AuditStore + HealthCheck + OidcStore
+    T: UserStore + SessionStore + ClientStore + AuditStore + HealthCheck + OidcStore + ApiStore
 {
 }
 

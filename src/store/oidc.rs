@@ -42,6 +42,8 @@ pub struct PendingRequest {
     pub login_hint: Option<String>,
     pub created_at: i64,
     pub expires_at: i64,
+    /// The registered API (RFC 8707 `resource`) the request asked for; `None` for the default.
+    pub resource: Option<String>,
 }
 
 /// An authorization code as stored (by hash).
@@ -63,6 +65,8 @@ pub struct AuthCode {
     pub created_at: i64,
     pub expires_at: i64,
     pub consumed_at: Option<i64>,
+    /// The registered API (RFC 8707 `resource`) bound to the code; `None` for the default.
+    pub resource: Option<String>,
 }
 
 /// What the first use of a code produces, recorded with its consumption.
@@ -159,10 +163,10 @@ pub trait OidcStore: Send + Sync + 'static {
 const SESSION_COLUMNS: &str = "id, user_id, token_version, auth_time, created_at, expires_at";
 
 const REQUEST_COLUMNS: &str = "id, browser_hash, csrf_hash, client_id, redirect_uri, scope, \
-     state, nonce, code_challenge, prompt, login_hint, created_at, expires_at";
+     state, nonce, code_challenge, prompt, login_hint, created_at, expires_at, resource";
 
 const CODE_COLUMNS: &str = "hash, client_id, user_id, session_id, token_version, redirect_uri, \
-     scope, nonce, code_challenge, auth_time, created_at, expires_at, consumed_at";
+     scope, nonce, code_challenge, auth_time, created_at, expires_at, consumed_at, resource";
 
 sql_impl! {
     #[async_trait]
@@ -224,8 +228,8 @@ sql_impl! {
             sqlx::query(
                 "INSERT INTO oidc_requests (id, browser_hash, csrf_hash, client_id, redirect_uri,
                      scope, state, nonce, code_challenge, prompt, login_hint, created_at,
-                     expires_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+                     expires_at, resource)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
             )
             .bind(request.id.as_str())
             .bind(request.browser_hash.as_bytes())
@@ -240,6 +244,7 @@ sql_impl! {
             .bind(request.login_hint.as_deref())
             .bind(request.created_at)
             .bind(request.expires_at)
+            .bind(request.resource.as_deref())
             .execute(self.pool())
             .await?;
             Ok(())
@@ -262,8 +267,9 @@ sql_impl! {
         async fn create_code(&self, code: &AuthCode) -> Result<(), StoreError> {
             sqlx::query(
                 "INSERT INTO oidc_codes (hash, client_id, user_id, session_id, token_version,
-                     redirect_uri, scope, nonce, code_challenge, auth_time, created_at, expires_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                     redirect_uri, scope, nonce, code_challenge, auth_time, created_at, expires_at,
+                     resource)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
             )
             .bind(code.hash.as_bytes())
             .bind(code.client_id.as_str())
@@ -277,6 +283,7 @@ sql_impl! {
             .bind(code.auth_time)
             .bind(code.created_at)
             .bind(code.expires_at)
+            .bind(code.resource.as_deref())
             .execute(self.pool())
             .await?;
             Ok(())
@@ -317,8 +324,8 @@ sql_impl! {
                 if let Some((family, first)) = &redemption.family {
                     sqlx::query(
                         "INSERT INTO refresh_families (id, user_id, client_id, scope, created_at,
-                             expires_at, session_id)
-                         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                             expires_at, session_id, resource)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                     )
                     .bind(family.id.as_str())
                     .bind(family.user_id.as_str())
@@ -327,6 +334,7 @@ sql_impl! {
                     .bind(family.created_at)
                     .bind(family.expires_at)
                     .bind(session_id)
+                    .bind(family.resource.as_deref())
                     .execute(&mut *tx)
                     .await?;
                     insert_refresh_token(&mut tx, first).await?;
@@ -517,6 +525,7 @@ where
         login_hint: row.try_get("login_hint")?,
         created_at: row.try_get("created_at")?,
         expires_at: row.try_get("expires_at")?,
+        resource: row.try_get("resource")?,
     })
 }
 
@@ -542,6 +551,7 @@ where
         created_at: row.try_get("created_at")?,
         expires_at: row.try_get("expires_at")?,
         consumed_at: row.try_get("consumed_at")?,
+        resource: row.try_get("resource")?,
     })
 }
 

@@ -18,6 +18,9 @@ pub struct Family {
     pub created_at: i64,
     pub expires_at: i64,
     pub revoked_at: Option<i64>,
+    /// The registered API (its identifier) the family's access tokens are for; `None` for the
+    /// configured default `audience`. Fixed for the family's life.
+    pub resource: Option<String>,
 }
 
 /// A refresh token to store (its hash only).

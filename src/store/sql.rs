@@ -104,7 +104,8 @@ macro_rules! refresh_read {
     (owner: $join:literal, lock: $lock:literal) => {
         concat!(
             "SELECT t.family_id, t.token_version, t.issued_at, t.expires_at, t.spent_at,
-                t.grace_used, f.user_id, f.client_id, f.scope, f.created_at AS f_created,
+                t.grace_used, f.user_id, f.client_id, f.scope, f.resource,
+                f.created_at AS f_created,
                 f.expires_at AS f_expires, f.revoked_at AS f_revoked,
                 u.token_version AS user_version, u.disabled AS user_disabled,
                 u.username AS u_username, u.password_hash AS u_password_hash,
@@ -166,7 +167,7 @@ type FromRow<DB, T> = fn(&<DB as Database>::Row) -> Result<T, StoreError>;
 sql_impl! {
     impl SqlStore {
         /// The one row `sql` finds by its parameter `$1 = key`, mapped.
-        async fn find<T: Send>(
+        pub(super) async fn find<T: Send>(
             &self,
             sql: &str,
             key: &str,
@@ -177,7 +178,7 @@ sql_impl! {
         }
 
         /// Every row `sql` reads, mapped.
-        async fn all<T: Send>(&self, sql: &str, map: FromRow<DB, T>) -> Result<Vec<T>, StoreError> {
+        pub(super) async fn all<T: Send>(&self, sql: &str, map: FromRow<DB, T>) -> Result<Vec<T>, StoreError> {
             let rows = sqlx::query(sql).fetch_all(&self.pool).await?;
             rows.iter().map(map).collect()
         }
@@ -185,7 +186,7 @@ sql_impl! {
         /// Runs `query`, an `UPDATE` or `DELETE … RETURNING` of one row, in `tx`; maps the row,
         /// writes the audit entry and commits. [`StoreError::NotFound`] saying `missing` if no
         /// row matched (nothing is written then).
-        async fn change_one<'q, T: Send + Sync>(
+        pub(super) async fn change_one<'q, T: Send + Sync>(
             &self,
             mut tx: Transaction<'static, DB>,
             query: sqlx::query::Query<'q, DB, DB::Arguments<'q>>,
@@ -438,8 +439,9 @@ sql_impl! {
         ) -> Result<(), StoreError> {
             let mut tx = self.pool.begin().await?;
             sqlx::query(
-                "INSERT INTO refresh_families (id, user_id, client_id, scope, created_at, expires_at)
-                 VALUES ($1, $2, $3, $4, $5, $6)",
+                "INSERT INTO refresh_families (id, user_id, client_id, scope, created_at, expires_at,
+                     resource)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
             )
             .bind(family.id.as_str())
             .bind(family.user_id.as_str())
@@ -447,6 +449,7 @@ sql_impl! {
             .bind(family.scope.join(" ").as_str())
             .bind(family.created_at)
             .bind(family.expires_at)
+            .bind(family.resource.as_deref())
             .execute(&mut *tx)
             .await?;
             insert_refresh_token(&mut tx, first).await?;
@@ -973,6 +976,7 @@ where
         created_at: row.try_get("f_created")?,
         expires_at: row.try_get("f_expires")?,
         revoked_at: row.try_get("f_revoked")?,
+        resource: row.try_get("resource")?,
     };
     let state = RefreshState {
         spent_at: row.try_get("spent_at")?,
@@ -1099,7 +1103,7 @@ const KEY_CHANGE_INSERT: &str =
 
 /// Writes the audit entry of the change made in `tx` (if `audit` asks for one) and commits:
 /// the change and its entry are stored together or not at all.
-async fn commit_audited<DB, T>(
+pub(super) async fn commit_audited<DB, T>(
     mut tx: Transaction<'static, DB>,
     audit: Audit<'_, '_, T>,
     record: T,

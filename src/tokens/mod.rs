@@ -121,6 +121,11 @@ impl TokenIssuer {
         self.alg
     }
 
+    /// The configured default audience (`aud` of tokens requested without `resource`).
+    pub fn audience(&self) -> &str {
+        &self.audience
+    }
+
     /// Signs an access token for `subject` with the active key of `alg` (a service client that
     /// names its algorithm).
     pub fn issue_with_alg(
@@ -130,11 +135,24 @@ impl TokenIssuer {
         alg: Alg,
         now: i64,
     ) -> Result<IssuedToken, TokenError> {
+        self.issue_to(keys, subject, alg, None, now)
+    }
+
+    /// [`TokenIssuer::issue_with_alg`] for the registered API `audience` (its identifier, an
+    /// RFC 8707 resource indicator); `None` for the configured default audience.
+    pub fn issue_to(
+        &self,
+        keys: &KeySet,
+        subject: Subject,
+        alg: Alg,
+        audience: Option<&str>,
+        now: i64,
+    ) -> Result<IssuedToken, TokenError> {
         let key = keys.active(alg).ok_or(TokenError::NoActiveKey(alg))?;
         let claims = AccessClaims {
             iss: self.issuer.clone(),
             sub: subject.sub,
-            aud: self.audience.clone(),
+            aud: audience.unwrap_or(&self.audience).to_string(),
             exp: now + self.ttl,
             iat: now,
             nbf: Some(now),
@@ -178,12 +196,48 @@ impl TokenIssuer {
         token: &str,
         now: i64,
     ) -> Result<AccessClaims, VerifyError> {
-        let claims = self
-            .verifier
-            .verify_with(keys.verifying_keys(), token, now)?;
-        let mut claims = AccessClaims::try_from(claims)?;
-        claims.ver = token_version(token)?;
-        Ok(claims)
+        own_claims(&self.verifier, keys, token, now)
+    }
+
+    /// [`TokenIssuer::verify`] for a token whose `aud` must be `audience` (a registered API's
+    /// identifier) instead of the configured default; every other rule is the same.
+    pub fn verify_for(
+        &self,
+        keys: &KeySet,
+        token: &str,
+        audience: &str,
+        now: i64,
+    ) -> Result<AccessClaims, VerifyError> {
+        if audience == self.audience {
+            return self.verify(keys, token, now);
+        }
+        let mut config = self.verifier.config().clone();
+        config.audiences = vec![audience.to_string()];
+        own_claims(&Verifier::new(config, ()), keys, token, now)
+    }
+}
+
+/// The claims of one of this issuer's tokens that `verifier` accepts.
+fn own_claims(
+    verifier: &Verifier<()>,
+    keys: &KeySet,
+    token: &str,
+    now: i64,
+) -> Result<AccessClaims, VerifyError> {
+    let claims = verifier.verify_with(keys.verifying_keys(), token, now)?;
+    let mut claims = AccessClaims::try_from(claims)?;
+    claims.ver = token_version(token)?;
+    Ok(claims)
+}
+
+/// The single `aud` a token claims, read without verifying anything (to pick which audience to
+/// verify it for; the verification that follows decides). `None` if there is no single one.
+pub fn claimed_audience(token: &str) -> Option<String> {
+    let claims = dangerous::decode_unverified(token).ok()?.claims;
+    match claims.get("aud")? {
+        serde_json::Value::String(aud) => Some(aud.clone()),
+        serde_json::Value::Array(auds) if auds.len() == 1 => auds[0].as_str().map(str::to_string),
+        _ => None,
     }
 }
 

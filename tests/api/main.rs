@@ -8,6 +8,7 @@ mod helpers;
 
 mod accounts;
 mod admin;
+mod apis;
 mod audit_query;
 mod audit_trail;
 mod browser;

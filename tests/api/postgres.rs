@@ -353,7 +353,7 @@ async fn a_database_migrated_before_the_split_opens_unchanged_and_back() {
     );
     // And a database the older release migrated is accepted by the split migrators, which find
     // nothing to do.
-    sqlx::query("DROP TABLE _sqlx_migrations, signing_keys, key_manifest, users, audit_log, refresh_tokens, refresh_families, access_denylist, clients, oidc_sessions, oidc_requests, oidc_codes, oidc_consents")
+    sqlx::query("DROP TABLE _sqlx_migrations, signing_keys, key_manifest, users, audit_log, refresh_tokens, refresh_families, access_denylist, clients, oidc_sessions, oidc_requests, oidc_codes, oidc_consents, apis")
         .execute(&pool)
         .await
         .unwrap();
@@ -409,6 +409,7 @@ async fn start_family(store: &PgStore, user_id: &str, now: i64) -> (Family, Toke
         created_at: now,
         expires_at: now + 86_400,
         revoked_at: None,
+        resource: None,
     };
     let user = store.user_by_id(user_id).await.unwrap().unwrap();
     let first = RefreshToken::generate().hash();
@@ -1562,4 +1563,70 @@ async fn the_authorization_code_flow_works_across_replicas_on_postgres() {
         .await
         .unwrap();
     assert!(removed >= 2, "expired codes and the session: {removed}");
+}
+
+#[rocket::async_test]
+async fn replicas_share_the_api_registry_on_postgres() {
+    let Some((_, url)) = fresh_schema_with_url().await else {
+        return;
+    };
+    let a = replica(&url, |f| f).await;
+    let b = replica(&url, |f| f).await;
+    let admin = a.admin_token().await;
+    let orders = "https://orders.example.com";
+    let body = serde_json::json!({"id": "orders", "identifier": orders, "scopes": ["orders:read"]});
+    let (status, created) = a
+        .admin_json(Method::Post, "/admin/apis", &admin, Some(&body.to_string()))
+        .await;
+    assert_eq!(status, Status::Created, "{created}");
+    // The same identifier registered on B is a conflict: one registry.
+    let again = serde_json::json!({"id": "orders2", "identifier": orders});
+    let (status, _) = b
+        .admin_json(
+            Method::Post,
+            "/admin/apis",
+            &admin,
+            Some(&again.to_string()),
+        )
+        .await;
+    assert_eq!(status, Status::Conflict);
+
+    // A token for the API issued by B, refreshed on A, introspected on A.
+    b.add_user("alice", PASSWORD, &["orders:read"]).await;
+    let response = b
+        .token_form(&format!(
+            "grant_type=password&username=alice&password={}&scope=orders:read&resource={}",
+            urlencode(PASSWORD),
+            urlencode(orders)
+        ))
+        .await;
+    assert_eq!(response.status(), Status::Ok);
+    let tokens: Value = response.into_json().await.unwrap();
+    let (status, refreshed) = refresh_on(&a, tokens["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(status, Status::Ok, "{refreshed}");
+    let access = refreshed["access_token"].as_str().unwrap();
+    let gateway = a.add_service_client("gateway", &[], None).await;
+    let answer = introspect_on(&a, "gateway", &gateway, access).await;
+    assert_eq!(answer["active"], true, "{answer}");
+    assert_eq!(answer["aud"], orders);
+
+    // Deleted on A: B refuses the resource at once (no cache).
+    let (status, _) = a
+        .admin_json(Method::Delete, "/admin/apis/orders", &admin, None)
+        .await;
+    assert_eq!(status, Status::NoContent);
+    let response = b
+        .token_form(&format!(
+            "grant_type=password&username=alice&password={}&resource={}",
+            urlencode(PASSWORD),
+            urlencode(orders)
+        ))
+        .await;
+    assert_eq!(response.status(), Status::BadRequest);
+    let body: Value = response.into_json().await.unwrap();
+    assert_eq!(body["error"], "invalid_target");
+    assert_eq!(
+        introspect_on(&b, "gateway", &gateway, access).await["active"],
+        false
+    );
 }

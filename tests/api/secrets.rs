@@ -39,6 +39,7 @@ async fn tokens_do_not_print_but_still_reach_the_wire() {
         refresh_token: SecretString::from(REFRESH),
         scope: Some("openid"),
         client: stamp::auth::PresentedClient::Public("stamp".into()),
+        resource: None,
     };
     let response = TokenResponse {
         refresh_token: Some(SecretString::from(REFRESH)),
