@@ -10,8 +10,10 @@
 pub mod account;
 pub mod admin;
 pub mod admin_clients;
+pub mod admin_tokens;
 pub mod admin_users;
 pub mod client_auth;
+pub mod console;
 pub mod cookies;
 pub mod guards;
 pub mod health;

@@ -36,6 +36,13 @@ impl<'r> FromRequest<'r> for IfNoneMatch<'r> {
     }
 }
 
+impl IfNoneMatch<'_> {
+    /// Whether the client already holds the representation tagged `etag`.
+    pub fn matches(&self, etag: &str) -> bool {
+        self.0.is_some_and(|h| etag_matches(h, etag))
+    }
+}
+
 /// RFC 9110 §13.1.2: `If-None-Match` uses the weak comparison, so `W/"x"` matches `"x"`; `*`
 /// matches any current representation.
 fn etag_matches(header: &str, etag: &str) -> bool {
@@ -75,7 +82,7 @@ impl<'r> Responder<'r, 'static> for Cached {
 fn jwks(app: &State<App>, if_none_match: IfNoneMatch<'_>) -> Cached {
     let keys = app.keys.snapshot();
     let etag = keys.etag();
-    let fresh = if_none_match.0.is_some_and(|h| etag_matches(h, etag));
+    let fresh = if_none_match.matches(etag);
     app.metrics.jwks(fresh);
     // With the rotation schedule on, max-age is shortened so no cache outlives the next
     // promotion; otherwise the pre-formatted header is reused.
