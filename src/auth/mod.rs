@@ -19,10 +19,10 @@ pub use clients::{
     console_client, ensure_default_client,
 };
 pub use device::{DEVICE_COOKIE, DEVICE_COOKIE_TTL, DeviceCookies};
+pub use inspect::{CheckResult, InspectError, Inspection};
 pub use login::{
     AuthError, Authenticator, IssuedRefresh, LoginRequest, NewFamily, PasswordAttempt, Session,
 };
-pub use inspect::{CheckResult, InspectError, Inspection};
 pub use online::{LiveToken, OnlineError, TokenOwner};
 pub use password::{Admitted, Password, PasswordError, PasswordHasher, PasswordPolicy};
 pub use sessions::{Introspection, RefreshRequest, TokenHint};

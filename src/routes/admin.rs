@@ -123,9 +123,8 @@ impl KeyList {
         let schedule = Alg::ALL
             .into_iter()
             .filter(|alg| {
-                keys.iter().any(|k| {
-                    k.alg == *alg && matches!(k.state, KeyState::Active | KeyState::Next)
-                })
+                keys.iter()
+                    .any(|k| k.alg == *alg && matches!(k.state, KeyState::Active | KeyState::Next))
             })
             .map(|alg| AlgSchedule {
                 alg,

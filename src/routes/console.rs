@@ -5,10 +5,12 @@
 //! browser revalidates (`304`) and an upgraded issuer is never mixed with a cached old script.
 
 use std::io::Cursor;
+use std::path::PathBuf;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rocket::fairing::AdHoc;
+use rocket::http::uri::Origin;
 use rocket::http::{Header, Status};
 use rocket::request::Request;
 use rocket::response::{self, Redirect, Responder, Response};
@@ -29,36 +31,43 @@ pub fn stage() -> AdHoc {
             .iter()
             .map(|asset| {
                 let digest = Sha256::digest(asset.body.as_bytes());
-                (asset, format!("\"{}\"", URL_SAFE_NO_PAD.encode(&digest[..18])))
+                (
+                    asset,
+                    format!("\"{}\"", URL_SAFE_NO_PAD.encode(&digest[..18])),
+                )
             })
             .collect();
         rocket
             .manage(Files(files))
-            .mount("/", routes![page, file, without_slash])
+            .mount("/", routes![console])
     })
 }
 
-/// `/console` sends the browser to `/console/`, so that the page's relative URLs resolve.
-#[get("/console")]
-fn without_slash() -> Redirect {
-    Redirect::permanent("/console/")
-}
-
-#[get("/console/")]
-fn page<'r>(files: &'r State<Files>, if_none_match: IfNoneMatch<'_>) -> Option<Served<'r>> {
-    serve(files, "", &if_none_match)
-}
-
-#[get("/console/<name>")]
-fn file<'r>(
+/// `/console/` and its files. Rocket's route paths cannot end in a slash and a trailing
+/// `<rest..>` also matches `/console`, so the request's own path tells the page (`/console/`)
+/// from the bare `/console`, which is sent to `/console/` so that the page's relative URLs
+/// resolve.
+#[get("/console/<rest..>")]
+fn console<'r>(
     files: &'r State<Files>,
-    name: &str,
+    uri: &Origin<'_>,
+    rest: PathBuf,
     if_none_match: IfNoneMatch<'_>,
-) -> Option<Served<'r>> {
-    if name.is_empty() {
-        return None;
-    }
-    serve(files, name, &if_none_match)
+) -> Option<Answer<'r>> {
+    let name = match rest.to_str()? {
+        "" if !uri.path().ends_with('/') => {
+            return Some(Answer::Moved(Redirect::permanent("/console/")));
+        }
+        name => name,
+    };
+    serve(files, name, &if_none_match).map(Answer::File)
+}
+
+/// A console file, or the redirect of `/console`.
+#[derive(rocket::Responder)]
+enum Answer<'r> {
+    File(Served<'r>),
+    Moved(Redirect),
 }
 
 fn serve<'r>(files: &'r Files, name: &str, if_none_match: &IfNoneMatch<'_>) -> Option<Served<'r>> {
@@ -81,7 +90,10 @@ impl<'r> Responder<'r, 'static> for Served<'_> {
     fn respond_to(self, _req: &'r Request<'_>) -> response::Result<'static> {
         let mut response = Response::build();
         response
-            .header(Header::new("Content-Security-Policy", CONTENT_SECURITY_POLICY))
+            .header(Header::new(
+                "Content-Security-Policy",
+                CONTENT_SECURITY_POLICY,
+            ))
             .header(Header::new("X-Frame-Options", "DENY"))
             .header(Header::new("Referrer-Policy", "no-referrer"))
             .header(Header::new("Cache-Control", "no-cache"))

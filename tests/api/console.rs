@@ -46,7 +46,10 @@ async fn the_console_is_served_with_a_strict_csp_and_revalidated_by_etag() {
     assert!(html.contains(r#"<script type="module" src="app.js"></script>"#));
     assert_eq!(html.matches("<script").count(), 1, "{html}");
     assert!(!html.contains("style="), "inline style");
-    assert!(!html.contains(" onclick") && !html.contains(" onload"), "inline handler");
+    assert!(
+        !html.contains(" onclick") && !html.contains(" onload"),
+        "inline handler"
+    );
 
     let again = app
         .client
@@ -65,10 +68,7 @@ async fn the_console_is_served_with_a_strict_csp_and_revalidated_by_etag() {
         assert_eq!(file.status(), Status::Ok, "{path}");
         let content_type = file.headers().get_one("Content-Type").unwrap_or_default();
         assert!(content_type.starts_with(kind), "{path}: {content_type}");
-        assert_eq!(
-            file.headers().get_one("Content-Security-Policy"),
-            Some(CSP)
-        );
+        assert_eq!(file.headers().get_one("Content-Security-Policy"), Some(CSP));
         let other_etag = file.headers().get_one("ETag").unwrap().to_string();
         assert_ne!(other_etag, etag, "each file has its own tag");
     }
@@ -130,14 +130,12 @@ async fn the_console_client_is_built_in_and_the_admin_api_cannot_create_or_chang
 
 /// The console's redirect URI for the test app's issuer.
 fn console_uri(app: &TestApp) -> String {
-    format!(
-        "{}/console/",
-        app.app().config.issuer.trim_end_matches('/')
-    )
+    format!("{}/console/", app.app().config.issuer.trim_end_matches('/'))
 }
 
-/// Signs `user` in as the console does: `/authorize` with PKCE, the login form, the code
-/// redeemed at the token endpoint. Returns the token response.
+/// Signs `user` in as the console does: `/authorize` with PKCE, the login form (asked for with
+/// `prompt=login`, whoever is signed in already), the code redeemed at the token endpoint.
+/// Returns the token response.
 async fn console_sign_in(app: &TestApp, user: &str) -> (Status, Value) {
     let verifier = "console-verifier-0123456789-0123456789-0123456789";
     let challenge = b64url(&Sha256::digest(verifier.as_bytes()));
@@ -146,7 +144,11 @@ async fn console_sign_in(app: &TestApp, user: &str) -> (Status, Value) {
         app,
         &query(
             "stamp-console",
-            &[("redirect_uri", &redirect), ("code_challenge", &challenge)],
+            &[
+                ("redirect_uri", &redirect),
+                ("code_challenge", &challenge),
+                ("prompt", "login"),
+            ],
         ),
     )
     .await;
@@ -345,8 +347,7 @@ async fn the_inspector_runs_every_check_and_names_the_one_that_fails() {
 fn fresh_kid(token: &str) -> String {
     let header = token.split('.').next().unwrap();
     let header: Value = serde_json::from_slice(
-        &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, header)
-            .unwrap(),
+        &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, header).unwrap(),
     )
     .unwrap();
     header["kid"].as_str().unwrap().to_string()
@@ -447,7 +448,10 @@ fn the_console_signs_in_rotates_with_force_and_inspects_tokens_in_chromium() {
     assert!(warning.contains("cached the key set"), "{warning}");
     assert!(warning.contains("unknown kid"), "{warning}");
     assert_eq!(rotate["dialog_closed"], true);
-    let (before, after) = (rotate["before"].as_str().unwrap(), rotate["after"].as_str().unwrap());
+    let (before, after) = (
+        rotate["before"].as_str().unwrap(),
+        rotate["after"].as_str().unwrap(),
+    );
     assert_ne!(before, after);
     assert_eq!(rotate["states"][before], "retired", "{rotate}");
     assert_eq!(rotate["states"][after], "active", "{rotate}");
@@ -480,7 +484,11 @@ fn the_console_signs_in_rotates_with_force_and_inspects_tokens_in_chromium() {
         "{bad}"
     );
     for (check, ok) in bad["checks"].as_object().unwrap() {
-        let expected = if check == "signature" { "false" } else { "true" };
+        let expected = if check == "signature" {
+            "false"
+        } else {
+            "true"
+        };
         assert_eq!(ok, expected, "{check}: {bad}");
     }
 

@@ -364,7 +364,12 @@ impl<K> Verifier<K> {
             Ok(claims) => claims,
             Err(e) => {
                 record(Check::Issuer, Some(Err(e)));
-                for check in [Check::Profile, Check::Audience, Check::Expiry, Check::NotBefore] {
+                for check in [
+                    Check::Profile,
+                    Check::Audience,
+                    Check::Expiry,
+                    Check::NotBefore,
+                ] {
                     record(check, None);
                 }
                 return Ok(report);
@@ -441,7 +446,9 @@ impl Check {
 /// The outcome of one check: `None` when it could not run because an earlier check failed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Diagnosis {
+    /// Which check.
     pub check: Check,
+    /// Passed, failed (why), or not run.
     pub outcome: Option<Result<(), VerifyError>>,
 }
 
@@ -589,7 +596,10 @@ mod tests {
         let mut bad = claims();
         bad["aud"] = json!("other");
         let token = f.sign(Alg::Es256, &bad, Some("at+jwt"));
-        let report = f.verifier.diagnose_with(&f.keys, &token, NOW + 3600).unwrap();
+        let report = f
+            .verifier
+            .diagnose_with(&f.keys, &token, NOW + 3600)
+            .unwrap();
         assert_eq!(failing(&report), ["aud", "exp"]);
         assert!(f.verify(&token, NOW + 3600).is_err());
 
