@@ -464,9 +464,11 @@ fn the_console_signs_in_rotates_with_force_and_inspects_tokens_in_chromium() {
     // The first key was made active at once (a `next` span of no length is not drawn).
     assert_eq!(
         spans(before)[spans(before).len() - 2..],
-        [json!("bar-active"), json!("bar-retired")]
+        [json!("active"), json!("retired")]
     );
-    assert_eq!(spans(after), [json!("bar-next"), json!("bar-active")]);
+    assert_eq!(spans(after), [json!("next"), json!("active")]);
+    let newest = timeline.iter().find(|r| r["state"] == "next").unwrap();
+    assert_eq!(newest["spans"], json!(["next"]));
     assert!(screenshot.exists());
 
     // The inspector: the fresh token passes every check; the tampered one fails only on its

@@ -100,7 +100,9 @@ async function main(browser) {
   const timeline = await page.$$eval('#timeline g[data-kid]', (rows) => rows.map((g) => ({
     kid: g.dataset.kid,
     state: g.dataset.state,
-    spans: [...g.querySelectorAll('rect')].map((r) => r.getAttribute('class')),
+    // The states drawn, in order (a state's past and future parts count once).
+    spans: [...g.querySelectorAll('rect')].map((r) => r.dataset.span)
+      .filter((state, i, all) => state !== all[i - 1]),
   })));
   const states = await page.$$eval('#key-rows tr', (rows) => Object.fromEntries(
     rows.map((r) => [r.dataset.kid, r.dataset.state]),

@@ -274,7 +274,7 @@ function renderTimeline(list) {
   const window_ = list.jwks_max_age;
   const ends = (k) => k.revoked_at ?? k.removal_at ?? k.removed_at ?? null;
   let start = Math.min(now - window_, ...keys.map((k) => k.created_at));
-  let end = Math.max(now + window_, ...keys.map((k) => ends(k) ?? now), ...list.schedule.map((s) => s.next_rotation_at ?? now));
+  let end = Math.max(now + window_, ...keys.map((k) => ends(k) ?? now), ...list.schedule.map((s) => Math.max(s.next_rotation_at ?? now, s.rotation_allowed_at ?? now)));
   const pad = (end - start) * 0.04 || 60;
   start -= pad;
   end += pad;
@@ -291,16 +291,25 @@ function renderTimeline(list) {
     const y = top + i * rowH;
     const row = svg('g', { 'data-kid': k.kid, 'data-state': k.state });
     row.append(svg('text', { class: 'row-label', x: 4, y: y + 13 }, `${k.alg} ${k.kid.slice(0, 8)}`));
-    const span = (from, to, cls) => {
-      if (from === undefined || from === null || to <= from) return;
-      row.append(svg('rect', { class: cls, x: x(from), y, width: Math.max(2, x(to) - x(from)), height: rowH - 8, rx: 3 }));
+    // A state from `from` to `to` (null: it goes on); the part after now is drawn lighter, as
+    // what the lifecycle will do if nothing changes.
+    const span = (from, to, state) => {
+      const stop = to ?? end;
+      if (from === undefined || from === null || stop <= from) return;
+      const part = (a, b, cls) => {
+        if (b <= a) return;
+        row.append(svg('rect', { class: cls, 'data-span': state, x: x(a), y, width: Math.max(2, x(b) - x(a)), height: rowH - 8, rx: 3 }));
+      };
+      part(from, Math.min(stop, now), `bar-${state}`);
+      part(Math.max(from, now), stop, `bar-${state} future`);
     };
     const activated = k.activated_at ?? null;
-    const stop = k.revoked_at ?? null;
-    span(k.created_at, activated ?? stop ?? now, 'bar-next');
-    if (activated !== null) span(activated, k.retired_at ?? stop ?? now, 'bar-active');
-    if (k.retired_at) span(k.retired_at, stop ?? k.removal_at ?? k.removed_at ?? now, 'bar-retired');
-    if (stop !== null) span(stop, stop + (end - start) * 0.01, 'bar-revoked');
+    const revoked = k.revoked_at ?? null;
+    const leaves = k.removal_at ?? k.removed_at ?? null;
+    span(k.created_at, activated ?? revoked, 'next');
+    if (activated !== null) span(activated, k.retired_at ?? revoked, 'active');
+    if (k.retired_at) span(k.retired_at, revoked ?? leaves, 'retired');
+    if (revoked !== null) span(revoked, revoked + (end - start) * 0.01, 'revoked');
     chart.append(row);
   });
   const axisY = height - 22;
@@ -312,6 +321,11 @@ function renderTimeline(list) {
   chart.append(svg('line', { class: 'now', x1: x(now), x2: x(now), y1: top - 10, y2: axisY }));
   chart.append(svg('text', { class: 'tick', x: x(now) + 3, y: top - 12 }, 'now'));
   for (const s of list.schedule) {
+    if (s.rotation_allowed_at && s.rotation_allowed_at > now) {
+      const at = x(s.rotation_allowed_at);
+      chart.append(svg('line', { class: 'allowed', x1: at, x2: at, y1: top - 10, y2: axisY }));
+      chart.append(svg('text', { class: 'tick', x: at + 3, y: top - 12 }, `${s.alg} rotation allowed`));
+    }
     if (!s.next_rotation_at) continue;
     const at = x(s.next_rotation_at);
     chart.append(svg('line', { class: 'axis', x1: at, x2: at, y1: top - 10, y2: axisY }));
