@@ -37,9 +37,7 @@ pub fn stage() -> AdHoc {
                 )
             })
             .collect();
-        rocket
-            .manage(Files(files))
-            .mount("/", routes![console])
+        rocket.manage(Files(files)).mount("/", routes![console])
     })
 }
 
@@ -56,7 +54,7 @@ fn console<'r>(
 ) -> Option<Answer<'r>> {
     let name = match rest.to_str()? {
         "" if !uri.path().ends_with('/') => {
-            return Some(Answer::Moved(Redirect::permanent("/console/")));
+            return Some(Answer::Moved(Box::new(Redirect::permanent("/console/"))));
         }
         name => name,
     };
@@ -67,7 +65,7 @@ fn console<'r>(
 #[derive(rocket::Responder)]
 enum Answer<'r> {
     File(Served<'r>),
-    Moved(Redirect),
+    Moved(Box<Redirect>),
 }
 
 fn serve<'r>(files: &'r Files, name: &str, if_none_match: &IfNoneMatch<'_>) -> Option<Served<'r>> {
