@@ -268,6 +268,7 @@ fn install() -> Result<OidcTools, String> {
         "rp_openid_client.mjs",
         "sso_browser.mjs",
         "console_browser.mjs",
+        "chromium.mjs",
     ] {
         fs::copy(scripts.join(script), node_dir.join(script))
             .map_err(|e| format!("copy {script}: {e}"))?;

@@ -16,13 +16,9 @@
 // Prints a JSON report and exits 0, or prints the failure to stderr and exits 1. Requests to
 // anything but the issuer's origin are blocked and reported.
 
-import { chromium } from 'playwright-core';
+import { runInChromium } from './chromium.mjs';
 
 const cfg = JSON.parse(process.argv[2] ?? '{}');
-const deadline = setTimeout(() => {
-  console.error(`console_browser: deadline of ${cfg.deadlineMs} ms passed`);
-  process.exit(3);
-}, cfg.deadlineMs);
 
 const origin = new URL(cfg.issuer).origin;
 const report = { blocked: [], console_errors: [], csp_violations: 0, steps: {} };
@@ -160,31 +156,4 @@ async function main(browser) {
   await context.close();
 }
 
-const browser = await chromium.launch({
-  executablePath: cfg.chromium,
-  headless: true,
-  args: [
-    '--no-sandbox',
-    // Nothing leaves the machine: no proxy, no background services, no host names resolved.
-    '--no-proxy-server',
-    '--disable-background-networking',
-    '--disable-component-update',
-    '--disable-sync',
-    '--no-first-run',
-    '--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1',
-  ],
-});
-let failed = null;
-try {
-  await main(browser);
-} catch (e) {
-  failed = e;
-} finally {
-  await browser.close();
-  clearTimeout(deadline);
-}
-if (failed) {
-  console.error(`console_browser failed: ${failed.message}\nreport so far: ${JSON.stringify(report)}`);
-  process.exit(1);
-}
-console.log(JSON.stringify(report));
+await runInChromium('console_browser', cfg, report, main);
