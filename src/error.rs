@@ -272,6 +272,9 @@ impl From<AdminError> for ApiError {
                 err.retry_after = Some(retry_after);
                 err
             }
+            e @ AdminError::BuiltInClient { .. } => {
+                ApiError::new(Status::Forbidden, "access_denied", e.to_string())
+            }
             e @ (AdminError::PublicClient { .. } | AdminError::OverlapTooLong { .. }) => {
                 ApiError::invalid_request(e.to_string())
             }

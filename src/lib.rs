@@ -214,9 +214,11 @@ pub async fn build_with_clock(
         .attach(routes::admin_clients::stage())
         .attach(routes::admin_apis::stage())
         .attach(routes::admin_users::stage())
+        .attach(routes::admin_tokens::stage())
         .attach(routes::account::stage())
         .attach(routes::oidc::stage())
         .attach(routes::openapi::stage())
+        .attach(routes::console::stage())
         .attach(jobs::stage())
         .register("/", error::catchers()))
 }

@@ -4,7 +4,8 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::auth::{
-    AuthError, Authenticator, ClientSecret, Password, PasswordError, PasswordHasher,
+    AuthError, Authenticator, CONSOLE_CLIENT_ID, ClientSecret, Password, PasswordError,
+    PasswordHasher,
 };
 use crate::clock::Clock;
 use crate::keys::{Alg, ChangedBy, KeyError, KeyManager, KeySet, RotateOptions};
@@ -55,6 +56,10 @@ pub enum AdminError {
     /// login), or could not be checked now (throttled, hashing queue full).
     #[error(transparent)]
     Auth(#[from] AuthError),
+    /// The client is the built-in admin console ([`crate::auth::CONSOLE_CLIENT_ID`]): resolved
+    /// in code, it cannot be changed, disabled, deleted or given a secret.
+    #[error("client {id} is the built-in admin console and cannot be changed")]
+    BuiltInClient { id: String },
     /// A public client has no secret to rotate.
     #[error("client {id} is public and has no secret")]
     PublicClient { id: String },
@@ -432,6 +437,12 @@ impl AdminService {
         keys: &KeyManager,
         client: NewServiceClient,
     ) -> Result<(Client, Option<ClientSecret>), AdminError> {
+        if client.id.as_str() == CONSOLE_CLIENT_ID {
+            return Err(StoreError::Conflict(format!(
+                "client {CONSOLE_CLIENT_ID} (the built-in admin console)"
+            ))
+            .into());
+        }
         let secret = (!client.public).then(ClientSecret::generate);
         let now = self.clock.now();
         let grants = if client.grants.is_empty() {
@@ -477,6 +488,7 @@ impl AdminService {
 
     /// Disables a client: it cannot authenticate from now on (`clients.disable`).
     pub async fn disable_client(&self, actor: &Actor, id: &str) -> Result<Client, AdminError> {
+        changeable(id)?;
         let now = self.clock.now();
         let note = AuditNote::new(actor, "clients.disable", now, client_target);
         Ok(self
@@ -495,6 +507,7 @@ impl AdminService {
 
     /// Re-enables a client (`clients.enable`).
     pub async fn enable_client(&self, actor: &Actor, id: &str) -> Result<Client, AdminError> {
+        changeable(id)?;
         let now = self.clock.now();
         let note = AuditNote::new(actor, "clients.enable", now, client_target);
         Ok(self
@@ -511,6 +524,7 @@ impl AdminService {
         id: &str,
         update: ClientUpdate,
     ) -> Result<Client, AdminError> {
+        changeable(id)?;
         let mut fields = Vec::new();
         let scopes = update.scopes.map(|scopes| {
             fields.push("scopes");
@@ -566,6 +580,7 @@ impl AdminService {
     /// Deletes a client (`clients.delete`): its refresh-token families are revoked, and its
     /// own access tokens fail every online check, as its record is gone.
     pub async fn delete_client(&self, actor: &Actor, id: &str) -> Result<(), AdminError> {
+        changeable(id)?;
         let now = self.clock.now();
         let note = AuditNote::new(actor, "clients.delete", now, client_target);
         self.store.delete_client(id, now, Some(&note)).await?;
@@ -581,6 +596,7 @@ impl AdminService {
         id: &str,
         overlap: Option<u64>,
     ) -> Result<(Client, ClientSecret), AdminError> {
+        changeable(id)?;
         if overlap.is_some_and(|secs| secs > MAX_SECRET_OVERLAP) {
             return Err(AdminError::OverlapTooLong {
                 max: MAX_SECRET_OVERLAP,
@@ -724,6 +740,14 @@ fn version_detail(user: &User) -> (Option<String>, Option<String>) {
 }
 
 /// An entry naming the client.
+/// Refuses changes to the built-in console client ([`AdminError::BuiltInClient`]).
+fn changeable(id: &str) -> Result<(), AdminError> {
+    if id == CONSOLE_CLIENT_ID {
+        return Err(AdminError::BuiltInClient { id: id.to_string() });
+    }
+    Ok(())
+}
+
 fn client_target(client: &Client) -> (Option<String>, Option<String>) {
     (Some(client.id.clone()), None)
 }

@@ -91,6 +91,35 @@ pub enum PresentedClient {
     Authenticated(ClientCredentials),
 }
 
+/// The client id of the admin console (`/console/`): a built-in public client resolved in code,
+/// never stored, so the admin API cannot delete, disable or alter it (it refuses the id).
+pub const CONSOLE_CLIENT_ID: &str = "stamp-console";
+
+/// The console's path under the issuer; also its redirect and post-logout redirect URI.
+pub const CONSOLE_PATH: &str = "/console/";
+
+/// The admin console's client record for `issuer`: public (PKCE S256 required, as for every
+/// public client), first-party (no consent screen), the authorization-code grant only (no
+/// refresh tokens: the access token lives in the page's memory and a new sign-in is one redirect
+/// through the issuer session), sent back to `{issuer}/console/` after sign-in and sign-out.
+pub fn console_client(issuer: &str) -> Client {
+    let console = format!("{}{CONSOLE_PATH}", issuer.trim_end_matches('/'));
+    Client {
+        id: CONSOLE_CLIENT_ID.to_string(),
+        secret_hash: None,
+        scopes: Vec::new(),
+        alg: None,
+        disabled: false,
+        public: true,
+        grants: vec![GrantType::AuthorizationCode],
+        redirect_uris: vec![console.clone()],
+        first_party: true,
+        post_logout_redirect_uris: vec![console],
+        created_at: 0,
+        previous_secret: None,
+    }
+}
+
 /// Creates the built-in first-party public client `id` (allowed `password` and
 /// `refresh_token`) unless it exists. Replicas starting together may race: a concurrent
 /// creator's unique violation counts as success.
@@ -197,6 +226,9 @@ impl Authenticator {
 
     /// The stored record of client `id`, from the cache if fresh.
     pub(super) async fn client_record(&self, id: &str) -> Result<Option<Client>, AuthError> {
+        if id == CONSOLE_CLIENT_ID {
+            return Ok(Some(self.console.clone()));
+        }
         if let Some(client) = self.clients.get(id) {
             return Ok(Some(client));
         }
@@ -310,6 +342,19 @@ mod tests {
         assert_eq!(URL_SAFE_NO_PAD.decode(secret.expose()).unwrap().len(), 32);
         assert_eq!(format!("{secret:?}"), "ClientSecret(<hidden>)");
         assert_eq!(secret.hash(), TokenHash::of(secret.expose()));
+    }
+
+    #[test]
+    fn the_console_is_a_public_first_party_code_client_of_its_issuer() {
+        let console = console_client("https://id.example.com/");
+        assert!(console.public && console.first_party && !console.disabled);
+        assert!(console.secret_hash.is_none());
+        assert_eq!(console.grants, [GrantType::AuthorizationCode]);
+        assert_eq!(console.redirect_uris, ["https://id.example.com/console/"]);
+        assert_eq!(
+            console.post_logout_redirect_uris,
+            ["https://id.example.com/console/"]
+        );
     }
 
     #[test]

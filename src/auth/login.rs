@@ -137,6 +137,8 @@ pub struct Authenticator {
     pub(super) clients: ClientCache,
     /// The app's clock (until when a rotated-out client secret is accepted).
     pub(super) clock: Clock,
+    /// The admin console's built-in client ([`super::clients::console_client`]).
+    pub(super) console: Client,
 }
 
 impl Authenticator {
@@ -159,6 +161,7 @@ impl Authenticator {
             devices: DeviceCookies::new(),
             clients: ClientCache::new(config.client_cache_ttl, clock.clone()),
             clock,
+            console: super::clients::console_client(&config.issuer),
         }
     }
 

@@ -5,6 +5,7 @@
 mod client_cache;
 mod clients;
 mod device;
+mod inspect;
 mod login;
 mod online;
 mod password;
@@ -14,8 +15,12 @@ mod signing;
 mod throttle;
 
 pub use client_cache::ClientCache;
-pub use clients::{ClientCredentials, ClientSecret, PresentedClient, ensure_default_client};
+pub use clients::{
+    CONSOLE_CLIENT_ID, CONSOLE_PATH, ClientCredentials, ClientSecret, PresentedClient,
+    console_client, ensure_default_client,
+};
 pub use device::{DEVICE_COOKIE, DEVICE_COOKIE_TTL, DeviceCookies};
+pub use inspect::{CheckResult, InspectError, Inspection};
 pub use login::{
     AuthError, Authenticator, IssuedRefresh, LoginRequest, NewFamily, PasswordAttempt, Session,
 };

@@ -83,16 +83,20 @@ impl Authenticator {
         now: i64,
     ) -> Result<LiveToken, OnlineError> {
         let claims = self.verify_for(token, audience, now).await?;
+        let owner = self.live_owner(&claims).await?;
+        Ok(LiveToken { claims, owner })
+    }
+
+    /// The online part of [`Authenticator::check_online`], for claims already verified (or,
+    /// in the token inspector, only decoded): the denylist, then the owner as stored now.
+    pub async fn live_owner(&self, claims: &AccessClaims) -> Result<TokenOwner, OnlineError> {
         if self.store.is_access_token_denied(&claims.jti).await? {
             return Err(OnlineError::Denylisted);
         }
         if claims.sub == claims.client_id {
             let client = self.store.client_by_id(&claims.client_id).await?;
             return match client {
-                Some(client) if !client.disabled => Ok(LiveToken {
-                    claims,
-                    owner: TokenOwner::Client(client),
-                }),
+                Some(client) if !client.disabled => Ok(TokenOwner::Client(client)),
                 _ => Err(OnlineError::OwnerDisabled),
             };
         }
@@ -105,10 +109,7 @@ impl Authenticator {
         if !version_is_current(claims.ver, user.token_version) {
             return Err(OnlineError::Superseded);
         }
-        Ok(LiveToken {
-            claims,
-            owner: TokenOwner::User(user),
-        })
+        Ok(TokenOwner::User(user))
     }
 }
 

@@ -695,7 +695,7 @@ impl KeyManager {
     }
 
     /// A next key may sign once it has been published for max-age plus leeway.
-    fn promotion_allowed_at(&self, next: &KeyMeta) -> i64 {
+    pub fn promotion_allowed_at(&self, next: &KeyMeta) -> i64 {
         next.created_at + self.lifecycle.jwks_max_age + self.lifecycle.leeway
     }
 

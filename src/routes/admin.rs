@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::App;
 use crate::admin::Admin;
 use crate::error::ApiError;
-use crate::keys::{Alg, KeySet, KeyState, RotateOptions};
+use crate::keys::{Alg, KeyManager, KeySet, KeyState, RotateOptions};
 use crate::metrics::{KeyChange, Origin};
 use crate::routes::guards::IdempotencyKey;
 use crate::store::{AuditFilter, AuditPage};
@@ -61,14 +61,46 @@ pub struct KeyView {
     pub revoked_at: Option<i64>,
 }
 
+/// The key set as the admin API shows it, with what a timeline of it needs: the time of the
+/// answer, the JWKS cache window and, per algorithm, when a rotation is allowed and scheduled.
 #[derive(Serialize)]
 pub struct KeyList {
     pub generation: u64,
     pub keys: Vec<KeyView>,
+    /// The server's time of this answer (Unix seconds), to draw the other times against.
+    pub now: i64,
+    /// The configured JWKS `max-age` (seconds): how long verifiers may cache the key set.
+    pub jwks_max_age: i64,
+    /// The `max-age` the JWKS is served with now: the configured one, shortened so that no
+    /// cache outlives the next scheduled promotion.
+    pub jwks_max_age_now: i64,
+    /// Clock-skew and propagation margin added to the lifecycle's waits (seconds).
+    pub leeway: i64,
+    /// The longest access-token lifetime: how long a retired key stays published (seconds).
+    pub max_token_ttl: i64,
+    /// The scheduled rotation period (seconds); 0 when the schedule is off.
+    pub rotate_every: i64,
+    /// Per algorithm with an active or next key: when the next rotation is allowed without
+    /// `force`, and when the schedule will make it.
+    pub schedule: Vec<AlgSchedule>,
+}
+
+/// Rotation times of one algorithm.
+#[derive(Serialize)]
+pub struct AlgSchedule {
+    pub alg: Alg,
+    /// When the published `next` key has been cached long enough to be promoted without
+    /// `force` (its creation + JWKS max-age + leeway).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rotation_allowed_at: Option<i64>,
+    /// When the built-in schedule will rotate (none when the schedule is off).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_rotation_at: Option<i64>,
 }
 
 impl KeyList {
-    pub fn of(set: &KeySet) -> KeyList {
+    /// `set` (the manager's current set, or the one a change just produced) described at `now`.
+    pub fn of(set: &KeySet, manager: &KeyManager, now: i64) -> KeyList {
         let mut keys: Vec<KeyView> = set
             .manifest()
             .keys
@@ -87,9 +119,34 @@ impl KeyList {
             })
             .collect();
         keys.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(a.kid.cmp(&b.kid)));
+        let lifecycle = manager.lifecycle();
+        let schedule = Alg::ALL
+            .into_iter()
+            .filter(|alg| {
+                keys.iter()
+                    .any(|k| k.alg == *alg && matches!(k.state, KeyState::Active | KeyState::Next))
+            })
+            .map(|alg| AlgSchedule {
+                alg,
+                rotation_allowed_at: set
+                    .manifest()
+                    .keys
+                    .iter()
+                    .find(|k| k.alg == alg && k.state == KeyState::Next)
+                    .map(|next| manager.promotion_allowed_at(next)),
+                next_rotation_at: manager.next_scheduled_rotation(alg),
+            })
+            .collect();
         KeyList {
             generation: set.manifest().generation,
             keys,
+            now,
+            jwks_max_age: lifecycle.jwks_max_age,
+            jwks_max_age_now: manager.jwks_max_age(now),
+            leeway: lifecycle.leeway,
+            max_token_ttl: lifecycle.max_token_ttl,
+            rotate_every: lifecycle.rotate_every,
+            schedule,
         }
     }
 }
@@ -136,7 +193,11 @@ async fn optional_json<T: Default + for<'de> Deserialize<'de>>(
 
 #[get("/admin/keys")]
 fn list_keys(app: &State<App>, _admin: Admin) -> Json<KeyList> {
-    Json(KeyList::of(&app.admin.list_keys(&app.keys)))
+    Json(KeyList::of(
+        &app.admin.list_keys(&app.keys),
+        &app.keys,
+        app.clock.now(),
+    ))
 }
 
 /// A rotation; a client retrying after a lost answer sends the same `Idempotency-Key` and
@@ -169,14 +230,14 @@ async fn rotate(
         .rotate_keys(&admin.actor, &app.keys, options, idempotency_key)
         .await?;
     app.metrics.key_change(KeyChange::Rotate, Origin::Api);
-    Ok(Json(KeyList::of(&set)))
+    Ok(Json(KeyList::of(&set, &app.keys, app.clock.now())))
 }
 
 #[post("/admin/keys/<kid>/revoke")]
 async fn revoke(app: &State<App>, admin: Admin, kid: &str) -> Result<Json<KeyList>, ApiError> {
     let set = app.admin.revoke_key(&admin.actor, &app.keys, kid).await?;
     app.metrics.key_change(KeyChange::Revoke, Origin::Api);
-    Ok(Json(KeyList::of(&set)))
+    Ok(Json(KeyList::of(&set, &app.keys, app.clock.now())))
 }
 
 /// The filters and paging of `GET /admin/audit`, as given (validated by [`audit_log`]).

@@ -38,6 +38,7 @@ pub const FRAGMENTS: &[(&str, &str)] = &[
     ),
     ("oidc.json", include_str!("../openapi/oidc.json")),
     ("apis.json", include_str!("../openapi/apis.json")),
+    ("console.json", include_str!("../openapi/console.json")),
 ];
 
 /// The methods that name an operation in an OpenAPI path item.

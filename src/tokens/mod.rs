@@ -241,6 +241,21 @@ pub fn claimed_audience(token: &str) -> Option<String> {
     }
 }
 
+impl TokenIssuer {
+    /// Each rule of [`TokenIssuer::verify`] on its own (the verifier's
+    /// [`Verifier::diagnose_with`]), for the admin token inspector. An error only for a token
+    /// that is not a compact JWS with a JSON header naming `alg`.
+    pub fn diagnose(
+        &self,
+        keys: &KeySet,
+        token: &str,
+        now: i64,
+    ) -> Result<Vec<stamp_verify::Diagnosis>, VerifyError> {
+        self.verifier
+            .diagnose_with(keys.verifying_keys(), token, now)
+    }
+}
+
 /// `ver`, this issuer's own claim, from a token the verifier has accepted (so its payload is
 /// base64url JSON). The verifier crate knows only registered claims; reading this one again
 /// here keeps it out of what resource servers depend on.

@@ -5,6 +5,8 @@
 //! use no JavaScript and no external assets: the Content-Security-Policy the routes send
 //! allows nothing but this stylesheet.
 
+pub mod console;
+
 use minijinja::{Environment, UndefinedBehavior, context};
 
 use crate::oidc::{ConsentPage, LoginPage, LoginProblem};

@@ -20,7 +20,7 @@ use crate::rp_interop::{Kind, USER, oidc_tools, register_client};
 
 /// Debian's Chromium behind its wrapper script (TESTING.md: the wrapper's shell warning confuses
 /// drivers).
-const CHROMIUM: &str = "/usr/lib/chromium/chromium";
+pub(crate) const CHROMIUM: &str = "/usr/lib/chromium/chromium";
 
 /// How long the browser script may run in all.
 const DEADLINE_MS: u64 = 120_000;

@@ -169,7 +169,7 @@ fn kid_of(token: &str) -> String {
 
 /// Changes one character in the middle of the signature (the last character of a base64url
 /// string may carry only padding bits, so changing it might not change the bytes).
-fn flip_signature_char(token: &str) -> String {
+pub(crate) fn flip_signature_char(token: &str) -> String {
     let sig_start = token.rfind('.').unwrap() + 1;
     let at = sig_start + 10;
     let mut bytes = token.as_bytes().to_vec();
@@ -257,9 +257,15 @@ impl Issuer {
 
     /// `stamp users add NAME --password-stdin`, as an operator would.
     pub(crate) fn add_user(&self, name: &str) {
+        self.add_user_with(name, &[]);
+    }
+
+    /// `stamp users add NAME --password-stdin` with more arguments (`--admin`).
+    pub(crate) fn add_user_with(&self, name: &str, extra: &[&str]) {
         let mut child = self
             .command()
             .args(["users", "add", name, "--password-stdin"])
+            .args(extra)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -16,6 +16,7 @@ mod cli;
 mod clients;
 mod clients_admin;
 mod config;
+mod console;
 mod docs;
 mod hostile;
 mod interop;

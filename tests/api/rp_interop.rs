@@ -263,7 +263,13 @@ fn install() -> Result<OidcTools, String> {
             ("openid-client", "openid-client@6"),
         ],
     )?;
-    for script in ["signin.mjs", "rp_openid_client.mjs", "sso_browser.mjs"] {
+    for script in [
+        "signin.mjs",
+        "rp_openid_client.mjs",
+        "sso_browser.mjs",
+        "console_browser.mjs",
+        "chromium.mjs",
+    ] {
         fs::copy(scripts.join(script), node_dir.join(script))
             .map_err(|e| format!("copy {script}: {e}"))?;
     }

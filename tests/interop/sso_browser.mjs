@@ -14,13 +14,9 @@
 // Prints a JSON report and exits 0, or prints the failure to stderr and exits 1. Requests to
 // anything but the three loopback origins are blocked and reported.
 
-import { chromium } from 'playwright-core';
+import { runInChromium } from './chromium.mjs';
 
 const cfg = JSON.parse(process.argv[2] ?? '{}');
-const deadline = setTimeout(() => {
-  console.error(`sso_browser: deadline of ${cfg.deadlineMs} ms passed`);
-  process.exit(3);
-}, cfg.deadlineMs);
 
 const allowed = new Set([cfg.issuer, cfg.bank, cfg.retirement].map((u) => new URL(u).origin));
 const report = { blocked: [], steps: {} };
@@ -108,31 +104,4 @@ async function main(browser) {
   await context.close();
 }
 
-const browser = await chromium.launch({
-  executablePath: cfg.chromium,
-  headless: true,
-  args: [
-    '--no-sandbox',
-    // Nothing leaves the machine: no proxy, no background services, no host names resolved.
-    '--no-proxy-server',
-    '--disable-background-networking',
-    '--disable-component-update',
-    '--disable-sync',
-    '--no-first-run',
-    '--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1',
-  ],
-});
-let failed = null;
-try {
-  await main(browser);
-} catch (e) {
-  failed = e;
-} finally {
-  await browser.close();
-  clearTimeout(deadline);
-}
-if (failed) {
-  console.error(`sso_browser failed: ${failed.message}\nreport so far: ${JSON.stringify(report)}`);
-  process.exit(1);
-}
-console.log(JSON.stringify(report));
+await runInChromium('sso_browser', cfg, report, main);

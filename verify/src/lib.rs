@@ -90,7 +90,7 @@ pub use jwks::{IgnoredKey, VerifyingKey, VerifyingKeys};
 #[cfg(feature = "http")]
 pub use reqwest;
 pub use source::KeySource;
-pub use verifier::{MAX_LEEWAY, Verifier, VerifierConfig};
+pub use verifier::{Check, Diagnosis, MAX_LEEWAY, Verifier, VerifierConfig};
 
 /// RFC 9068 §2.1: the media type of JWT access tokens, in the `typ` header. The issuer signs
 /// with it and the verifier requires it by default.

@@ -194,17 +194,19 @@ impl<K> Verifier<K> {
     /// Parses the (not yet verified) payload and checks `iss`, before any key is looked up. The
     /// claims are returned only to [`Verifier::check`], which verifies the signature first.
     fn check_issuer(&self, parts: &Parts<'_>) -> Result<Claims, VerifyError> {
-        let payload = URL_SAFE_NO_PAD
-            .decode(parts.payload)
-            .map_err(|_| VerifyError::Malformed("payload is not base64url"))?;
-        let claims = claims::parse(&payload)?;
+        let claims = parse_payload(parts)?;
+        self.check_iss(&claims)?;
+        Ok(claims)
+    }
+
+    fn check_iss(&self, claims: &Claims) -> Result<(), VerifyError> {
         if claims.iss != self.config.issuer {
             return Err(VerifyError::WrongIssuer {
-                found: claims.iss,
+                found: claims.iss.clone(),
                 expected: self.config.issuer.clone(),
             });
         }
-        Ok(claims)
+        Ok(())
     }
 
     /// `typ`, `crit` and the algorithm allowlist; returns the algorithm and `kid`.
@@ -212,28 +214,38 @@ impl<K> Verifier<K> {
         &self,
         header: &'h [u8],
     ) -> Result<(Alg, Option<Cow<'h, str>>), VerifyError> {
-        let header: Header<'h> = serde_json::from_slice(header)
-            .map_err(|_| VerifyError::Malformed("header is not a JSON object with alg"))?;
-        if let Some(expected) = &self.config.typ
-            && !header
-                .typ
-                .as_deref()
-                .is_some_and(|t| typ_matches(t, expected))
-        {
-            return Err(VerifyError::WrongType {
-                found: header.typ.map(Cow::into_owned),
-            });
+        let header = parse_header(header)?;
+        self.check_typ(&header)?;
+        check_crit(&header)?;
+        let alg = self.check_alg(&header)?;
+        Ok((alg, header.kid))
+    }
+
+    /// RFC 9068 §4: the `typ` the configuration requires.
+    fn check_typ(&self, header: &Header<'_>) -> Result<(), VerifyError> {
+        match &self.config.typ {
+            Some(expected)
+                if !header
+                    .typ
+                    .as_deref()
+                    .is_some_and(|t| typ_matches(t, expected)) =>
+            {
+                Err(VerifyError::WrongType {
+                    found: header.typ.as_deref().map(str::to_string),
+                })
+            }
+            _ => Ok(()),
         }
-        if header.crit.is_some() {
-            return Err(VerifyError::CriticalHeader);
-        }
-        let alg = header
+    }
+
+    /// The algorithm allowlist (RFC 8725 §3.1).
+    fn check_alg(&self, header: &Header<'_>) -> Result<Alg, VerifyError> {
+        header
             .alg
             .parse::<Alg>()
             .ok()
             .filter(|a| self.config.algorithms.contains(a))
-            .ok_or_else(|| VerifyError::AlgorithmNotAllowed(header.alg.to_string()))?;
-        Ok((alg, header.kid))
+            .ok_or_else(|| VerifyError::AlgorithmNotAllowed(header.alg.to_string()))
     }
 
     /// The key's algorithm, the signature, then the claims (parsed by
@@ -246,32 +258,22 @@ impl<K> Verifier<K> {
         claims: Claims,
         now: i64,
     ) -> Result<Claims, VerifyError> {
-        // The key decides the algorithm, not the token (RFC 8725 §3.1): an RS256 header naming an
-        // EC key, or any header naming a key of another type, is refused before any crypto.
-        if key.alg != alg {
-            return Err(VerifyError::KeyAlgorithmMismatch {
-                kid: key.kid.clone().unwrap_or_default(),
-                key: key.alg,
-                header: alg,
-            });
-        }
-        let valid = jsonwebtoken::crypto::verify(
-            parts.signature,
-            parts.message.as_bytes(),
-            &key.decoding,
-            alg.jwt(),
-        )
-        .map_err(|_| VerifyError::Malformed("signature is not base64url"))?;
-        if !valid {
-            return Err(VerifyError::BadSignature);
-        }
+        check_key_alg(key, alg)?;
+        check_signature(parts, alg, key)?;
         self.check_claims(&claims, now)?;
         Ok(claims)
     }
 
     fn check_claims(&self, claims: &Claims, now: i64) -> Result<(), VerifyError> {
-        let config = &self.config;
-        if config.at_jwt_profile() {
+        self.check_profile(claims)?;
+        self.check_audience(claims)?;
+        self.check_expiry(claims, now)?;
+        self.check_not_before(claims, now)
+    }
+
+    /// RFC 9068 §2.2: the profile's required claims, when the profile applies.
+    fn check_profile(&self, claims: &Claims) -> Result<(), VerifyError> {
+        if self.config.at_jwt_profile() {
             if claims.iat.is_none() {
                 return Err(VerifyError::MissingClaim("iat"));
             }
@@ -282,31 +284,219 @@ impl<K> Verifier<K> {
                 return Err(VerifyError::MissingClaim("client_id"));
             }
         }
-        if !claims.aud.contains_any(&config.audiences) {
+        Ok(())
+    }
+
+    fn check_audience(&self, claims: &Claims) -> Result<(), VerifyError> {
+        if !claims.aud.contains_any(&self.config.audiences) {
             return Err(VerifyError::WrongAudience {
                 found: claims.aud.0.clone(),
-                expected: config.audiences.clone(),
+                expected: self.config.audiences.clone(),
             });
         }
-        let leeway = config.leeway as i64;
-        // RFC 7519 §4.1.4: the current time must be before `exp`.
+        Ok(())
+    }
+
+    /// RFC 7519 §4.1.4: the current time must be before `exp` (plus the leeway).
+    fn check_expiry(&self, claims: &Claims, now: i64) -> Result<(), VerifyError> {
+        let leeway = self.config.leeway as i64;
         if now >= claims.exp.saturating_add(leeway) {
             return Err(VerifyError::Expired {
                 exp: claims.exp,
                 now,
-                leeway: config.leeway,
+                leeway: self.config.leeway,
             });
         }
+        Ok(())
+    }
+
+    /// RFC 7519 §4.1.5: not before `nbf` (minus the leeway), when present or required.
+    fn check_not_before(&self, claims: &Claims, now: i64) -> Result<(), VerifyError> {
+        let leeway = self.config.leeway as i64;
         match claims.nbf {
             Some(nbf) if now.saturating_add(leeway) < nbf => Err(VerifyError::NotYetValid {
                 nbf,
                 now,
-                leeway: config.leeway,
+                leeway: self.config.leeway,
             }),
-            None if config.require_nbf => Err(VerifyError::MissingClaim("nbf")),
+            None if self.config.require_nbf => Err(VerifyError::MissingClaim("nbf")),
             _ => Ok(()),
         }
     }
+
+    /// Every check of [`Verifier::verify_with`] on its own, so that a tool (the issuer's token
+    /// inspector) can show each one that fails, not only the first. A check whose input an
+    /// earlier one could not provide (no allowed algorithm, no key, unreadable claims) is
+    /// reported as not run. The token is valid for [`Verifier::verify_with`] exactly when every
+    /// check ran and passed.
+    ///
+    /// Only a token that is not a compact JWS with a JSON header naming `alg` is an error.
+    pub fn diagnose_with(
+        &self,
+        keys: &VerifyingKeys,
+        token: &str,
+        now: i64,
+    ) -> Result<Vec<Diagnosis>, VerifyError> {
+        let parts = Parts::split(token)?;
+        let header = parse_header(&parts.header)?;
+        let mut report = Vec::with_capacity(Check::ALL.len());
+        let mut record = |check: Check, outcome: Option<Result<(), VerifyError>>| {
+            report.push(Diagnosis { check, outcome });
+        };
+        record(Check::Type, Some(self.check_typ(&header)));
+        record(Check::Critical, Some(check_crit(&header)));
+        let alg = self.check_alg(&header);
+        let alg_ok = alg.as_ref().ok().copied();
+        record(Check::Algorithm, Some(alg.map(|_| ())));
+        let key = alg_ok.map(|alg| {
+            keys.lookup(header.kid.as_deref(), alg)
+                .and_then(|key| check_key_alg(key, alg).map(|()| key))
+        });
+        let key_ok = key.as_ref().and_then(|k| k.as_ref().ok()).copied();
+        record(Check::Key, key.map(|k| k.map(|_| ())));
+        record(
+            Check::Signature,
+            alg_ok
+                .zip(key_ok)
+                .map(|(alg, key)| check_signature(&parts, alg, key)),
+        );
+        let claims = match parse_payload(&parts) {
+            Ok(claims) => claims,
+            Err(e) => {
+                record(Check::Issuer, Some(Err(e)));
+                for check in [
+                    Check::Profile,
+                    Check::Audience,
+                    Check::Expiry,
+                    Check::NotBefore,
+                ] {
+                    record(check, None);
+                }
+                return Ok(report);
+            }
+        };
+        record(Check::Issuer, Some(self.check_iss(&claims)));
+        record(Check::Profile, Some(self.check_profile(&claims)));
+        record(Check::Audience, Some(self.check_audience(&claims)));
+        record(Check::Expiry, Some(self.check_expiry(&claims, now)));
+        record(Check::NotBefore, Some(self.check_not_before(&claims, now)));
+        Ok(report)
+    }
+}
+
+/// One check of the verifier ([`Verifier::diagnose_with`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Check {
+    /// The `typ` header (RFC 9068 §4).
+    Type,
+    /// No `crit` header (RFC 7515 §4.1.11).
+    Critical,
+    /// The algorithm allowlist.
+    Algorithm,
+    /// A published key for `kid`, of the header's algorithm.
+    Key,
+    /// The signature, with that key.
+    Signature,
+    /// `iss` (and a payload that parses, with `iss`, `sub`, `aud` and `exp`).
+    Issuer,
+    /// The RFC 9068 profile's required claims (`iat`, `jti`, `client_id`).
+    Profile,
+    /// `aud`.
+    Audience,
+    /// `exp`, with the leeway.
+    Expiry,
+    /// `nbf`, with the leeway.
+    NotBefore,
+}
+
+impl Check {
+    /// Every check, in the order [`Verifier::diagnose_with`] reports them.
+    pub const ALL: [Check; 10] = [
+        Check::Type,
+        Check::Critical,
+        Check::Algorithm,
+        Check::Key,
+        Check::Signature,
+        Check::Issuer,
+        Check::Profile,
+        Check::Audience,
+        Check::Expiry,
+        Check::NotBefore,
+    ];
+
+    /// A short name: the header member or claim checked (`typ`, `crit`, `alg`, `kid`,
+    /// `signature`, `iss`, `profile`, `aud`, `exp`, `nbf`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Check::Type => "typ",
+            Check::Critical => "crit",
+            Check::Algorithm => "alg",
+            Check::Key => "kid",
+            Check::Signature => "signature",
+            Check::Issuer => "iss",
+            Check::Profile => "profile",
+            Check::Audience => "aud",
+            Check::Expiry => "exp",
+            Check::NotBefore => "nbf",
+        }
+    }
+}
+
+/// The outcome of one check: `None` when it could not run because an earlier check failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Diagnosis {
+    /// Which check.
+    pub check: Check,
+    /// Passed, failed (why), or not run.
+    pub outcome: Option<Result<(), VerifyError>>,
+}
+
+fn parse_payload(parts: &Parts<'_>) -> Result<Claims, VerifyError> {
+    let payload = URL_SAFE_NO_PAD
+        .decode(parts.payload)
+        .map_err(|_| VerifyError::Malformed("payload is not base64url"))?;
+    claims::parse(&payload)
+}
+
+fn parse_header(header: &[u8]) -> Result<Header<'_>, VerifyError> {
+    serde_json::from_slice(header)
+        .map_err(|_| VerifyError::Malformed("header is not a JSON object with alg"))
+}
+
+/// RFC 7515 §4.1.11: extensions this verifier does not understand must make it refuse.
+fn check_crit(header: &Header<'_>) -> Result<(), VerifyError> {
+    if header.crit.is_some() {
+        return Err(VerifyError::CriticalHeader);
+    }
+    Ok(())
+}
+
+/// The key decides the algorithm, not the token (RFC 8725 §3.1): an RS256 header naming an EC
+/// key, or any header naming a key of another type, is refused before any crypto.
+fn check_key_alg(key: &VerifyingKey, alg: Alg) -> Result<(), VerifyError> {
+    if key.alg != alg {
+        return Err(VerifyError::KeyAlgorithmMismatch {
+            kid: key.kid.clone().unwrap_or_default(),
+            key: key.alg,
+            header: alg,
+        });
+    }
+    Ok(())
+}
+
+fn check_signature(parts: &Parts<'_>, alg: Alg, key: &VerifyingKey) -> Result<(), VerifyError> {
+    let valid = jsonwebtoken::crypto::verify(
+        parts.signature,
+        parts.message.as_bytes(),
+        &key.decoding,
+        alg.jwt(),
+    )
+    .map_err(|_| VerifyError::Malformed("signature is not base64url"))?;
+    if !valid {
+        return Err(VerifyError::BadSignature);
+    }
+    Ok(())
 }
 
 /// RFC 9068 §4: `at+jwt` or `application/at+jwt`, case-insensitively (RFC 7515 §4.1.9).
@@ -380,6 +570,63 @@ mod tests {
             assert_eq!(verified.sub, "u1");
             assert!(verified.has_scope("read"));
         }
+    }
+
+    /// The failing checks of a diagnosis, by name; `-name` for one that did not run.
+    fn failing(report: &[Diagnosis]) -> Vec<String> {
+        report
+            .iter()
+            .filter_map(|d| match &d.outcome {
+                Some(Ok(())) => None,
+                Some(Err(_)) => Some(d.check.name().to_string()),
+                None => Some(format!("-{}", d.check.name())),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_diagnosis_runs_every_check_and_agrees_with_verify() {
+        let f = fixture();
+        let good = f.sign(Alg::Es256, &claims(), Some("at+jwt"));
+        let report = f.verifier.diagnose_with(&f.keys, &good, NOW).unwrap();
+        assert_eq!(report.len(), Check::ALL.len());
+        assert_eq!(failing(&report), Vec::<String>::new());
+
+        // Expired and for another audience: both reported, not only the first.
+        let mut bad = claims();
+        bad["aud"] = json!("other");
+        let token = f.sign(Alg::Es256, &bad, Some("at+jwt"));
+        let report = f
+            .verifier
+            .diagnose_with(&f.keys, &token, NOW + 3600)
+            .unwrap();
+        assert_eq!(failing(&report), ["aud", "exp"]);
+        assert!(f.verify(&token, NOW + 3600).is_err());
+
+        // A tampered payload: the signature fails, the claims are still checked.
+        let (head, rest) = good.split_once('.').unwrap();
+        let (_, sig) = rest.split_once('.').unwrap();
+        let mut other = claims();
+        other["sub"] = json!("mallory");
+        let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&other).unwrap());
+        let tampered = format!("{head}.{payload}.{sig}");
+        let report = f.verifier.diagnose_with(&f.keys, &tampered, NOW).unwrap();
+        assert_eq!(failing(&report), ["signature"]);
+        assert_eq!(
+            f.verify(&tampered, NOW).unwrap_err(),
+            VerifyError::BadSignature
+        );
+
+        // An unknown kid: no key, so the signature is not checked.
+        let empty = VerifyingKeys::parse(br#"{"keys":[]}"#).unwrap();
+        let report = f.verifier.diagnose_with(&empty, &good, NOW).unwrap();
+        assert_eq!(failing(&report), ["kid", "-signature"]);
+
+        // Not a JWS at all: an error, as for verify.
+        assert!(matches!(
+            f.verifier.diagnose_with(&f.keys, "abc", NOW),
+            Err(VerifyError::Malformed(_))
+        ));
     }
 
     #[test]
