@@ -7,8 +7,8 @@
 use serde::Serialize;
 use stamp_verify::{Check, VerifyError};
 
-use crate::tokens::AccessClaims;
 use crate::tokens::dangerous::{self, DecodeError};
+use crate::tokens::{AccessClaims, claimed_audience};
 
 use super::{Authenticator, OnlineError};
 
@@ -55,13 +55,22 @@ impl Authenticator {
         let token = token.trim();
         let decoded = dangerous::decode_unverified(token)?;
         let keys = self.keys.current();
+        // A token for a registered API (RFC 8707) is checked for that API's audience, as
+        // introspection does; any other `aud` against the configured one.
+        let audience = match claimed_audience(token) {
+            Some(claimed) if self.store.api_by_identifier(&claimed).await?.is_some() => claimed,
+            _ => self.tokens.audience().to_string(),
+        };
         let mut checks: Vec<CheckResult> = self
             .tokens
-            .diagnose(&keys, token, now)?
+            .diagnose(&keys, token, &audience, now)?
             .into_iter()
             .map(|d| {
                 let (ok, detail) = match d.outcome {
-                    Some(Ok(())) => (Some(true), passed(d.check, &decoded.header, &keys)),
+                    Some(Ok(())) => (
+                        Some(true),
+                        passed(d.check, &decoded.header, &keys, &audience),
+                    ),
                     Some(Err(e)) => (Some(false), e.to_string()),
                     None => (None, "not checked: an earlier check failed".to_string()),
                 };
@@ -110,7 +119,12 @@ impl Authenticator {
 }
 
 /// What a passed check established, in words.
-fn passed(check: Check, header: &serde_json::Value, keys: &crate::keys::KeySet) -> String {
+fn passed(
+    check: Check,
+    header: &serde_json::Value,
+    keys: &crate::keys::KeySet,
+    audience: &str,
+) -> String {
     match check {
         Check::Type => "typ is at+jwt (an access token)".into(),
         Check::Critical => "no critical header extensions".into(),
@@ -122,7 +136,7 @@ fn passed(check: Check, header: &serde_json::Value, keys: &crate::keys::KeySet) 
         Check::Signature => "the signature verifies with the published key".into(),
         Check::Issuer => "this issuer".into(),
         Check::Profile => "iat, jti and client_id are present (RFC 9068)".into(),
-        Check::Audience => "the configured audience".into(),
+        Check::Audience => format!("aud is {audience}"),
         Check::Expiry => "not expired".into(),
         Check::NotBefore => "valid now (nbf)".into(),
         _ => "passed".into(),

@@ -3,6 +3,8 @@
 pub mod dangerous;
 pub mod refresh;
 
+use std::borrow::Cow;
+
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rand::Rng;
@@ -208,12 +210,17 @@ impl TokenIssuer {
         audience: &str,
         now: i64,
     ) -> Result<AccessClaims, VerifyError> {
+        own_claims(&self.verifier_for(audience), keys, token, now)
+    }
+
+    /// The verifier with this issuer's rules for tokens whose `aud` is `audience`.
+    fn verifier_for(&self, audience: &str) -> Cow<'_, Verifier<()>> {
         if audience == self.audience {
-            return self.verify(keys, token, now);
+            return Cow::Borrowed(&self.verifier);
         }
         let mut config = self.verifier.config().clone();
         config.audiences = vec![audience.to_string()];
-        own_claims(&Verifier::new(config, ()), keys, token, now)
+        Cow::Owned(Verifier::new(config, ()))
     }
 }
 
@@ -245,13 +252,15 @@ impl TokenIssuer {
     /// Each rule of [`TokenIssuer::verify`] on its own (the verifier's
     /// [`Verifier::diagnose_with`]), for the admin token inspector. An error only for a token
     /// that is not a compact JWS with a JSON header naming `alg`.
+    /// The `aud` checked is `audience` (the default or a registered API's identifier).
     pub fn diagnose(
         &self,
         keys: &KeySet,
         token: &str,
+        audience: &str,
         now: i64,
     ) -> Result<Vec<stamp_verify::Diagnosis>, VerifyError> {
-        self.verifier
+        self.verifier_for(audience)
             .diagnose_with(keys.verifying_keys(), token, now)
     }
 }

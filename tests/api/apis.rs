@@ -625,3 +625,45 @@ async fn the_cli_manages_the_same_registry_as_the_running_issuer() {
             .any(|(action, actor, _)| action == "apis.add" && actor == "cli")
     );
 }
+
+#[rocket::async_test]
+async fn the_token_inspector_checks_an_api_token_for_its_api_audience() {
+    let app = TestApp::spawn().await;
+    let admin = two_apis(&app).await;
+    app.add_user("carol", PASSWORD, &[]).await;
+    let (status, body) = user_token(&app, "carol", &resource(ORDERS)).await;
+    assert_eq!(status, Status::Ok, "{body}");
+    let orders_token = access(&body);
+
+    let inspect = |token: String| {
+        let body = json!({ "token": token }).to_string();
+        let (app, admin) = (&app, &admin);
+        async move {
+            app.admin_json(Method::Post, "/admin/tokens/inspect", admin, Some(&body))
+                .await
+        }
+    };
+    let aud_check = |inspection: &Value| {
+        inspection["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "aud")
+            .cloned()
+            .unwrap()
+    };
+    // A registered API's token is checked against that API, as introspection does.
+    let (status, inspection) = inspect(orders_token.clone()).await;
+    assert_eq!(status, Status::Ok, "{inspection}");
+    assert_eq!(inspection["valid"], true, "{inspection}");
+    assert_eq!(aud_check(&inspection)["detail"], format!("aud is {ORDERS}"));
+
+    // Once the API is deleted, its tokens fail the audience check.
+    let (status, _) = app
+        .admin_json(Method::Delete, "/admin/apis/orders", &admin, None)
+        .await;
+    assert_eq!(status, Status::NoContent);
+    let (_, inspection) = inspect(orders_token).await;
+    assert_eq!(inspection["valid"], false, "{inspection}");
+    assert_eq!(aud_check(&inspection)["ok"], false, "{inspection}");
+}
