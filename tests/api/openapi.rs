@@ -266,7 +266,7 @@ impl Probe {
 
 /// The fragments whose every operation must have a probe below. A fragment added later joins
 /// this list together with probes for its operations.
-const PROBED_FRAGMENTS: [&str; 10] = [
+const PROBED_FRAGMENTS: [&str; 12] = [
     "base.json",
     "well_known.json",
     "oauth.json",
@@ -277,6 +277,8 @@ const PROBED_FRAGMENTS: [&str; 10] = [
     "admin_users.json",
     "admin_clients.json",
     "oidc.json",
+    "apis.json",
+    "console.json",
 ];
 
 /// Real answers, successes and refusals, held against the document: each status is documented
@@ -301,6 +303,16 @@ async fn documented_answers_are_the_real_answers() {
     let login = json!({ "username": "alice", "password": PASSWORD }).to_string();
     let client_auth = format!("client_id=gateway&client_secret={}", urlencode(&gateway));
     let alice_path = |rest: &str| format!("/admin/users/{}{rest}", alice.id);
+    let orders = "resource=https%3A%2F%2Forders.example.com";
+    let console_authorize = format!(
+        "/authorize?response_type=code&client_id=stamp-console&redirect_uri={}\
+         &code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGjSstw-cM&code_challenge_method=S256\
+         &resource=https%3A%2F%2Funknown.example.com",
+        urlencode(&format!(
+            "{}/console/",
+            app.app().config.issuer.trim_end_matches('/')
+        ))
+    );
 
     let probes = vec![
         // Discovery and this document.
@@ -323,6 +335,10 @@ async fn documented_answers_are_the_real_answers() {
         probe(Post, "/oauth/introspect", 400).form(&client_auth),
         probe(Post, "/oauth/revoke", 200).form(&format!("token=junk&{client_auth}")),
         probe(Post, "/oauth/revoke", 401).form("token=junk&client_id=gateway&client_secret=no"),
+        // RFC 8707 resource indicators: an unknown API is `invalid_target`.
+        probe(Post, "/oauth/token", 400).form(&format!(
+            "{password_grant}&resource=https%3A%2F%2Funknown.example.com"
+        )),
         // First-party login, sign-up, logout.
         probe(Post, "/login", 200).json(&login),
         probe(Post, "/login", 400).json("{"),
@@ -365,6 +381,34 @@ async fn documented_answers_are_the_real_answers() {
         probe(Get, "/end-session", 200),
         probe(Post, "/end-session", 200).form("state=x"),
         probe(Get, "/assets/stamp.css", 200),
+        probe(Get, "/authorize", 303).uri(console_authorize),
+        // The admin console and its token inspector.
+        probe(Get, "/console", 308),
+        probe(Get, "/console/", 200),
+        probe(Get, "/console/", 304).header("If-None-Match", "*"),
+        probe(Get, "/console/app.js", 200),
+        probe(Get, "/console/app.js", 304).header("If-None-Match", "*"),
+        probe(Get, "/console/app.css", 200),
+        probe(Get, "/console/app.css", 304).header("If-None-Match", "*"),
+        probe(Post, "/admin/tokens/inspect", 200)
+            .bearer(&admin)
+            .json(&json!({ "token": user }).to_string()),
+        probe(Post, "/admin/tokens/inspect", 400)
+            .bearer(&admin)
+            .json(r#"{"token":"not-a-jwt"}"#),
+        probe(Post, "/admin/tokens/inspect", 400)
+            .bearer(&admin)
+            .json("{"),
+        probe(Post, "/admin/tokens/inspect", 422)
+            .bearer(&admin)
+            .json(r#"{"jwt":"x"}"#),
+        probe(Post, "/admin/tokens/inspect", 415)
+            .bearer(&admin)
+            .text("x"),
+        probe(Post, "/admin/tokens/inspect", 401).json(r#"{"token":"x"}"#),
+        probe(Post, "/admin/tokens/inspect", 403)
+            .bearer(&user)
+            .json(r#"{"token":"x"}"#),
         // Keys and audit.
         probe(Get, "/admin/keys", 200).bearer(&admin),
         probe(Get, "/admin/keys", 401),
@@ -480,6 +524,71 @@ async fn documented_answers_are_the_real_answers() {
         probe(Delete, "/admin/clients/{id}", 404)
             .uri("/admin/clients/svc")
             .bearer(&admin),
+        // APIs (resource servers).
+        probe(Post, "/admin/apis", 201).bearer(&admin).json(
+            r#"{"id":"orders","identifier":"https://orders.example.com","scopes":["orders:read"]}"#,
+        ),
+        probe(Post, "/admin/apis", 409)
+            .bearer(&admin)
+            .json(r#"{"id":"orders","identifier":"https://other.example.com"}"#),
+        probe(Post, "/admin/apis", 409)
+            .bearer(&admin)
+            .json(r#"{"id":"other","identifier":"https://orders.example.com"}"#),
+        probe(Post, "/admin/apis", 400)
+            .bearer(&admin)
+            .json(r#"{"id":"bad","identifier":"not a uri"}"#),
+        probe(Post, "/admin/apis", 400).bearer(&admin).json("{"),
+        probe(Post, "/admin/apis", 422)
+            .bearer(&admin)
+            .json(r#"{"id":"x","identifier":"https://x.example","audience":"x"}"#),
+        probe(Post, "/admin/apis", 415).bearer(&admin).text("x"),
+        probe(Post, "/admin/apis", 401).json("{}"),
+        probe(Get, "/admin/apis", 200).bearer(&admin),
+        probe(Get, "/admin/apis", 401),
+        probe(Get, "/admin/apis", 403).bearer(&user),
+        probe(Get, "/admin/apis/{id}", 200)
+            .uri("/admin/apis/orders")
+            .bearer(&admin),
+        probe(Get, "/admin/apis/{id}", 404)
+            .uri("/admin/apis/nobody")
+            .bearer(&admin),
+        probe(Patch, "/admin/apis/{id}", 200)
+            .uri("/admin/apis/orders")
+            .bearer(&admin)
+            .json(r#"{"name":"Orders","scopes":["orders:read","orders:write"]}"#),
+        probe(Patch, "/admin/apis/{id}", 400)
+            .uri("/admin/apis/orders")
+            .bearer(&admin)
+            .json("{}"),
+        probe(Patch, "/admin/apis/{id}", 400)
+            .uri("/admin/apis/orders")
+            .bearer(&admin)
+            .json(r#"{"scopes":["Not A Scope"]}"#),
+        probe(Patch, "/admin/apis/{id}", 422)
+            .uri("/admin/apis/orders")
+            .bearer(&admin)
+            .json(r#"{"identifier":"https://x.example"}"#),
+        probe(Patch, "/admin/apis/{id}", 415)
+            .uri("/admin/apis/orders")
+            .bearer(&admin)
+            .text("x"),
+        probe(Patch, "/admin/apis/{id}", 404)
+            .uri("/admin/apis/nobody")
+            .bearer(&admin)
+            .json(r#"{"name":"x"}"#),
+        probe(Patch, "/admin/apis/{id}", 403)
+            .uri("/admin/apis/orders")
+            .bearer(&user)
+            .json(r#"{"name":"x"}"#),
+        // A token for the registered API, then the API is gone.
+        probe(Post, "/oauth/token", 200).form(&format!("{password_grant}&{orders}")),
+        probe(Delete, "/admin/apis/{id}", 204)
+            .uri("/admin/apis/orders")
+            .bearer(&admin),
+        probe(Delete, "/admin/apis/{id}", 404)
+            .uri("/admin/apis/orders")
+            .bearer(&admin),
+        probe(Post, "/oauth/token", 400).form(&format!("{password_grant}&{orders}")),
         // Last: these end alice's sessions and change the key set; revoking the key that
         // signed the admin token ends the admin's session too.
         probe(Post, "/admin/users/{id}/password", 204)
