@@ -433,6 +433,71 @@ async fn documented_answers_are_the_real_answers() {
         probe(Get, "/admin/audit", 400)
             .uri("/admin/audit?limit=0")
             .bearer(&admin),
+        // APIs (resource servers).
+        probe(Post, "/admin/apis", 201).bearer(&admin).json(
+            r#"{"id":"orders","identifier":"https://orders.example.com","scopes":["orders:read"]}"#,
+        ),
+        probe(Post, "/admin/apis", 409)
+            .bearer(&admin)
+            .json(r#"{"id":"orders","identifier":"https://other.example.com"}"#),
+        probe(Post, "/admin/apis", 409)
+            .bearer(&admin)
+            .json(r#"{"id":"other","identifier":"https://orders.example.com"}"#),
+        probe(Post, "/admin/apis", 400)
+            .bearer(&admin)
+            .json(r#"{"id":"bad","identifier":"not a uri"}"#),
+        probe(Post, "/admin/apis", 400).bearer(&admin).json("{"),
+        probe(Post, "/admin/apis", 422)
+            .bearer(&admin)
+            .json(r#"{"id":"x","identifier":"https://x.example","audience":"x"}"#),
+        probe(Post, "/admin/apis", 415).bearer(&admin).text("x"),
+        probe(Post, "/admin/apis", 401).json("{}"),
+        probe(Get, "/admin/apis", 200).bearer(&admin),
+        probe(Get, "/admin/apis", 401),
+        probe(Get, "/admin/apis", 403).bearer(&user),
+        probe(Get, "/admin/apis/{id}", 200)
+            .uri("/admin/apis/orders")
+            .bearer(&admin),
+        probe(Get, "/admin/apis/{id}", 404)
+            .uri("/admin/apis/nobody")
+            .bearer(&admin),
+        probe(Patch, "/admin/apis/{id}", 200)
+            .uri("/admin/apis/orders")
+            .bearer(&admin)
+            .json(r#"{"name":"Orders","scopes":["orders:read","orders:write"]}"#),
+        probe(Patch, "/admin/apis/{id}", 400)
+            .uri("/admin/apis/orders")
+            .bearer(&admin)
+            .json("{}"),
+        probe(Patch, "/admin/apis/{id}", 400)
+            .uri("/admin/apis/orders")
+            .bearer(&admin)
+            .json(r#"{"scopes":["Not A Scope"]}"#),
+        probe(Patch, "/admin/apis/{id}", 422)
+            .uri("/admin/apis/orders")
+            .bearer(&admin)
+            .json(r#"{"identifier":"https://x.example"}"#),
+        probe(Patch, "/admin/apis/{id}", 415)
+            .uri("/admin/apis/orders")
+            .bearer(&admin)
+            .text("x"),
+        probe(Patch, "/admin/apis/{id}", 404)
+            .uri("/admin/apis/nobody")
+            .bearer(&admin)
+            .json(r#"{"name":"x"}"#),
+        probe(Patch, "/admin/apis/{id}", 403)
+            .uri("/admin/apis/orders")
+            .bearer(&user)
+            .json(r#"{"name":"x"}"#),
+        // A token for the registered API, then the API is gone.
+        probe(Post, "/oauth/token", 200).form(&format!("{password_grant}&{orders}")),
+        probe(Delete, "/admin/apis/{id}", 204)
+            .uri("/admin/apis/orders")
+            .bearer(&admin),
+        probe(Delete, "/admin/apis/{id}", 404)
+            .uri("/admin/apis/orders")
+            .bearer(&admin),
+        probe(Post, "/oauth/token", 400).form(&format!("{password_grant}&{orders}")),
         // Users.
         probe(Get, "/admin/users", 200).bearer(&admin),
         probe(Get, "/admin/users", 400)
@@ -524,71 +589,6 @@ async fn documented_answers_are_the_real_answers() {
         probe(Delete, "/admin/clients/{id}", 404)
             .uri("/admin/clients/svc")
             .bearer(&admin),
-        // APIs (resource servers).
-        probe(Post, "/admin/apis", 201).bearer(&admin).json(
-            r#"{"id":"orders","identifier":"https://orders.example.com","scopes":["orders:read"]}"#,
-        ),
-        probe(Post, "/admin/apis", 409)
-            .bearer(&admin)
-            .json(r#"{"id":"orders","identifier":"https://other.example.com"}"#),
-        probe(Post, "/admin/apis", 409)
-            .bearer(&admin)
-            .json(r#"{"id":"other","identifier":"https://orders.example.com"}"#),
-        probe(Post, "/admin/apis", 400)
-            .bearer(&admin)
-            .json(r#"{"id":"bad","identifier":"not a uri"}"#),
-        probe(Post, "/admin/apis", 400).bearer(&admin).json("{"),
-        probe(Post, "/admin/apis", 422)
-            .bearer(&admin)
-            .json(r#"{"id":"x","identifier":"https://x.example","audience":"x"}"#),
-        probe(Post, "/admin/apis", 415).bearer(&admin).text("x"),
-        probe(Post, "/admin/apis", 401).json("{}"),
-        probe(Get, "/admin/apis", 200).bearer(&admin),
-        probe(Get, "/admin/apis", 401),
-        probe(Get, "/admin/apis", 403).bearer(&user),
-        probe(Get, "/admin/apis/{id}", 200)
-            .uri("/admin/apis/orders")
-            .bearer(&admin),
-        probe(Get, "/admin/apis/{id}", 404)
-            .uri("/admin/apis/nobody")
-            .bearer(&admin),
-        probe(Patch, "/admin/apis/{id}", 200)
-            .uri("/admin/apis/orders")
-            .bearer(&admin)
-            .json(r#"{"name":"Orders","scopes":["orders:read","orders:write"]}"#),
-        probe(Patch, "/admin/apis/{id}", 400)
-            .uri("/admin/apis/orders")
-            .bearer(&admin)
-            .json("{}"),
-        probe(Patch, "/admin/apis/{id}", 400)
-            .uri("/admin/apis/orders")
-            .bearer(&admin)
-            .json(r#"{"scopes":["Not A Scope"]}"#),
-        probe(Patch, "/admin/apis/{id}", 422)
-            .uri("/admin/apis/orders")
-            .bearer(&admin)
-            .json(r#"{"identifier":"https://x.example"}"#),
-        probe(Patch, "/admin/apis/{id}", 415)
-            .uri("/admin/apis/orders")
-            .bearer(&admin)
-            .text("x"),
-        probe(Patch, "/admin/apis/{id}", 404)
-            .uri("/admin/apis/nobody")
-            .bearer(&admin)
-            .json(r#"{"name":"x"}"#),
-        probe(Patch, "/admin/apis/{id}", 403)
-            .uri("/admin/apis/orders")
-            .bearer(&user)
-            .json(r#"{"name":"x"}"#),
-        // A token for the registered API, then the API is gone.
-        probe(Post, "/oauth/token", 200).form(&format!("{password_grant}&{orders}")),
-        probe(Delete, "/admin/apis/{id}", 204)
-            .uri("/admin/apis/orders")
-            .bearer(&admin),
-        probe(Delete, "/admin/apis/{id}", 404)
-            .uri("/admin/apis/orders")
-            .bearer(&admin),
-        probe(Post, "/oauth/token", 400).form(&format!("{password_grant}&{orders}")),
         // Last: these end alice's sessions and change the key set; revoking the key that
         // signed the admin token ends the admin's session too.
         probe(Post, "/admin/users/{id}/password", 204)
