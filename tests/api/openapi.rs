@@ -645,6 +645,15 @@ async fn documented_answers_are_the_real_answers() {
         }));
     }
 
+    // The RFC 8707 probes were refused for their `resource`, not for something else.
+    let answered = |path: &str, status: u16, needle: &str| {
+        observations
+            .iter()
+            .any(|o| o["path"] == path && o["status"] == status && o.to_string().contains(needle))
+    };
+    assert!(answered("/oauth/token", 400, "invalid_target"));
+    assert!(answered("/authorize", 303, "error=invalid_target"));
+
     // Every operation of the probed fragments was called at least once.
     let probed: Vec<_> = FRAGMENTS
         .iter()
