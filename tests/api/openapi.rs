@@ -304,6 +304,12 @@ async fn documented_answers_are_the_real_answers() {
     let client_auth = format!("client_id=gateway&client_secret={}", urlencode(&gateway));
     let alice_path = |rest: &str| format!("/admin/users/{}{rest}", alice.id);
     let orders = "resource=https%3A%2F%2Forders.example.com";
+    let inspect = |token: &str, status| probe(Post, "/admin/tokens/inspect", status).bearer(token);
+    let orders_api = |method, status| {
+        probe(method, "/admin/apis/{id}", status)
+            .uri("/admin/apis/orders")
+            .bearer(&admin)
+    };
     let console_authorize = format!(
         "/authorize?response_type=code&client_id=stamp-console&redirect_uri={}\
          &code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGjSstw-cM&code_challenge_method=S256\
@@ -390,25 +396,13 @@ async fn documented_answers_are_the_real_answers() {
         probe(Get, "/console/app.js", 304).header("If-None-Match", "*"),
         probe(Get, "/console/app.css", 200),
         probe(Get, "/console/app.css", 304).header("If-None-Match", "*"),
-        probe(Post, "/admin/tokens/inspect", 200)
-            .bearer(&admin)
-            .json(&json!({ "token": user }).to_string()),
-        probe(Post, "/admin/tokens/inspect", 400)
-            .bearer(&admin)
-            .json(r#"{"token":"not-a-jwt"}"#),
-        probe(Post, "/admin/tokens/inspect", 400)
-            .bearer(&admin)
-            .json("{"),
-        probe(Post, "/admin/tokens/inspect", 422)
-            .bearer(&admin)
-            .json(r#"{"jwt":"x"}"#),
-        probe(Post, "/admin/tokens/inspect", 415)
-            .bearer(&admin)
-            .text("x"),
+        inspect(&admin, 200).json(&json!({ "token": user }).to_string()),
+        inspect(&admin, 400).json(r#"{"token":"not-a-jwt"}"#),
+        inspect(&admin, 400).json("{"),
+        inspect(&admin, 422).json(r#"{"jwt":"x"}"#),
+        inspect(&admin, 415).text("x"),
         probe(Post, "/admin/tokens/inspect", 401).json(r#"{"token":"x"}"#),
-        probe(Post, "/admin/tokens/inspect", 403)
-            .bearer(&user)
-            .json(r#"{"token":"x"}"#),
+        inspect(&user, 403).json(r#"{"token":"x"}"#),
         // Keys and audit.
         probe(Get, "/admin/keys", 200).bearer(&admin),
         probe(Get, "/admin/keys", 401),
@@ -455,32 +449,15 @@ async fn documented_answers_are_the_real_answers() {
         probe(Get, "/admin/apis", 200).bearer(&admin),
         probe(Get, "/admin/apis", 401),
         probe(Get, "/admin/apis", 403).bearer(&user),
-        probe(Get, "/admin/apis/{id}", 200)
-            .uri("/admin/apis/orders")
-            .bearer(&admin),
+        orders_api(Get, 200),
         probe(Get, "/admin/apis/{id}", 404)
             .uri("/admin/apis/nobody")
             .bearer(&admin),
-        probe(Patch, "/admin/apis/{id}", 200)
-            .uri("/admin/apis/orders")
-            .bearer(&admin)
-            .json(r#"{"name":"Orders","scopes":["orders:read","orders:write"]}"#),
-        probe(Patch, "/admin/apis/{id}", 400)
-            .uri("/admin/apis/orders")
-            .bearer(&admin)
-            .json("{}"),
-        probe(Patch, "/admin/apis/{id}", 400)
-            .uri("/admin/apis/orders")
-            .bearer(&admin)
-            .json(r#"{"scopes":["Not A Scope"]}"#),
-        probe(Patch, "/admin/apis/{id}", 422)
-            .uri("/admin/apis/orders")
-            .bearer(&admin)
-            .json(r#"{"identifier":"https://x.example"}"#),
-        probe(Patch, "/admin/apis/{id}", 415)
-            .uri("/admin/apis/orders")
-            .bearer(&admin)
-            .text("x"),
+        orders_api(Patch, 200).json(r#"{"name":"Orders","scopes":["orders:read","orders:write"]}"#),
+        orders_api(Patch, 400).json("{}"),
+        orders_api(Patch, 400).json(r#"{"scopes":["Not A Scope"]}"#),
+        orders_api(Patch, 422).json(r#"{"identifier":"https://x.example"}"#),
+        orders_api(Patch, 415).text("x"),
         probe(Patch, "/admin/apis/{id}", 404)
             .uri("/admin/apis/nobody")
             .bearer(&admin)
@@ -491,12 +468,8 @@ async fn documented_answers_are_the_real_answers() {
             .json(r#"{"name":"x"}"#),
         // A token for the registered API, then the API is gone.
         probe(Post, "/oauth/token", 200).form(&format!("{password_grant}&{orders}")),
-        probe(Delete, "/admin/apis/{id}", 204)
-            .uri("/admin/apis/orders")
-            .bearer(&admin),
-        probe(Delete, "/admin/apis/{id}", 404)
-            .uri("/admin/apis/orders")
-            .bearer(&admin),
+        orders_api(Delete, 204),
+        orders_api(Delete, 404),
         probe(Post, "/oauth/token", 400).form(&format!("{password_grant}&{orders}")),
         // Users.
         probe(Get, "/admin/users", 200).bearer(&admin),
