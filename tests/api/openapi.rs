@@ -266,7 +266,7 @@ impl Probe {
 
 /// The fragments whose every operation must have a probe below. A fragment added later joins
 /// this list together with probes for its operations.
-const PROBED_FRAGMENTS: [&str; 10] = [
+const PROBED_FRAGMENTS: [&str; 12] = [
     "base.json",
     "well_known.json",
     "oauth.json",
@@ -277,6 +277,8 @@ const PROBED_FRAGMENTS: [&str; 10] = [
     "admin_users.json",
     "admin_clients.json",
     "oidc.json",
+    "apis.json",
+    "console.json",
 ];
 
 /// Real answers, successes and refusals, held against the document: each status is documented
@@ -301,6 +303,22 @@ async fn documented_answers_are_the_real_answers() {
     let login = json!({ "username": "alice", "password": PASSWORD }).to_string();
     let client_auth = format!("client_id=gateway&client_secret={}", urlencode(&gateway));
     let alice_path = |rest: &str| format!("/admin/users/{}{rest}", alice.id);
+    let orders = "resource=https%3A%2F%2Forders.example.com";
+    let inspect = |token: &str, status| probe(Post, "/admin/tokens/inspect", status).bearer(token);
+    let orders_api = |method, status| {
+        probe(method, "/admin/apis/{id}", status)
+            .uri("/admin/apis/orders")
+            .bearer(&admin)
+    };
+    let console_authorize = format!(
+        "/authorize?response_type=code&client_id=stamp-console&redirect_uri={}\
+         &code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGjSstw-cM&code_challenge_method=S256\
+         &resource=https%3A%2F%2Funknown.example.com",
+        urlencode(&format!(
+            "{}/console/",
+            app.app().config.issuer.trim_end_matches('/')
+        ))
+    );
 
     let probes = vec![
         // Discovery and this document.
@@ -323,6 +341,10 @@ async fn documented_answers_are_the_real_answers() {
         probe(Post, "/oauth/introspect", 400).form(&client_auth),
         probe(Post, "/oauth/revoke", 200).form(&format!("token=junk&{client_auth}")),
         probe(Post, "/oauth/revoke", 401).form("token=junk&client_id=gateway&client_secret=no"),
+        // RFC 8707 resource indicators: an unknown API is `invalid_target`.
+        probe(Post, "/oauth/token", 400).form(&format!(
+            "{password_grant}&resource=https%3A%2F%2Funknown.example.com"
+        )),
         // First-party login, sign-up, logout.
         probe(Post, "/login", 200).json(&login),
         probe(Post, "/login", 400).json("{"),
@@ -365,6 +387,22 @@ async fn documented_answers_are_the_real_answers() {
         probe(Get, "/end-session", 200),
         probe(Post, "/end-session", 200).form("state=x"),
         probe(Get, "/assets/stamp.css", 200),
+        probe(Get, "/authorize", 303).uri(console_authorize),
+        // The admin console and its token inspector.
+        probe(Get, "/console", 308),
+        probe(Get, "/console/", 200),
+        probe(Get, "/console/", 304).header("If-None-Match", "*"),
+        probe(Get, "/console/app.js", 200),
+        probe(Get, "/console/app.js", 304).header("If-None-Match", "*"),
+        probe(Get, "/console/app.css", 200),
+        probe(Get, "/console/app.css", 304).header("If-None-Match", "*"),
+        inspect(&admin, 200).json(&json!({ "token": user }).to_string()),
+        inspect(&admin, 400).json(r#"{"token":"not-a-jwt"}"#),
+        inspect(&admin, 400).json("{"),
+        inspect(&admin, 422).json(r#"{"jwt":"x"}"#),
+        inspect(&admin, 415).text("x"),
+        probe(Post, "/admin/tokens/inspect", 401).json(r#"{"token":"x"}"#),
+        inspect(&user, 403).json(r#"{"token":"x"}"#),
         // Keys and audit.
         probe(Get, "/admin/keys", 200).bearer(&admin),
         probe(Get, "/admin/keys", 401),
@@ -389,6 +427,50 @@ async fn documented_answers_are_the_real_answers() {
         probe(Get, "/admin/audit", 400)
             .uri("/admin/audit?limit=0")
             .bearer(&admin),
+        // APIs (resource servers).
+        probe(Post, "/admin/apis", 201).bearer(&admin).json(
+            r#"{"id":"orders","identifier":"https://orders.example.com","scopes":["orders:read"]}"#,
+        ),
+        probe(Post, "/admin/apis", 409)
+            .bearer(&admin)
+            .json(r#"{"id":"orders","identifier":"https://other.example.com"}"#),
+        probe(Post, "/admin/apis", 409)
+            .bearer(&admin)
+            .json(r#"{"id":"other","identifier":"https://orders.example.com"}"#),
+        probe(Post, "/admin/apis", 400)
+            .bearer(&admin)
+            .json(r#"{"id":"bad","identifier":"not a uri"}"#),
+        probe(Post, "/admin/apis", 400).bearer(&admin).json("{"),
+        probe(Post, "/admin/apis", 422)
+            .bearer(&admin)
+            .json(r#"{"id":"x","identifier":"https://x.example","audience":"x"}"#),
+        probe(Post, "/admin/apis", 415).bearer(&admin).text("x"),
+        probe(Post, "/admin/apis", 401).json("{}"),
+        probe(Get, "/admin/apis", 200).bearer(&admin),
+        probe(Get, "/admin/apis", 401),
+        probe(Get, "/admin/apis", 403).bearer(&user),
+        orders_api(Get, 200),
+        probe(Get, "/admin/apis/{id}", 404)
+            .uri("/admin/apis/nobody")
+            .bearer(&admin),
+        orders_api(Patch, 200).json(r#"{"name":"Orders","scopes":["orders:read","orders:write"]}"#),
+        orders_api(Patch, 400).json("{}"),
+        orders_api(Patch, 400).json(r#"{"scopes":["Not A Scope"]}"#),
+        orders_api(Patch, 422).json(r#"{"identifier":"https://x.example"}"#),
+        orders_api(Patch, 415).text("x"),
+        probe(Patch, "/admin/apis/{id}", 404)
+            .uri("/admin/apis/nobody")
+            .bearer(&admin)
+            .json(r#"{"name":"x"}"#),
+        probe(Patch, "/admin/apis/{id}", 403)
+            .uri("/admin/apis/orders")
+            .bearer(&user)
+            .json(r#"{"name":"x"}"#),
+        // A token for the registered API, then the API is gone.
+        probe(Post, "/oauth/token", 200).form(&format!("{password_grant}&{orders}")),
+        orders_api(Delete, 204),
+        orders_api(Delete, 404),
+        probe(Post, "/oauth/token", 400).form(&format!("{password_grant}&{orders}")),
         // Users.
         probe(Get, "/admin/users", 200).bearer(&admin),
         probe(Get, "/admin/users", 400)
@@ -535,6 +617,15 @@ async fn documented_answers_are_the_real_answers() {
             "body": body,
         }));
     }
+
+    // The RFC 8707 probes were refused for their `resource`, not for something else.
+    let answered = |path: &str, status: u16, needle: &str| {
+        observations
+            .iter()
+            .any(|o| o["path"] == path && o["status"] == status && o.to_string().contains(needle))
+    };
+    assert!(answered("/oauth/token", 400, "invalid_target"));
+    assert!(answered("/authorize", 303, "error=invalid_target"));
 
     // Every operation of the probed fragments was called at least once.
     let probed: Vec<_> = FRAGMENTS
