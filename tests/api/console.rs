@@ -397,7 +397,13 @@ fn the_console_signs_in_rotates_with_force_and_inspects_tokens_in_chromium() {
     issuer.wait_ready();
     let token = issuer.login("alice");
     let tampered = flip_signature_char(&token);
-    let screenshot = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/console.png");
+    // The README's picture is refreshed on request only: a test run leaves the tree as it was.
+    let screenshot = if std::env::var_os("STAMP_UPDATE_SCREENSHOT").is_some() {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/console.png")
+    } else {
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join("console.png")
+    };
+    let _ = std::fs::remove_file(&screenshot);
 
     // Act: the browser walks through the console (tests/interop/console_browser.mjs).
     let out = tools.node_output(
