@@ -70,7 +70,8 @@ def main():
     out = os.path.abspath(args.out)
     os.makedirs(out, exist_ok=True)
     target = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
-    binary = args.bin or build(target)
+    # Absolute: the server and the CLI run with the throwaway state folder as their cwd.
+    binary = os.path.abspath(args.bin or build(target))
     work = os.path.join(target, "soak")
     os.makedirs(work, exist_ok=True)
     run_dir = tempfile.mkdtemp(prefix="run.", dir=work)
